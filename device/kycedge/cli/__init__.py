@@ -1,0 +1,57 @@
+"""The ``kycedge`` command line: a thin dispatcher.
+
+Each sub-command lives in its own module under ``kycedge.cli`` and exposes
+``register(subparsers) -> None``, which adds its parser and sets ``handler`` (a function
+``(argparse.Namespace) -> int``) as the parser default. Modules import heavy libraries
+inside their handlers so that ``kycedge --help`` stays fast.
+
+Errors derived from :class:`kycedge.errors.KycEdgeError` reaching this level are printed
+as one line ``kycedge: error: <reason>: <message>`` with exit code 2; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from kycedge import __version__
+from kycedge.errors import KycEdgeError
+
+# Sub-command modules, in the order --help lists them.
+COMMANDS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kycedge",
+        description="Face-capture firmware for real-name SIM registration units.",
+    )
+    parser.add_argument("--version", action="version", version=f"kycedge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = handler(args)
+    except KycEdgeError as e:
+        print(f"kycedge: error: {e.reason}: {e.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

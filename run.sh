@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine.
+#   ./run.sh demo           set up (.venv, system packages) and run the whole-flow demo
+#   ./run.sh test [ARGS]    set up and run the test suite (ARGS go to pytest)
+#   ./run.sh setup          set up only
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+SYSTEM_PACKAGES=(mosquitto postgresql)
+
+need_system_packages() {
+    local missing=()
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+    ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "run.sh: installing system packages: ${missing[*]}" >&2
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then
+        "${sudo[@]}" apt-get update -qq >/dev/null 2>&1 || true
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+            || { echo "run.sh: could not install ${missing[*]}; install them (apt-get install ${SYSTEM_PACKAGES[*]}) and retry" >&2; exit 1; }
+    fi
+}
+
+setup_venv() {
+    if [ ! -x .venv/bin/python ]; then
+        "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+            || { echo "run.sh: Python >= 3.10 required, $PY is $("$PY" --version 2>&1)" >&2; exit 1; }
+        "$PY" -m venv .venv
+    fi
+    # Reinstall only when pyproject.toml changed since the last install.
+    local stamp=.venv/.kycedge-installed
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+        touch "$stamp"
+    fi
+}
+
+cmd=${1:-demo}
+shift || true
+case "$cmd" in
+    setup) need_system_packages; setup_venv ;;
+    demo)  need_system_packages; setup_venv; exec .venv/bin/kycedge demo "$@" ;;
+    test)  need_system_packages; setup_venv; exec .venv/bin/python -m pytest "$@" ;;
+    *) echo "usage: ./run.sh demo | test [pytest args] | setup" >&2; exit 2 ;;
+esac
