@@ -20,24 +20,27 @@ from collections.abc import Sequence
 from kycedge import __version__
 from kycedge.errors import KycEdgeError
 
-# Sub-command modules, in the order --help lists them.
+# Sub-command modules of `kycedge` (the unit), in the order --help lists them.
 COMMANDS: tuple[str, ...] = ()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kycedge",
-        description="Face-capture firmware for real-name SIM registration units.",
-    )
-    parser.add_argument("--version", action="version", version=f"kycedge {__version__}")
+def build_parser(prog: str, description: str, commands: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in commands:
         importlib.import_module(name).register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def dispatch(
+    prog: str, description: str, commands: Sequence[str], argv: Sequence[str] | None = None
+) -> int:
+    """Parse ``argv`` with the sub-commands in ``commands`` and run the chosen handler.
+
+    Shared by ``kycedge``, ``kycedge-carrier`` and ``kycedge-fleet``.
+    """
+    parser = build_parser(prog, description, commands)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
@@ -46,11 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = handler(args)
     except KycEdgeError as e:
-        print(f"kycedge: error: {e.reason}: {e.message}", file=sys.stderr)
+        print(f"{prog}: error: {e.reason}: {e.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch(
+        "kycedge", "Face-capture firmware for real-name SIM registration units.", COMMANDS, argv
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
