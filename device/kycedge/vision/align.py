@@ -1,0 +1,166 @@
+"""Pure geometry: similarity alignment to the embedder's template, affine warps, resizing.
+
+No imaging library: numpy only, so the same code runs on every unit image. The warp is an
+inverse-mapped bilinear sample (like ``cv2.warpAffine(..., INTER_LINEAR,
+BORDER_CONSTANT)``); when it shrinks by more than 2x the source is first box-averaged by an
+integer factor so that small outputs do not alias.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "SFACE_SIZE",
+    "SFACE_TEMPLATE",
+    "align_face",
+    "box_reduce",
+    "invert_affine",
+    "landmarks_from_four",
+    "similarity_transform",
+    "transform_points",
+    "warp_affine",
+]
+
+FloatArray = npt.NDArray[np.float64]
+U8Image = npt.NDArray[np.uint8]
+
+SFACE_SIZE = 112
+# The 112x112 target points of OpenCV's FaceRecognizerSF::alignCrop (face_recognize.cpp):
+# right eye, left eye (subject's; image left first), nose tip, right and left mouth corner.
+SFACE_TEMPLATE: FloatArray = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+# Mouth corners relative to the mouth centre, in units of the eye vector (template geometry).
+_MOUTH_HALF_WIDTH = float(
+    np.linalg.norm(SFACE_TEMPLATE[4] - SFACE_TEMPLATE[3])
+    / np.linalg.norm(SFACE_TEMPLATE[1] - SFACE_TEMPLATE[0])
+    / 2.0
+)
+
+
+def similarity_transform(src: npt.ArrayLike, dst: npt.ArrayLike) -> FloatArray:
+    """Least-squares similarity (Umeyama 1991) mapping ``src`` points onto ``dst``: a 2x3 matrix.
+
+    Same estimator as OpenCV's ``FaceRecognizerSF`` (scale, rotation, translation; no
+    reflection). Raises ValueError for degenerate input (fewer than 2 distinct points).
+    """
+    s = np.asarray(src, dtype=np.float64).reshape(-1, 2)
+    d = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
+    if s.shape != d.shape or s.shape[0] < 2:
+        raise ValueError(f"expected two equal sets of >= 2 points, got {s.shape} and {d.shape}")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(d))):
+        raise ValueError("expected finite landmark coordinates")
+    n = s.shape[0]
+    sm, dm = s.mean(axis=0), d.mean(axis=0)
+    sc, dc = s - sm, d - dm
+    var_s = float((sc**2).sum() / n)
+    if var_s < 1e-12:
+        raise ValueError("expected distinct source points, got coincident ones")
+    cov = dc.T @ sc / n
+    u, sig, vt = np.linalg.svd(cov)
+    e = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        e[1] = -1.0
+    rot = u @ np.diag(e) @ vt
+    scale = float((sig * e).sum() / var_s)
+    m = np.zeros((2, 3), dtype=np.float64)
+    m[:, :2] = scale * rot
+    m[:, 2] = dm - scale * (rot @ sm)
+    return m
+
+
+def invert_affine(m: npt.ArrayLike) -> FloatArray:
+    """Inverse of a 2x3 affine matrix."""
+    a = np.asarray(m, dtype=np.float64)
+    full = np.vstack([a, [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def transform_points(m: npt.ArrayLike, pts: npt.ArrayLike) -> FloatArray:
+    """Apply a 2x3 affine matrix to an Nx2 array of points."""
+    a = np.asarray(m, dtype=np.float64)
+    p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    out: FloatArray = p @ a[:, :2].T + a[:, 2]
+    return out
+
+
+def box_reduce(img: U8Image, k: int) -> U8Image:
+    """Shrink by the integer factor ``k`` averaging each k x k block (edges cropped)."""
+    if k <= 1:
+        return img
+    h, w = (img.shape[0] // k) * k, (img.shape[1] // k) * k
+    if h == 0 or w == 0:
+        return img
+    acc = np.zeros((h // k, w // k, *img.shape[2:]), dtype=np.uint32)
+    for dy in range(k):
+        for dx in range(k):
+            acc += img[dy:h:k, dx:w:k]
+    out: U8Image = ((acc + (k * k) // 2) // (k * k)).astype(np.uint8)
+    return out
+
+
+def warp_affine(
+    img: U8Image, m: npt.ArrayLike, width: int, height: int, *, border: int = 0
+) -> U8Image:
+    """Output pixel (x, y) = bilinear sample of ``img`` at ``inverse(m) @ (x, y, 1)``.
+
+    ``m`` maps source coordinates to output coordinates (OpenCV convention). Samples
+    outside the source get ``border``.
+    """
+    a = np.asarray(m, dtype=np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
+    if 0.0 < scale < 0.5:
+        k = int(np.floor(1.0 / scale))
+        if k > 1:
+            img = box_reduce(img, k)
+            a = a @ np.array([[k, 0.0, (k - 1) / 2.0], [0.0, k, (k - 1) / 2.0], [0.0, 0.0, 1.0]])
+    inv = invert_affine(a)
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    h, w = img.shape[:2]
+    x0 = np.floor(sx).astype(np.int64)
+    y0 = np.floor(sy).astype(np.int64)
+    fx = (sx - x0)[..., None].astype(np.float32)
+    fy = (sy - y0)[..., None].astype(np.float32)
+    src = img.reshape(h, w, -1).astype(np.float32)
+    c = src.shape[2]
+
+    def tap(yy: npt.NDArray[np.int64], xx: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        inside = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
+        v = src[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+        return np.where(inside[..., None], v, np.float32(border))
+
+    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
+    bot = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
+    out = np.clip(np.rint(top * (1 - fy) + bot * fy), 0, 255).astype(np.uint8)
+    shaped: U8Image = out.reshape(height, width) if img.ndim == 2 else out.reshape(height, width, c)
+    return shaped
+
+
+def landmarks_from_four(eye_r: npt.ArrayLike, eye_l: npt.ArrayLike, nose: npt.ArrayLike,
+                        mouth: npt.ArrayLike) -> FloatArray:
+    """Five template points from eyes, nose and mouth centre (mouth corners placed geometrically).
+
+    The corners sit on either side of the mouth centre along the eye direction, at the
+    template's mouth-width / eye-distance ratio.
+    """
+    er, el = np.asarray(eye_r, dtype=np.float64), np.asarray(eye_l, dtype=np.float64)
+    mc = np.asarray(mouth, dtype=np.float64)
+    half = (el - er) * _MOUTH_HALF_WIDTH
+    return np.stack([er, el, np.asarray(nose, dtype=np.float64), mc - half, mc + half])
+
+
+def align_face(img: U8Image, landmarks: npt.ArrayLike, size: int = SFACE_SIZE) -> U8Image:
+    """The ``size x size`` crop with ``landmarks`` (5x2) moved onto the SFace template."""
+    m = similarity_transform(landmarks, SFACE_TEMPLATE * (size / SFACE_SIZE))
+    return warp_affine(img, m, size, size)

@@ -1,0 +1,185 @@
+"""Untrusted image bytes to an RGB frame: the only module that imports Pillow.
+
+Every failure is an :class:`~kycedge.errors.ImageError` with a specific ``reason``:
+
+=====================  ===============================================================
+``empty-image``        zero bytes
+``file-too-large``     more bytes than ``max_bytes``
+``unknown-format``     not a JPEG or PNG (text, other formats, random bytes)
+``image-too-small``    a side shorter than ``min_side_px`` (e.g. 1x1)
+``image-too-large``    width x height above ``max_pixels``: refused from the header,
+                       before any pixel is decoded (20000x20000 headers, PNG bombs)
+``truncated-image``    the data ends before the image does
+``corrupt-image``      the decoder rejected the data
+=====================  ===============================================================
+
+EXIF orientation is honoured; grayscale, palette, CMYK, alpha (composited on white) and
+16-bit images all become ``HxWx3 uint8`` RGB. Large JPEGs are decoded at a reduced DCT
+scale (``draft``) so that memory follows what the detector needs, not the sensor size.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from kycedge.config import section
+from kycedge.errors import ImageError
+
+__all__ = ["DecodeConfig", "ImageError", "decode_image", "sniff_format"]
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Limits for untrusted image bytes."""
+
+    max_bytes: int = section(32 * 2**20, min=1024, max=512 * 2**20, help="largest accepted file")
+    max_pixels: int = section(
+        40_000_000, min=10_000, max=200_000_000, help="largest width x height accepted from the header"
+    )
+    min_side_px: int = section(32, min=8, max=4096, help="shortest accepted image side")
+    work_side_px: int = section(
+        2048, min=256, max=16384,
+        help="JPEGs larger than this on both sides are decoded at a reduced DCT scale",
+    )
+
+
+def sniff_format(data: bytes) -> str | None:
+    """``"JPEG"``, ``"PNG"`` or None, from the magic bytes only."""
+    if data.startswith(_JPEG_MAGIC):
+        return "JPEG"
+    if data.startswith(_PNG_MAGIC):
+        return "PNG"
+    return None
+
+
+def _describe_unknown(data: bytes) -> str:
+    head = data[:512]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"expected a JPEG or PNG image, got {len(data)} bytes of unknown binary data " \
+            f"(starting {data[:8].hex()})"
+    return f"expected a JPEG or PNG image, got {len(data)} bytes of text"
+
+
+def decode_image(data: bytes, config: DecodeConfig | None = None) -> npt.NDArray[np.uint8]:
+    """Decode JPEG/PNG ``data`` into an ``HxWx3 uint8`` RGB array, orientation applied."""
+    cfg = config or DecodeConfig()
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ImageError(f"expected image bytes, got {type(data).__name__}", reason="bad-image")
+    data = bytes(data)
+    if not data:
+        raise ImageError("expected image bytes, got an empty file (0 bytes)", reason="empty-image")
+    if len(data) > cfg.max_bytes:
+        raise ImageError(
+            f"expected at most {cfg.max_bytes} bytes, got {len(data)}", reason="file-too-large"
+        )
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError(_describe_unknown(data), reason="unknown-format")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = img.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(
+                f"image header declares too many pixels for the decoder limit: {e}",
+                reason="image-too-large",
+            ) from e
+        except UnidentifiedImageError as e:
+            raise ImageError(
+                f"expected a decodable {fmt} header, got data the decoder cannot identify",
+                reason="corrupt-image" if len(data) > 64 else "truncated-image",
+            ) from e
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+            raise ImageError(f"{fmt} header unreadable: {e}", reason=_reason_for(e)) from e
+        _check_size(width, height, cfg)
+        try:
+            if fmt == "JPEG" and min(width, height) > cfg.work_side_px:
+                img.draft("RGB", (cfg.work_side_px, cfg.work_side_px))
+            img.load()
+            rgb = _to_rgb(_orient(img))
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(f"decompression limit exceeded: {e}", reason="image-too-large") from e
+        except MemoryError as e:
+            raise ImageError("image too large to decode in memory", reason="image-too-large") from e
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
+                zlib.error, struct.error) as e:
+            raise ImageError(f"cannot decode {fmt} data: {e}", reason=_reason_for(e)) from e
+    if min(rgb.shape[:2]) < cfg.min_side_px:
+        raise ImageError(
+            f"expected both sides >= {cfg.min_side_px} px, got {rgb.shape[1]}x{rgb.shape[0]}",
+            reason="image-too-small",
+        )
+    return rgb
+
+
+def _reason_for(e: BaseException) -> str:
+    text = str(e).lower()
+    if "truncated" in text or "premature end" in text or isinstance(e, EOFError) \
+            or "end of file" in text or "buffer is not large enough" in text:
+        return "truncated-image"
+    return "corrupt-image"
+
+
+def _check_size(width: int, height: int, cfg: DecodeConfig) -> None:
+    if width < 1 or height < 1:
+        raise ImageError(f"expected a positive image size, got {width}x{height}", reason="corrupt-image")
+    if width * height > cfg.max_pixels:
+        raise ImageError(
+            f"expected at most {cfg.max_pixels} pixels, header declares {width}x{height} "
+            f"= {width * height} (refused before decoding)",
+            reason="image-too-large",
+        )
+    if min(width, height) < cfg.min_side_px:
+        raise ImageError(
+            f"expected both sides >= {cfg.min_side_px} px, got {width}x{height}",
+            reason="image-too-small",
+        )
+
+
+def _orient(img: Image.Image) -> Image.Image:
+    try:
+        out = ImageOps.exif_transpose(img)
+    except (KeyError, ValueError, TypeError, SyntaxError, OSError, IndexError):
+        return img  # unreadable EXIF: keep the stored orientation rather than refuse
+    return out if out is not None else img
+
+
+def _to_rgb(img: Image.Image) -> npt.NDArray[np.uint8]:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float32)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        gray = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    out = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if out.ndim != 3 or out.shape[2] != 3:  # pragma: no cover - Pillow guarantees RGB
+        raise ImageError(f"expected an RGB image after conversion, got shape {out.shape}",
+                         reason="corrupt-image")
+    return np.ascontiguousarray(out)

@@ -1,0 +1,226 @@
+"""From image bytes or an RGB frame to an L2-normalised face template.
+
+decode (untrusted bytes) -> detect -> choose the subject -> refine landmarks -> align ->
+quality gates -> embed. Every outcome is a :class:`PipelineResult`; bad input never
+raises out of :meth:`Pipeline.process_image_bytes` / :meth:`Pipeline.process_frame`
+(only :meth:`Pipeline.load` raises, with :class:`~kycedge.errors.ModelError`).
+
+Usage::
+
+    pipe = Pipeline.load(Path("models"), threads=1)
+    res = pipe.process_image_bytes(Path("face.jpg").read_bytes())
+    if res.ok:
+        score = cosine(res.template, other_template)
+        same = decide(score, pipe.threshold)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kycedge.config import section
+from kycedge.errors import ImageError, ModelError
+from kycedge.vision.align import align_face
+from kycedge.vision.decode import DecodeConfig, decode_image
+from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector
+from kycedge.vision.embed import Embedder
+from kycedge.vision.mesh import FaceMesh
+from kycedge.vision.models import Manifest, load_manifest
+from kycedge.vision.quality import MESSAGES, QualityConfig, assess, dominance
+from kycedge.vision.runtime import Model
+
+__all__ = ["Pipeline", "PipelineResult", "VisionConfig", "choose_subject"]
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The ``[vision]`` config section."""
+
+    threads: int = section(1, min=1, max=16, help="inference threads per model")
+    detector_score: float = section(0.5, min=0.05, max=0.99, help="lowest detector confidence")
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """The outcome for one image or frame.
+
+    ``reason`` is ``"ok"`` or a stable code (decode: ``empty-image``, ``truncated-image``,
+    ``unknown-format``, ``image-too-small``, ``image-too-large``, ``corrupt-image``,
+    ``file-too-large``, ``bad-frame``; detection: ``no-face``; quality: ``multiple-faces``,
+    ``move-closer``, ``face-the-camera``, ``too-dark``, ``too-bright``, ``blurry``).
+    ``template`` is float32, 1-D, L2-normalised, present only when ``ok``.
+    ``box``/``landmarks`` locate the chosen face (image pixels) when one was found.
+    """
+
+    ok: bool
+    reason: str
+    message: str
+    faces: int
+    quality: Mapping[str, float]
+    ms: Mapping[str, float]
+    template: npt.NDArray[np.float32] | None = None
+    box: tuple[float, float, float, float] | None = None
+    landmarks: npt.NDArray[np.float64] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary without the template (templates leave the unit sealed)."""
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "message": self.message,
+            "faces": self.faces,
+            "quality": dict(self.quality),
+            "ms": {k: round(v, 3) for k, v in self.ms.items()},
+        }
+
+
+def choose_subject(faces: list[Face], width: int, height: int) -> int:
+    """Index of the subject: the largest face, discounted by its distance from the centre.
+
+    Score = area x (1 - 0.5 x distance to the image centre / half diagonal), so a face
+    near the centre wins over a slightly larger one at the edge.
+    """
+    if not faces:
+        raise ValueError("expected at least one face")
+    half_diag = max(math.hypot(width, height) / 2.0, 1e-6)
+
+    def score(f: Face) -> float:
+        cx, cy = f.center
+        d = math.hypot(cx - width / 2.0, cy - height / 2.0) / half_diag
+        return f.area * (1.0 - 0.5 * min(d, 1.0))
+
+    return max(range(len(faces)), key=lambda i: score(faces[i]))
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _fail(reason: str, message: str, faces: int, ms: dict[str, float], t_start: float,
+          quality: Mapping[str, float] | None = None, box: tuple[float, float, float, float] | None = None,
+          landmarks: npt.NDArray[np.float64] | None = None) -> PipelineResult:
+    ms["total"] = _ms(t_start)
+    return PipelineResult(ok=False, reason=reason, message=message, faces=faces,
+                          quality=MappingProxyType(dict(quality or {})), ms=MappingProxyType(ms),
+                          box=box, landmarks=landmarks)
+
+
+class Pipeline:
+    """Loaded models plus settings; one instance per thread (the interpreters are not re-entrant)."""
+
+    def __init__(self, manifest: Manifest, detector: BlazeFaceDetector | YuNetDetector,
+                 mesh: FaceMesh | None, embedder: Embedder, config: VisionConfig) -> None:
+        self.manifest = manifest
+        self.detector = detector
+        self.mesh = mesh
+        self.embedder = embedder
+        self.config = config
+        entry = manifest.role("embedder")
+        assert entry is not None
+        self.model_id: str = str(manifest.pipeline.get("model_id", entry.name))
+        self.model_version: str = str(manifest.pipeline.get("model_version", entry.version))
+        self.threshold: float = manifest.threshold
+        self.far: float = manifest.far
+
+    @classmethod
+    def load(cls, models_dir: Path, threads: int = 1, config: VisionConfig | None = None) -> Pipeline:
+        """Read ``models_dir/manifest.json``, check every model's sha256, build the interpreters.
+
+        ``threads`` is used when no ``config`` is given (otherwise ``config.threads``).
+        """
+        cfg = config if config is not None else VisionConfig(threads=threads)
+        manifest = load_manifest(Path(models_dir))
+        settings = manifest.pipeline
+
+        def model(role: str) -> Model | None:
+            entry = manifest.role(role)
+            if entry is None:
+                return None
+            return Model(manifest.read_checked(entry), threads=cfg.threads, name=entry.name)
+
+        det_model, emb_model = model("detector"), model("embedder")
+        if det_model is None or emb_model is None:
+            raise ModelError(f"{manifest.path}: pipeline: expected a detector and an embedder")
+        kind = str(settings.get("detector_kind", "blazeface"))
+        try:
+            detector: BlazeFaceDetector | YuNetDetector
+            if kind == "blazeface":
+                detector = BlazeFaceDetector(det_model, score_threshold=cfg.detector_score)
+            elif kind == "yunet":
+                detector = YuNetDetector(det_model, score_threshold=max(cfg.detector_score, 0.6))
+            else:
+                raise ModelError(f"{manifest.path}: pipeline.detector_kind: expected 'blazeface' "
+                                 f"or 'yunet', got {kind!r}")
+            mesh_model = model("landmarks")
+            mesh = FaceMesh(mesh_model) if mesh_model is not None else None
+            embedder = Embedder(emb_model, flip_average=bool(settings.get("flip_average", False)))
+        except ValueError as e:
+            raise ModelError(f"{manifest.path}: model does not fit its role: {e}") from e
+        return cls(manifest, detector, mesh, embedder, cfg)
+
+    def process_image_bytes(self, data: bytes) -> PipelineResult:
+        """Decode untrusted bytes (JPEG/PNG) and process the frame."""
+        t0 = time.perf_counter()
+        try:
+            rgb = decode_image(data, self.config.decode)
+        except ImageError as e:
+            return _fail(e.reason, e.message, 0, {"decode": _ms(t0)}, t0)
+        return self._process(rgb, {"decode": _ms(t0)}, t0)
+
+    def process_frame(self, rgb: npt.NDArray[np.uint8]) -> PipelineResult:
+        """Process an HxWx3 uint8 RGB frame already in RAM (never copied to disk)."""
+        t0 = time.perf_counter()
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 \
+                or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < self.config.decode.min_side_px:
+            shape = getattr(rgb, "shape", None)
+            dtype = getattr(rgb, "dtype", type(rgb).__name__)
+            return _fail("bad-frame", f"expected an HxWx3 uint8 RGB frame with sides >= "
+                         f"{self.config.decode.min_side_px}, got shape {shape} dtype {dtype}",
+                         0, {"decode": 0.0}, t0)
+        return self._process(np.ascontiguousarray(rgb), {"decode": 0.0}, t0)
+
+    def _process(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
+        h, w = rgb.shape[:2]
+        t = time.perf_counter()
+        faces = self.detector.detect(rgb)
+        if not faces:
+            ms["detect"] = _ms(t)
+            return _fail("no-face", MESSAGES["no-face"], 0, ms, t_start)
+        idx = choose_subject(faces, w, h)
+        face = faces[idx]
+        landmarks = face.landmarks
+        if self.mesh is not None:
+            refined = self.mesh.refine(rgb, face.box, face.keypoints[0], face.keypoints[1])
+            if refined is not None:
+                landmarks = refined[0]
+        ms["detect"] = _ms(t)
+        t = time.perf_counter()
+        try:
+            crop = align_face(rgb, landmarks)
+        except ValueError as e:
+            ms["align"] = _ms(t)
+            return _fail("no-face", f"face landmarks unusable: {e}", len(faces), ms, t_start,
+                         box=face.box, landmarks=landmarks)
+        verdict = assess(landmarks, crop, dominance([f.width for f in faces], idx), self.config.quality)
+        ms["align"] = _ms(t)
+        if not verdict.ok:
+            return _fail(verdict.reason, verdict.message, len(faces), ms, t_start,
+                         quality=verdict.measures, box=face.box, landmarks=landmarks)
+        t = time.perf_counter()
+        template = self.embedder.embed(crop)
+        ms["embed"] = _ms(t)
+        ms["total"] = _ms(t_start)
+        return PipelineResult(ok=True, reason="ok", message=MESSAGES["ok"], faces=len(faces),
+                              quality=MappingProxyType(verdict.measures), ms=MappingProxyType(ms),
+                              template=template, box=face.box, landmarks=landmarks)

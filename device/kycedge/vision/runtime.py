@@ -1,0 +1,156 @@
+"""The inference runtime shim: the only module that imports LiteRT.
+
+Prefers ``ai_edge_litert.interpreter`` (LiteRT, numpy 2) and falls back to
+``tflite_runtime.interpreter`` (frozen at 2.14, numpy < 2) for older images. The
+quantisation of every input and output (scale, zero point) is read from the model
+itself; :meth:`Model.run` takes and returns float32 arrays and (de)quantises at the
+boundary, so callers never assume a tensor type.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kycedge.errors import ModelError
+
+__all__ = ["Model", "TensorSpec", "runtime_name"]
+
+_INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+
+
+def _interpreter_class() -> tuple[str, Any]:
+    errors = []
+    for name in _INTERPRETER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            errors.append(f"{name}: {e}")
+            continue
+        return name, module.Interpreter
+    raise ModelError(
+        "no TFLite runtime: expected ai_edge_litert or tflite_runtime to be importable, got "
+        + "; ".join(errors),
+        reason="no-runtime",
+    )
+
+
+def runtime_name() -> str:
+    """The module the interpreter comes from (``ai_edge_litert.interpreter`` normally)."""
+    return _interpreter_class()[0]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor as the model declares it."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name: "float32", "int8", "uint8", ...
+    scale: float  # 0.0 when the tensor is not quantised
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("int8", "uint8", "int16") and self.scale > 0.0
+
+
+def _spec(detail: dict[str, Any]) -> TensorSpec:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    qp = detail.get("quantization_parameters") or {}
+    scales = np.asarray(qp.get("scales", []), dtype=np.float64)
+    if scales.size > 1:  # per-channel quantisation on an I/O tensor: not expected
+        raise ModelError(
+            f"tensor {detail.get('name')!r}: expected per-tensor quantisation on model I/O, "
+            f"got {scales.size} per-channel scales"
+        )
+    return TensorSpec(
+        name=str(detail.get("name", "")),
+        index=int(detail["index"]),
+        shape=tuple(int(s) for s in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale),
+        zero_point=int(zero),
+    )
+
+
+class Model:
+    """A loaded TFLite model with float32 in, float32 out.
+
+    ``content`` is the model bytes (already checked against the manifest by the caller).
+    """
+
+    def __init__(self, content: bytes, *, threads: int = 1, name: str = "model") -> None:
+        if threads < 1:
+            raise ModelError(f"{name}: expected threads >= 1, got {threads}", reason="bad-config")
+        self.name = name
+        self.threads = threads
+        self.runtime, interpreter_cls = _interpreter_class()
+        try:
+            self._interp = interpreter_cls(model_content=content, num_threads=threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{name}: the runtime refused the model: {e}") from e
+        self.inputs: tuple[TensorSpec, ...] = tuple(
+            _spec(d) for d in self._interp.get_input_details()
+        )
+        self.outputs: tuple[TensorSpec, ...] = tuple(
+            _spec(d) for d in self._interp.get_output_details()
+        )
+
+    def output_index(self, name: str) -> int:
+        """Position in :attr:`outputs` of the output called ``name``."""
+        for i, spec in enumerate(self.outputs):
+            if spec.name == name:
+                return i
+        names = ", ".join(s.name for s in self.outputs)
+        raise ModelError(f"{self.name}: expected an output named {name!r}, got {names}")
+
+    def run(self, *arrays: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        """Run once; one float array per input (shape must match), one float32 array per output."""
+        if len(arrays) != len(self.inputs):
+            raise ModelError(
+                f"{self.name}: expected {len(self.inputs)} inputs, got {len(arrays)}",
+                reason="bad-input",
+            )
+        for spec, arr in zip(self.inputs, arrays, strict=True):
+            if tuple(arr.shape) != spec.shape:
+                raise ModelError(
+                    f"{self.name}: input {spec.name!r} expected shape {spec.shape}, got {arr.shape}",
+                    reason="bad-input",
+                )
+            self._interp.set_tensor(spec.index, quantize(arr, spec))
+        try:
+            self._interp.invoke()
+        except (ValueError, RuntimeError) as e:  # pragma: no cover - runtime failure
+            raise ModelError(f"{self.name}: inference failed: {e}") from e
+        return [dequantize(self._interp.get_tensor(s.index), s) for s in self.outputs]
+
+
+def quantize(arr: npt.NDArray[Any], spec: TensorSpec) -> npt.NDArray[Any]:
+    """Convert a float array to the tensor's type using the model's own scale and zero point."""
+    dtype = np.dtype(spec.dtype)
+    if spec.quantized:
+        info = np.iinfo(dtype)
+        q = np.rint(np.asarray(arr, dtype=np.float32) / spec.scale) + spec.zero_point
+        out: npt.NDArray[Any] = np.clip(q, info.min, info.max).astype(dtype)
+        return out
+    contiguous: npt.NDArray[Any] = np.ascontiguousarray(arr, dtype=dtype)
+    return contiguous
+
+
+def dequantize(arr: npt.NDArray[Any], spec: TensorSpec) -> npt.NDArray[np.float32]:
+    """Convert a tensor read from the model to float32 using its scale and zero point."""
+    if spec.quantized:
+        return ((arr.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
+    return np.array(arr, dtype=np.float32)
+
+
+def shapes(specs: Sequence[TensorSpec]) -> list[tuple[int, ...]]:
+    return [s.shape for s in specs]
