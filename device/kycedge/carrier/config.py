@@ -1,0 +1,99 @@
+"""The ``[carrier]`` config section of the reference receiver.
+
+Secrets are files named by ``Path`` fields (the carrier's HPKE private keys, the
+receipt-signing key, the at-rest key); the storage is a URL-ish string: a filesystem
+path (SQLite, the default) or a ``postgresql://`` DSN.
+
+Time values are in seconds (``_s``); sizes in bytes (``_bytes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kycedge.config import section
+from kycedge.errors import ConfigError
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class CarrierConfig:
+    """Carrier receiver: keys, storage, replay window and retention."""
+
+    state_dir: Path = section(  # noqa: RUF009 - Path is immutable
+        Path("var/carrier"), help="directory for the SQLite database and keys")
+    database: str = section(
+        "",
+        help="storage: empty = SQLite at state_dir/carrier.db; a file path = SQLite; "
+        "postgresql://... = PostgreSQL (psycopg 3)",
+    )
+    hpke_keys: tuple[Path, ...] = section(
+        default_factory=tuple,
+        help="carrier HPKE (X25519) private key files, newest first; every one listed can decrypt "
+        "(several are active during a rotation). Empty = state_dir/keys/hpke-*.pem",
+    )
+    receipt_key: Path | None = section(  # noqa: RUF009
+        None, help="Ed25519 receipt-signing private key file (default state_dir/keys/receipt.pem)"
+    )
+    at_rest_key: Path | None = section(  # noqa: RUF009
+        None, help="32-byte at-rest AEAD key file for stored templates (default state_dir/keys/at-rest.key)"
+    )
+    max_envelope_bytes: int = section(
+        64 * 1024, min=1024, max=16 * 2**20, help="envelopes longer than this are refused unread"
+    )
+    replay_window_s: int = section(
+        30 * DAY_S,
+        min=60,
+        max=366 * DAY_S,
+        help="captures older than this (by the device's capture time) are rejected as stale",
+    )
+    future_skew_s: int = section(
+        300, min=0, max=DAY_S, help="captures dated this far in the future are still accepted"
+    )
+    template_retention_s: int = section(
+        90 * DAY_S, min=60, max=10 * 366 * DAY_S, help="accepted templates are purged after this"
+    )
+    receipt_retention_s: int = section(
+        45 * DAY_S,
+        min=60,
+        max=10 * 366 * DAY_S,
+        help="receipts, de-duplication and sequence entries are purged after this; "
+        "must be >= replay_window_s + future_skew_s",
+    )
+    batch_max: int = section(
+        256, min=1, max=10_000, help="most envelopes one storage transaction takes (ingest_batch)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.receipt_retention_s < self.replay_window_s + self.future_skew_s:
+            raise ConfigError(
+                "carrier.receipt_retention_s: expected >= replay_window_s + future_skew_s "
+                f"({self.replay_window_s + self.future_skew_s}) so that a replay is always either "
+                f"de-duplicated or stale, got {self.receipt_retention_s}"
+            )
+
+    # Resolved paths --------------------------------------------------------------------
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def database_target(self) -> str:
+        return self.database or str(self.state_dir / "carrier.db")
+
+    @property
+    def receipt_key_path(self) -> Path:
+        return self.receipt_key or self.keys_dir / "receipt.pem"
+
+    @property
+    def at_rest_key_path(self) -> Path:
+        return self.at_rest_key or self.keys_dir / "at-rest.key"
+
+    def hpke_key_paths(self) -> tuple[Path, ...]:
+        """The configured HPKE keys, or state_dir/keys/hpke-*.pem newest (by name) first."""
+        if self.hpke_keys:
+            return self.hpke_keys
+        return tuple(sorted(self.keys_dir.glob("hpke-*.pem"), reverse=True))

@@ -1,0 +1,73 @@
+"""Device registry: which unit (tenant, device id) may send, under which Ed25519 key.
+
+One row per enrolled key: ``(tenant, device_id, key_id)`` with the raw 32-byte public
+key and a status, ``active`` or ``revoked``. A unit whose key is replaced is enrolled
+again under the new key id (its sequence numbers restart under that key id) and the
+old key is revoked. Revocation takes effect on the very next envelope in every receiver
+process: lookups are not cached.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kycedge import crypto
+from kycedge.carrier.store import DeviceRecord, SqlStore, now_ms
+from kycedge.errors import CarrierError
+
+__all__ = ["DeviceRecord", "Registry", "RegistryError", "check_id"]
+
+# Same rule as kycedge.uplink.topics: an id is one MQTT topic level.
+_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
+
+class RegistryError(CarrierError):
+    reason = "registry-error"
+
+
+def check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise RegistryError(
+            f"expected {what} of 1-64 characters [A-Za-z0-9._-] not starting with '.', got {value!r:.80}",
+            reason="bad-id",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Registry:
+    store: SqlStore
+
+    def enroll(self, tenant: str, device_id: str, public_key: bytes) -> DeviceRecord:
+        """Enrol a device's raw 32-byte Ed25519 public key; returns the record (with key id)."""
+        check_id(tenant, "tenant")
+        check_id(device_id, "device id")
+        verify_key = crypto.verify_key_from_bytes(bytes(public_key))
+        rec = DeviceRecord(
+            tenant=tenant,
+            device_id=device_id,
+            key_id=crypto.key_id(verify_key),
+            public_key=crypto.public_key_bytes(verify_key),
+            status="active",
+            enrolled_at_ms=now_ms(),
+        )
+        self.store.put_device(rec)
+        return rec
+
+    def revoke(self, tenant: str, device_id: str, key_id: str | None = None) -> int:
+        """Revoke one key (or every active key) of a device; error if nothing was active."""
+        n = self.store.revoke_device(tenant, device_id, key_id, now_ms())
+        if n == 0:
+            which = f"key {key_id}" if key_id else "any key"
+            raise RegistryError(
+                f"device {tenant}/{device_id}: expected an active enrolment ({which}), got none",
+                reason="unknown-device",
+            )
+        return n
+
+    def lookup(self, tenant: str, device_id: str, key_id: str) -> DeviceRecord | None:
+        return self.store.get_device(tenant, device_id, key_id)
+
+    def list(self, tenant: str | None = None) -> list[DeviceRecord]:
+        return self.store.list_devices(tenant)

@@ -1,0 +1,693 @@
+"""Carrier storage: one schema, versioned migrations, two backends.
+
+The SQL here is written once, with ``?`` placeholders and portable types spelled as
+``{blob}`` / ``{real}`` / ``{bigint}`` tokens that each backend fills in
+(:mod:`kycedge.carrier.store_sqlite`, :mod:`kycedge.carrier.store_pg`). Both speak DB-API
+through a tiny seam (``_exec``), run in autocommit mode and open explicit transactions,
+so the transaction boundaries are visible in this file.
+
+Concurrency model (several receiver processes on one database):
+
+* de-duplication is the ``receipts.message_id`` PRIMARY KEY, written with
+  ``INSERT ... ON CONFLICT DO NOTHING``; the loser of a race reads the winner's receipt;
+* the per-device sequence is the ``sequences`` PRIMARY KEY ``(tenant, device_id,
+  key_id, seq)``; a second message id with a used sequence number is a replay;
+* each envelope of a batch runs inside its own SAVEPOINT, so one conflict never aborts
+  the rest of the batch; SQLite takes the write lock up front (``BEGIN IMMEDIATE``).
+
+Nothing here checks-then-inserts without a unique constraint behind it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from kycedge.errors import CarrierError
+
+__all__ = [
+    "MIGRATIONS",
+    "Commit",
+    "DeviceRecord",
+    "Migration",
+    "PurgeCounts",
+    "Recorded",
+    "ReferenceRecord",
+    "SqlStore",
+    "StoredTemplate",
+    "TemplateRow",
+    "open_store",
+]
+
+DeviceStatus = Literal["active", "revoked"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+# Append only: a released migration is never edited. Tokens: {blob} {real} {bigint}.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "devices, references, receipts, sequences, templates",
+        (
+            """CREATE TABLE devices (
+                tenant TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                public_key {blob} NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+                enrolled_at_ms {bigint} NOT NULL,
+                revoked_at_ms {bigint},
+                PRIMARY KEY (tenant, device_id, key_id))""",
+            """CREATE TABLE reference_templates (
+                tenant TEXT NOT NULL,
+                reference TEXT NOT NULL,
+                model_id TEXT NOT NULL,
+                model_version TEXT NOT NULL,
+                threshold {real} NOT NULL,
+                dim INTEGER NOT NULL,
+                template_ct {blob} NOT NULL,
+                created_at_ms {bigint} NOT NULL,
+                PRIMARY KEY (tenant, reference))""",
+            """CREATE TABLE receipts (
+                message_id TEXT NOT NULL PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                envelope_hash {blob} NOT NULL,
+                status TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                receipt {blob} NOT NULL,
+                received_at_ms {bigint} NOT NULL)""",
+            "CREATE INDEX receipts_received ON receipts (received_at_ms)",
+            """CREATE TABLE sequences (
+                tenant TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                seq {bigint} NOT NULL,
+                message_id TEXT NOT NULL,
+                digest {blob} NOT NULL,
+                prev_digest {blob} NOT NULL,
+                received_at_ms {bigint} NOT NULL,
+                PRIMARY KEY (tenant, device_id, key_id, seq))""",
+            "CREATE INDEX sequences_received ON sequences (received_at_ms)",
+            """CREATE TABLE templates (
+                message_id TEXT NOT NULL PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                reference TEXT NOT NULL,
+                model_id TEXT NOT NULL,
+                model_version TEXT NOT NULL,
+                captured_at_ms {bigint} NOT NULL,
+                received_at_ms {bigint} NOT NULL,
+                template_ct {blob} NOT NULL)""",
+            "CREATE INDEX templates_received ON templates (received_at_ms)",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    tenant: str
+    device_id: str
+    key_id: str
+    public_key: bytes
+    status: DeviceStatus
+    enrolled_at_ms: int
+    revoked_at_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceRecord:
+    tenant: str
+    reference: str
+    model_id: str
+    model_version: str
+    threshold: float
+    dim: int
+    template_ct: bytes
+    created_at_ms: int
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    """An accepted template, already encrypted at rest (``template_ct``)."""
+
+    reference: str
+    model_id: str
+    model_version: str
+    captured_at_ms: int
+    template_ct: bytes
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    message_id: str
+    tenant: str
+    device_id: str
+    reference: str
+    model_id: str
+    model_version: str
+    captured_at_ms: int
+    received_at_ms: int
+    template_ct: bytes
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One authenticated envelope's outcome, to be written atomically.
+
+    ``envelope_hash`` is SHA-256 of the envelope bytes as received (the duplicate fast
+    path compares it); ``digest``/``prev_digest`` are the chain values of the wire format
+    (SHA-256 of the signed part, and the one the device named as its predecessor).
+    ``seq`` is None when the outcome does not consume the device's sequence number
+    (``stale``); ``template`` is set only for accepted envelopes.
+    """
+
+    message_id: str
+    tenant: str
+    device_id: str
+    key_id: str
+    seq: int | None
+    envelope_hash: bytes
+    digest: bytes
+    prev_digest: bytes
+    status: str
+    reason: str
+    receipt: bytes
+    received_at_ms: int
+    template: StoredTemplate | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the store did with a :class:`Commit`.
+
+    ``first`` is False when the message id was already recorded: ``receipt`` is then the
+    FIRST receipt, byte for byte, and nothing was written.
+    """
+
+    message_id: str
+    receipt: bytes
+    status: str
+    reason: str
+    first: bool
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    templates: int
+    receipts: int
+    sequences: int
+
+
+# on_conflict(commit, why) -> a replacement commit (seq None, no template) that records
+# the rejection instead; ``why`` explains the sequence/chain conflict.
+ConflictHandler = Callable[[Commit, str], Commit]
+
+
+class SqlStore:
+    """The storage logic, shared by both backends. Subclasses provide the connection."""
+
+    backend: str = "sql"
+    _types: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    # -- the backend seam ---------------------------------------------------------------
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _begin(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _lock_migrations(self) -> None:
+        """Serialise concurrent migration runners (inside the open transaction)."""
+
+    def _wrap(self, e: Exception, what: str) -> CarrierError:  # pragma: no cover
+        return CarrierError(f"{self.backend}: {what} failed: {e}")
+
+    def _is_backend_error(self, e: Exception) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a broken connection
+            self._conn.close()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------------
+
+    def _is_retryable(self, e: Exception) -> bool:
+        """A transient conflict (deadlock, serialization failure, busy) worth one more try."""
+        return False
+
+    def _run(self, what: str, fn: Callable[[], Any], attempts: int = 3) -> Any:
+        """Run ``fn`` in one transaction; backend errors become CarrierError.
+
+        Transient conflicts are retried (the whole transaction) up to ``attempts`` times.
+        """
+        for attempt in range(attempts):
+            try:
+                self._begin()
+                try:
+                    out = fn()
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._exec("COMMIT")
+                return out
+            except CarrierError:
+                raise
+            except Exception as e:
+                if not self._is_backend_error(e):
+                    raise
+                if attempt + 1 < attempts and self._is_retryable(e):
+                    continue
+                raise self._wrap(e, what) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rollback(self) -> None:
+        try:
+            self._exec("ROLLBACK")
+        except Exception as e:  # the connection may already have rolled back
+            if not self._is_backend_error(e):
+                raise
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._exec(sql, params).fetchone()
+
+    # -- schema -----------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations in one transaction; return the schema version."""
+
+        def apply() -> int:
+            self._lock_migrations()
+            self._exec(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER NOT NULL PRIMARY KEY, description TEXT NOT NULL, "
+                f"applied_at_ms {self._types['bigint']} NOT NULL)"
+            )
+            row = self._one("SELECT MAX(version) FROM schema_version")
+            current = int(row[0]) if row and row[0] is not None else 0
+            latest = MIGRATIONS[-1].version
+            if current > latest:
+                raise CarrierError(
+                    f"{self.backend}: database schema version {current} is newer than this "
+                    f"software (expected at most {latest}); upgrade kycedge"
+                )
+            for m in MIGRATIONS:
+                if m.version <= current:
+                    continue
+                for stmt in m.statements:
+                    self._exec(stmt.format(**self._types))
+                self._exec(
+                    "INSERT INTO schema_version (version, description, applied_at_ms) VALUES (?, ?, ?)",
+                    (m.version, m.description, now_ms()),
+                )
+                current = m.version
+            return current
+
+        out: int = self._run("migration", apply)
+        return out
+
+    def schema_version(self) -> int:
+        def read() -> int:
+            try:
+                row = self._one("SELECT MAX(version) FROM schema_version")
+            except Exception as e:
+                if self._is_backend_error(e):
+                    return -1
+                raise
+            return int(row[0]) if row and row[0] is not None else 0
+
+        version: int = self._run("schema read", read)
+        return version
+
+    def require_schema(self) -> None:
+        version = self.schema_version()
+        latest = MIGRATIONS[-1].version
+        if version != latest:
+            raise CarrierError(
+                f"{self.backend}: expected schema version {latest}, got {version}; "
+                "run `kycedge-carrier db migrate`"
+            )
+
+    # -- device registry --------------------------------------------------------------
+
+    def put_device(self, rec: DeviceRecord) -> None:
+        def ins() -> None:
+            cur = self._exec(
+                "INSERT INTO devices (tenant, device_id, key_id, public_key, status, enrolled_at_ms, "
+                "revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (rec.tenant, rec.device_id, rec.key_id, rec.public_key, rec.status,
+                 rec.enrolled_at_ms, rec.revoked_at_ms),
+            )
+            if cur.rowcount != 1:
+                raise CarrierError(
+                    f"device {rec.tenant}/{rec.device_id} key {rec.key_id}: expected a new enrolment, "
+                    "got one already enrolled (revoke it and enrol a new key instead)",
+                    reason="already-enrolled",
+                )
+
+        self._run("device enrol", ins)
+
+    def get_device(self, tenant: str, device_id: str, key_id: str) -> DeviceRecord | None:
+        def get() -> DeviceRecord | None:
+            row = self._one(
+                "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms "
+                "FROM devices WHERE tenant = ? AND device_id = ? AND key_id = ?",
+                (tenant, device_id, key_id),
+            )
+            return _device(row) if row else None
+
+        out: DeviceRecord | None = self._read("device lookup", get)
+        return out
+
+    def list_devices(self, tenant: str | None = None) -> list[DeviceRecord]:
+        def get() -> list[DeviceRecord]:
+            if tenant is None:
+                rows = self._exec(
+                    "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms "
+                    "FROM devices ORDER BY tenant, device_id, enrolled_at_ms"
+                ).fetchall()
+            else:
+                rows = self._exec(
+                    "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms "
+                    "FROM devices WHERE tenant = ? ORDER BY device_id, enrolled_at_ms",
+                    (tenant,),
+                ).fetchall()
+            return [_device(r) for r in rows]
+
+        out: list[DeviceRecord] = self._read("device list", get)
+        return out
+
+    def revoke_device(self, tenant: str, device_id: str, key_id: str | None, at_ms: int) -> int:
+        """Revoke one key of a device, or all its keys (``key_id`` None); return how many."""
+
+        def upd() -> int:
+            if key_id is None:
+                cur = self._exec(
+                    "UPDATE devices SET status = 'revoked', revoked_at_ms = ? "
+                    "WHERE tenant = ? AND device_id = ? AND status = 'active'",
+                    (at_ms, tenant, device_id),
+                )
+            else:
+                cur = self._exec(
+                    "UPDATE devices SET status = 'revoked', revoked_at_ms = ? "
+                    "WHERE tenant = ? AND device_id = ? AND key_id = ? AND status = 'active'",
+                    (at_ms, tenant, device_id, key_id),
+                )
+            return int(cur.rowcount)
+
+        n: int = self._run("device revoke", upd)
+        return n
+
+    # -- references ---------------------------------------------------------------------
+
+    def put_reference(self, rec: ReferenceRecord, *, replace: bool = False) -> None:
+        def ins() -> None:
+            if replace:
+                self._exec(
+                    "DELETE FROM reference_templates WHERE tenant = ? AND reference = ?",
+                    (rec.tenant, rec.reference),
+                )
+            cur = self._exec(
+                "INSERT INTO reference_templates (tenant, reference, model_id, model_version, threshold, "
+                "dim, template_ct, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (rec.tenant, rec.reference, rec.model_id, rec.model_version, rec.threshold, rec.dim,
+                 rec.template_ct, rec.created_at_ms),
+            )
+            if cur.rowcount != 1:
+                raise CarrierError(
+                    f"reference {rec.tenant}/{rec.reference}: expected a new reference, got an "
+                    "existing one (use --replace)",
+                    reason="reference-exists",
+                )
+
+        self._run("reference add", ins)
+
+    def get_reference(self, tenant: str, reference: str) -> ReferenceRecord | None:
+        def get() -> ReferenceRecord | None:
+            row = self._one(
+                "SELECT tenant, reference, model_id, model_version, threshold, dim, template_ct, "
+                "created_at_ms FROM reference_templates WHERE tenant = ? AND reference = ?",
+                (tenant, reference),
+            )
+            if not row:
+                return None
+            return ReferenceRecord(
+                str(row[0]), str(row[1]), str(row[2]), str(row[3]), float(row[4]), int(row[5]),
+                bytes(row[6]), int(row[7]),
+            )
+
+        out: ReferenceRecord | None = self._read("reference lookup", get)
+        return out
+
+    def delete_reference(self, tenant: str, reference: str) -> bool:
+        def rm() -> bool:
+            cur = self._exec(
+                "DELETE FROM reference_templates WHERE tenant = ? AND reference = ?", (tenant, reference)
+            )
+            return bool(cur.rowcount)
+
+        out: bool = self._run("reference delete", rm)
+        return out
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def find_receipt(self, message_id: str) -> tuple[bytes, bytes] | None:
+        """``(envelope_hash, receipt)`` of an already recorded message id, or None."""
+
+        def get() -> tuple[bytes, bytes] | None:
+            row = self._one(
+                "SELECT envelope_hash, receipt FROM receipts WHERE message_id = ?", (message_id,)
+            )
+            return (bytes(row[0]), bytes(row[1])) if row else None
+
+        out: tuple[bytes, bytes] | None = self._read("receipt lookup", get)
+        return out
+
+    def record_batch(self, commits: Sequence[Commit], on_conflict: ConflictHandler) -> list[Recorded]:
+        """Write each commit atomically, all in ONE transaction (one fsync per batch).
+
+        Per commit, inside a SAVEPOINT:
+        1. an existing receipt for the message id wins (duplicate; nothing written);
+        2. a commit that consumes a sequence checks the chain against its neighbours
+           (``seq - 1``'s digest must equal our ``prev_digest``; ``seq + 1``'s ``prev_digest``
+           must equal our digest, where those are stored) and inserts ``(device, key, seq)``;
+           a used sequence or a broken chain calls ``on_conflict`` for a replacement
+           (the ``replayed`` rejection);
+        3. the receipt is inserted (``ON CONFLICT DO NOTHING``: a concurrent process may
+           have won the message id; then its receipt is returned and ours rolled back);
+        4. an accepted template is inserted.
+        """
+
+        # Write in message-id order: concurrent batches holding the same messages then take
+        # their row locks in the same order (no deadlock on PostgreSQL).
+        order = sorted(range(len(commits)), key=lambda i: commits[i].message_id)
+
+        def batch() -> list[Recorded]:
+            done: dict[int, Recorded] = {}
+            for i in order:
+                done[i] = self._record_one(commits[i], on_conflict)
+            return [done[i] for i in range(len(commits))]
+
+        out: list[Recorded] = self._run("ingest", batch)
+        return out
+
+    def _record_one(self, c: Commit, on_conflict: ConflictHandler) -> Recorded:
+        row = self._one("SELECT receipt, status, reason FROM receipts WHERE message_id = ?", (c.message_id,))
+        if row:
+            return Recorded(c.message_id, bytes(row[0]), str(row[1]), str(row[2]), first=False)
+        self._exec("SAVEPOINT ingest_one")
+        if c.seq is not None:
+            why = self._sequence_conflict(c)
+            if why is None:
+                cur = self._exec(
+                    "INSERT INTO sequences (tenant, device_id, key_id, seq, message_id, digest, "
+                    "prev_digest, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest, c.prev_digest,
+                     c.received_at_ms),
+                )
+                if cur.rowcount != 1:
+                    why = f"sequence {c.seq} already used by another message"
+            if why is not None:
+                c = on_conflict(c, why)
+                if c.seq is not None or c.template is not None:  # pragma: no cover - misuse
+                    raise CarrierError("on_conflict must return a commit without seq and template")
+        cur = self._exec(
+            "INSERT INTO receipts (message_id, tenant, device_id, envelope_hash, status, reason, receipt, "
+            "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (c.message_id, c.tenant, c.device_id, c.envelope_hash, c.status, c.reason, c.receipt,
+             c.received_at_ms),
+        )
+        if cur.rowcount != 1:
+            # Lost a race with another process for this message id: its receipt stands.
+            self._exec("ROLLBACK TO SAVEPOINT ingest_one")
+            self._exec("RELEASE SAVEPOINT ingest_one")
+            row = self._one(
+                "SELECT receipt, status, reason FROM receipts WHERE message_id = ?", (c.message_id,)
+            )
+            if not row:  # pragma: no cover - the conflicting row must exist
+                raise CarrierError(f"receipt for {c.message_id}: expected a stored receipt, got none")
+            return Recorded(c.message_id, bytes(row[0]), str(row[1]), str(row[2]), first=False)
+        if c.template is not None:
+            t = c.template
+            self._exec(
+                "INSERT INTO templates (message_id, tenant, device_id, reference, model_id, model_version, "
+                "captured_at_ms, received_at_ms, template_ct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (c.message_id, c.tenant, c.device_id, t.reference, t.model_id, t.model_version,
+                 t.captured_at_ms, c.received_at_ms, t.template_ct),
+            )
+        self._exec("RELEASE SAVEPOINT ingest_one")
+        return Recorded(c.message_id, c.receipt, c.status, c.reason, first=True)
+
+    def _sequence_conflict(self, c: Commit) -> str | None:
+        assert c.seq is not None
+        key = (c.tenant, c.device_id, c.key_id)
+        row = self._one(
+            "SELECT message_id FROM sequences "
+            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ?",
+            (*key, c.seq),
+        )
+        if row:
+            return f"sequence {c.seq} already used by message {row[0]}"
+        row = self._one(
+            "SELECT message_id, digest FROM sequences "
+            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ?",
+            (*key, c.seq - 1),
+        )
+        if row and bytes(row[1]) != c.prev_digest:
+            return (
+                f"chain broken: prev_digest expected {bytes(row[1]).hex()[:16]}… "
+                f"(message {row[0]}, sequence {c.seq - 1}), got {c.prev_digest.hex()[:16]}…"
+            )
+        row = self._one(
+            "SELECT message_id, prev_digest FROM sequences "
+            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ?",
+            (*key, c.seq + 1),
+        )
+        if row and bytes(row[1]) != c.digest:
+            return (
+                f"chain broken: message {row[0]} (sequence {c.seq + 1}) names a different "
+                f"predecessor ({bytes(row[1]).hex()[:16]}…) than this envelope"
+            )
+        return None
+
+    def get_template(self, message_id: str) -> TemplateRow | None:
+        def get() -> TemplateRow | None:
+            row = self._one(
+                "SELECT message_id, tenant, device_id, reference, model_id, model_version, captured_at_ms, "
+                "received_at_ms, template_ct FROM templates WHERE message_id = ?",
+                (message_id,),
+            )
+            if not row:
+                return None
+            return TemplateRow(
+                str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), str(row[5]),
+                int(row[6]), int(row[7]), bytes(row[8]),
+            )
+
+        out: TemplateRow | None = self._read("template lookup", get)
+        return out
+
+    def last_sequence(self, tenant: str, device_id: str, key_id: str) -> int | None:
+        def get() -> int | None:
+            row = self._one(
+                "SELECT MAX(seq) FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ?",
+                (tenant, device_id, key_id),
+            )
+            return int(row[0]) if row and row[0] is not None else None
+
+        out: int | None = self._read("sequence lookup", get)
+        return out
+
+    # -- retention ----------------------------------------------------------------------
+
+    def purge(self, templates_before_ms: int, receipts_before_ms: int) -> PurgeCounts:
+        """Delete templates received before ``templates_before_ms`` and receipts/sequence
+        entries received before ``receipts_before_ms`` (one transaction)."""
+
+        def rm() -> PurgeCounts:
+            t = self._exec("DELETE FROM templates WHERE received_at_ms < ?", (templates_before_ms,))
+            r = self._exec("DELETE FROM receipts WHERE received_at_ms < ?", (receipts_before_ms,))
+            s = self._exec("DELETE FROM sequences WHERE received_at_ms < ?", (receipts_before_ms,))
+            return PurgeCounts(int(t.rowcount), int(r.rowcount), int(s.rowcount))
+
+        out: PurgeCounts = self._run("purge", rm)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        def get() -> dict[str, int]:
+            out = {}
+            for table in ("devices", "reference_templates", "receipts", "sequences", "templates"):
+                row = self._one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - fixed names
+                out[table] = int(row[0])
+            return out
+
+        res: dict[str, int] = self._read("counts", get)
+        return res
+
+    def _read(self, what: str, fn: Callable[[], Any]) -> Any:
+        return self._run(what, fn)
+
+
+def _device(row: Sequence[Any]) -> DeviceRecord:
+    status = str(row[4])
+    if status not in ("active", "revoked"):  # pragma: no cover - CHECK constraint
+        raise CarrierError(f"device status: expected active or revoked, got {status!r}")
+    return DeviceRecord(
+        str(row[0]), str(row[1]), str(row[2]), bytes(row[3]),
+        "active" if status == "active" else "revoked",
+        int(row[5]), None if row[6] is None else int(row[6]),
+    )
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def open_store(target: str, *, migrate: bool = True) -> SqlStore:
+    """Open the store named by ``target``: ``postgresql://``/``postgres://`` DSN → PostgreSQL,
+    anything else → a SQLite file path. Runs migrations unless ``migrate`` is False."""
+    store: SqlStore
+    if target.startswith(("postgresql://", "postgres://")) or (
+        "=" in target and ("dbname" in target or "host" in target)
+    ):
+        from kycedge.carrier.store_pg import PostgresStore
+
+        store = PostgresStore.connect(target)
+    else:
+        from kycedge.carrier.store_sqlite import SqliteStore
+
+        store = SqliteStore.connect(target)
+    try:
+        if migrate:
+            store.migrate()
+        else:
+            store.require_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def replace(c: Commit, **changes: Any) -> Commit:
+    return dataclasses.replace(c, **changes)
