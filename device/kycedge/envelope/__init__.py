@@ -1,0 +1,74 @@
+"""The kycedge wire format: sealed template envelopes and signed receipts.
+
+Device::
+
+    from kycedge.envelope import Payload, Template, Liveness, seal, GENESIS_DIGEST
+    payload = Payload(template=Template.from_array(vec, model_id=..., model_version=...),
+                      captured_at_ms=..., liveness=Liveness(passed=True, method="blink", score=0.9),
+                      reference=ref, prev_digest=last_digest_or_GENESIS_DIGEST, quality={...})
+    sealed = seal(payload, tenant=..., device_id=..., sequence=n, signing_key=sk,
+                  carrier_key=carrier_keys[0])      # -> Sealed(data, header, digest)
+    receipt = verify_receipt(data, receipt_keys, expected_device_id=...)
+
+Carrier::
+
+    header = peek_header(data)                      # cheap, unauthenticated: route + pick keys
+    opened = open_envelope(data, device_public_key=pk, carrier_private_keys={kid: sk})
+    receipt_bytes = sign_receipt(receipt_key, message_id=..., tenant=..., device_id=..., reason=...)
+
+All failures are :class:`kycedge.errors.EnvelopeError` with a ``reason``; see
+docs/wire-format.md for the bytes.
+"""
+
+from kycedge.envelope.config import CarrierKeysConfig, KeyFileEntry
+from kycedge.envelope.header import peek_header
+from kycedge.envelope.model import (
+    FORMAT_VERSION,
+    GENESIS_DIGEST,
+    MAX_ENVELOPE_BYTES,
+    MAX_RECEIPT_BYTES,
+    MAX_SEQUENCE,
+    Header,
+    Liveness,
+    Opened,
+    Payload,
+    Sealed,
+    Template,
+    check_reference,
+    message_id_time_ms,
+    new_message_id,
+    new_registration_reference,
+)
+from kycedge.envelope.receipt import ACCEPTED_REASONS, REJECTED_REASONS, Receipt, sign_receipt, verify_receipt
+from kycedge.envelope.seal import CarrierKey, open_envelope, seal
+from kycedge.errors import EnvelopeError
+
+__all__ = [
+    "ACCEPTED_REASONS",
+    "FORMAT_VERSION",
+    "GENESIS_DIGEST",
+    "MAX_ENVELOPE_BYTES",
+    "MAX_RECEIPT_BYTES",
+    "MAX_SEQUENCE",
+    "REJECTED_REASONS",
+    "CarrierKey",
+    "CarrierKeysConfig",
+    "EnvelopeError",
+    "Header",
+    "KeyFileEntry",
+    "Liveness",
+    "Opened",
+    "Payload",
+    "Receipt",
+    "Sealed",
+    "Template",
+    "check_reference",
+    "message_id_time_ms",
+    "new_message_id",
+    "new_registration_reference",
+    "open_envelope",
+    "peek_header",
+    "seal",
+    "sign_receipt",
+    "verify_receipt",
+]
