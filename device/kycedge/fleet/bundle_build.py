@@ -1,0 +1,191 @@
+"""Build a model bundle directory (models + golden images + ``bundle.json``) and sign it.
+
+``build_bundle`` copies a models directory (``manifest.json`` and the files it lists,
+plus ``LICENSES/``) and the golden images into ``out_dir`` and writes ``bundle.json``
+with sizes, sha256, model ids/versions, the matching threshold and its FAR, and the
+expected embeddings of the golden images, computed with the same
+:class:`kycedge.vision.Pipeline` the units run. ``sign_bundle`` lists every file of the
+bundle as a TUF target ``bundles/<version>/<path>`` and commits new targets, snapshot and
+timestamp metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kycedge import __version__
+from kycedge.fleet.repository import FleetRepository, RepoError
+from kycedge.updates.bundle import (
+    BUNDLE_FILE,
+    BundleFile,
+    BundleManifest,
+    GoldenImage,
+    Matching,
+    ModelEntry,
+    SelfTestSpec,
+    parse_manifest,
+    safe_relpath,
+    sha256_file,
+)
+from kycedge.updates.rollout import ROLLOUT_TARGET, Rollout, parse_rollout
+from kycedge.updates.stage import bundle_target
+
+__all__ = ["build_bundle", "describe_models", "set_rollout", "sign_bundle"]
+
+Embed = Callable[[Path, Sequence[Path]], list[list[float]]]
+
+
+def describe_models(models_dir: Path) -> tuple[list[ModelEntry], Matching, list[str]]:
+    """Model entries, matching and the files to ship, from the vision ``manifest.json``."""
+    raw = json.loads((models_dir / "manifest.json").read_text())
+    models_raw = raw.get("models", {})
+    items = list(models_raw.items()) if isinstance(models_raw, dict) else \
+        [(str(m.get("name", "")), m) for m in models_raw]
+    pipeline = raw.get("pipeline", {})
+    roles = {v: k for k, v in pipeline.items() if k in ("detector", "landmarks", "embedder")
+             and isinstance(v, str)}
+    entries: list[ModelEntry] = []
+    files = ["manifest.json"]
+    for name, m in items:
+        file = str(m.get("file", m.get("path")))
+        digest, size = sha256_file(models_dir / file)
+        if digest != m.get("sha256"):
+            raise RepoError(f"{models_dir / file}: expected sha256 {m.get('sha256')} (manifest), "
+                            f"got {digest}")
+        version = str(m.get("version") or digest[:16])
+        inp = m.get("input") or m.get("inputs") or {}
+        entries.append(ModelEntry(roles.get(name, "unused"), name, version, file, digest, size,
+                                  inp if isinstance(inp, Mapping) else {"tensors": inp}))
+        files.append(file)
+    emb_name = pipeline.get("embedder")
+    emb = next((e for e in entries if e.id == emb_name), None)
+    if emb is None:
+        raise RepoError(f"{models_dir}/manifest.json: expected pipeline.embedder naming a model, got "
+                        f"{emb_name!r}")
+    model_id = str(pipeline.get("model_id", emb.id))
+    model_version = str(pipeline.get("model_version", emb.version))
+    if (model_id, model_version) != (emb.id, emb.version):
+        # The pipeline reports these names in templates: make the bundle say the same.
+        entries = [ModelEntry(e.role, model_id, model_version, e.file, e.sha256, e.size, e.input)
+                   if e is emb else e for e in entries]
+    matching = raw.get("matching", {})
+    m = Matching(model_id, model_version, float(matching["threshold"]), float(matching["far"]))
+    lic = models_dir / "LICENSES"
+    if lic.is_dir():
+        files += [str(p.relative_to(models_dir)) for p in sorted(lic.rglob("*")) if p.is_file()]
+    return entries, m, files
+
+
+def pipeline_embed(models_dir: Path, images: Sequence[Path]) -> list[list[float]]:
+    """Embeddings of ``images`` with the vision pipeline loaded from ``models_dir``."""
+    from kycedge.vision import Pipeline
+
+    pipe = Pipeline.load(models_dir)
+    out = []
+    for p in images:
+        res = pipe.process_image_bytes(p.read_bytes())
+        if not res.ok or res.template is None:
+            raise RepoError(f"golden image {p}: expected a face template, got {res.reason}: {res.message}")
+        out.append([float(x) for x in res.template])
+    return out
+
+
+def build_bundle(
+    models_dir: Path,
+    out_dir: Path,
+    *,
+    version: int,
+    golden: Sequence[Path],
+    genuine: tuple[int, int] = (0, 1),
+    impostor: tuple[int, int] = (0, 2),
+    tolerance: float = 0.02,
+    min_firmware: str = __version__,
+    embed: Embed | None = None,
+    describe: Callable[[Path], tuple[list[ModelEntry], Matching, list[str]]] = describe_models,
+) -> BundleManifest:
+    """Write the bundle for ``models_dir`` into ``out_dir`` (must not exist)."""
+    if out_dir.exists():
+        raise RepoError(f"{out_dir}: expected a new directory, it exists")
+    if len(golden) < 3:
+        raise RepoError(f"golden images: expected at least 3 (genuine pair + impostor), got {len(golden)}")
+    models, matching, files = describe(models_dir)
+    vectors = (embed or pipeline_embed)(models_dir, golden)
+    out_dir.mkdir(parents=True)
+    for rel in files:
+        dest = out_dir / safe_relpath(rel, "models dir")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(models_dir / rel, dest)
+    images = []
+    for i, (p, vec) in enumerate(zip(golden, vectors, strict=True)):
+        name = f"g{i}-{p.stem}"
+        rel = safe_relpath(f"golden/{name}{p.suffix.lower()}", "golden image")
+        (out_dir / "golden").mkdir(exist_ok=True)
+        shutil.copyfile(p, out_dir / rel)
+        files.append(rel)
+        images.append(GoldenImage(name, rel, tuple(vec)))
+    listed = []
+    for rel in files:
+        digest, size = sha256_file(out_dir / rel)
+        listed.append(BundleFile(rel, digest, size))
+    manifest = BundleManifest(
+        bundle_version=version,
+        created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        min_firmware=min_firmware,
+        models=tuple(models),
+        matching=matching,
+        files=tuple(listed),
+        selftest=SelfTestSpec(tolerance, tuple(images),
+                              (images[genuine[0]].name, images[genuine[1]].name),
+                              (images[impostor[0]].name, images[impostor[1]].name)),
+    )
+    data = manifest.to_json()
+    parse_manifest(data)  # what the unit will check, checked here first
+    (out_dir / BUNDLE_FILE).write_bytes(data)
+    return manifest
+
+
+def sign_bundle(repo: FleetRepository, bundle_dir: Path, signers: Any = None) -> int:
+    """Add every file of ``bundle_dir`` as a target and commit; returns the targets version."""
+    manifest = parse_manifest((bundle_dir / BUNDLE_FILE).read_bytes())
+    for f in manifest.files:
+        digest, size = sha256_file(bundle_dir / f.path)
+        if (digest, size) != (f.sha256, f.size):
+            raise RepoError(f"{bundle_dir / f.path}: expected sha256 {f.sha256} ({f.size} bytes) per "
+                            f"bundle.json, got {digest} ({size} bytes)")
+    md = repo.targets()
+    v = manifest.bundle_version
+    prefix = f"bundles/{v}/"
+    if any(p.startswith(prefix) for p in md.signed.targets):
+        raise RepoError(f"bundle {v}: expected a new bundle version, it is already signed")
+    for f in manifest.files:
+        repo.add_target_file(md.signed, bundle_target(v, f.path), bundle_dir / f.path)
+    repo.add_target_file(md.signed, bundle_target(v, BUNDLE_FILE), bundle_dir / BUNDLE_FILE)
+    return repo.commit_targets(md, signers)
+
+
+def current_rollout(repo: FleetRepository) -> Rollout:
+    tf = repo.targets().signed.targets.get(ROLLOUT_TARGET)
+    if tf is None:
+        return Rollout(None, None)
+    path = repo.targets_dir / f"{tf.hashes['sha256']}.{ROLLOUT_TARGET}"
+    return parse_rollout(path.read_bytes())
+
+
+def set_rollout(repo: FleetRepository, rollout: Rollout, signers: Any = None) -> int:
+    """Sign ``rollout`` as the ``rollout.json`` target; bundles it names must be signed."""
+    md = repo.targets()
+    for v in (rollout.stable, rollout.candidate.bundle_version if rollout.candidate else None):
+        if v is not None and bundle_target(v, BUNDLE_FILE) not in md.signed.targets:
+            raise RepoError(f"rollout: expected bundle {v} to be signed first, it is not")
+    tmp = repo.repo_dir / ".rollout.json"
+    tmp.write_bytes(rollout.to_json())
+    try:
+        repo.add_target_file(md.signed, ROLLOUT_TARGET, tmp)
+    finally:
+        tmp.unlink()
+    return repo.commit_targets(md, signers)
