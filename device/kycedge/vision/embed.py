@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from kycedge.vision.align import SFACE_SIZE
 from kycedge.vision.match import l2_normalize
 from kycedge.vision.runtime import Model
 
@@ -29,6 +30,8 @@ class Embedder:
             self.nchw, self.size = True, (shape[2], shape[3])
         else:
             raise ValueError(f"SFace: expected 3 colour channels (NHWC or NCHW), got {shape}")
+        if self.size != (SFACE_SIZE, SFACE_SIZE):
+            raise ValueError(f"SFace: expected a {SFACE_SIZE}x{SFACE_SIZE} input, got {shape}")
         self.flip_average = flip_average
         self.dim = int(np.prod(model.outputs[0].shape))
 

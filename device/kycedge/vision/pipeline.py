@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -134,13 +134,18 @@ class Pipeline:
         self.far: float = manifest.far
 
     @classmethod
-    def load(cls, models_dir: Path, threads: int = 1, config: VisionConfig | None = None) -> Pipeline:
+    def load(cls, models_dir: Path, threads: int = 1, config: VisionConfig | None = None,
+             overrides: Mapping[str, Any] | None = None) -> Pipeline:
         """Read ``models_dir/manifest.json``, check every model's sha256, build the interpreters.
 
         ``threads`` is used when no ``config`` is given (otherwise ``config.threads``).
+        ``overrides`` replaces keys of the manifest's ``pipeline`` section (``detector``,
+        ``detector_kind``, ``landmarks``, ``flip_average``): for evaluation runs only.
         """
         cfg = config if config is not None else VisionConfig(threads=threads)
         manifest = load_manifest(Path(models_dir))
+        if overrides:
+            manifest = replace(manifest, pipeline={**manifest.pipeline, **overrides})
         settings = manifest.pipeline
 
         def model(role: str) -> Model | None:

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""LFW-protocol evaluation of the kycedge pipeline on any image folder + pairs file.
+
+    .venv/bin/python tools/evaluate.py ../shared/data/lfw-dev [--pairs pairs-dev.txt]
+        [--models models] [--threads 1] [--gates on|off] [--set key=value ...]
+        [--json out.json] [--write-threshold]
+
+Every image under ``FOLDER/images/<Name>/<Name>_NNNN.jpg`` (or ``FOLDER/<Name>/...``) is
+embedded once with the same pipeline the unit runs (decode, detect, align, quality
+gates, embed). Then:
+
+- k-fold accuracy over the listed pairs (official format: header ``k n``, then per fold
+  n same-person lines ``name i j`` and n different-person lines ``a i b j``); each fold is
+  scored with the threshold that maximises accuracy on the other k-1 folds;
+- TAR at FAR 1e-3 and 1e-4 over the listed pairs, and over ALL cross-identity pairs of
+  the embedded images (millions of impostor pairs, by matrix products);
+- failures: an image the pipeline refuses scores -1 in every pair it is in (a listed
+  genuine pair with a failed image counts as a false reject); failure-to-detect
+  (``no-face``) and failure-to-enrol (any refusal) counts with reasons;
+- per-stage latency median and p95, peak RSS of this process.
+
+``--write-threshold`` stores the FAR-1e-4 threshold over all cross-identity pairs in the
+manifest's ``matching`` section together with the figures it came from.
+One JSON summary is printed last on stdout (and written to ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "device"))
+
+FARS = (1e-3, 1e-4)
+
+
+def parse_pairs(path: Path) -> tuple[int, list[tuple[str, int, str, int, bool, int]]]:
+    """(folds, [(name_a, i, name_b, j, same, fold)]) from an LFW pairs file."""
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    head = lines[0]
+    if len(head) == 1:  # pairsDevTrain style: one count, one "fold"
+        folds, per = 1, int(head[0])
+    else:
+        folds, per = int(head[0]), int(head[1])
+    body = lines[1:]
+    expected = folds * per * 2
+    if len(body) != expected:
+        raise SystemExit(f"{path}: expected {expected} pair lines for header {head}, got {len(body)}")
+    pairs = []
+    for k, parts in enumerate(body):
+        fold = k // (2 * per)
+        if len(parts) == 3:
+            pairs.append((parts[0], int(parts[1]), parts[0], int(parts[2]), True, fold))
+        elif len(parts) == 4:
+            pairs.append((parts[0], int(parts[1]), parts[2], int(parts[3]), False, fold))
+        else:
+            raise SystemExit(f"{path}: line {k + 2}: expected 3 or 4 fields, got {parts}")
+    return folds, pairs
+
+
+def image_root(folder: Path) -> Path:
+    return folder / "images" if (folder / "images").is_dir() else folder
+
+
+def image_path(root: Path, name: str, i: int) -> Path:
+    return root / name / f"{name}_{i:04d}.jpg"
+
+
+def threshold_at_far(impostor: np.ndarray, far: float) -> float:
+    """Smallest threshold t with (impostor scores >= t) / N <= far; accept is score >= t."""
+    n = impostor.size
+    k = int(np.floor(far * n))
+    if k >= n:
+        return float(impostor.min())
+    # the (k+1)-th largest impostor score must be rejected: t just above it
+    kth = np.partition(impostor, n - 1 - k)[n - 1 - k]
+    return float(np.nextafter(np.float32(kth), np.float32(np.inf)))
+
+
+def tar_at(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float, float]:
+    t = threshold_at_far(impostor, far)
+    return float(np.mean(genuine >= t)), t
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """Threshold maximising accuracy on (scores, same); midpoint between neighbours."""
+    order = np.argsort(scores)
+    s, y = scores[order], same[order]
+    # accept is score >= t; t just above s[i] rejects s[0..i]: same ones wrongly, diff ones rightly
+    cum_same = np.cumsum(y)
+    cum_diff = np.cumsum(~y)
+    total_same = y.sum()
+    correct = (cum_diff + (total_same - cum_same))  # threshold between s[i] and s[i+1]
+    candidates = np.concatenate([[total_same], correct])  # index 0: accept everything
+    best = int(np.argmax(candidates))
+    if best == 0:
+        return float(s[0] - 1e-6)
+    i = best - 1
+    nxt = s[i + 1] if i + 1 < s.size else s[i] + 1e-3
+    return float((s[i] + nxt) / 2.0)
+
+
+def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray, k: int) -> dict[str, Any]:
+    accs, ths = [], []
+    for f in range(k):
+        test = folds == f
+        train = ~test
+        t = best_threshold(scores[train], same[train])
+        acc = float(np.mean((scores[test] >= t) == same[test]))
+        accs.append(acc)
+        ths.append(t)
+    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_fold": accs, "thresholds": ths}
+
+
+def all_pair_scores(emb: np.ndarray, ident: np.ndarray, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(impostor scores, genuine scores) over all i < j pairs of the rows of ``emb``."""
+    n = emb.shape[0]
+    imp, gen = [], []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        s = emb[start:stop] @ emb.T
+        rows = np.arange(start, stop)[:, None]
+        upper = np.arange(n)[None, :] > rows
+        same = ident[start:stop, None] == ident[None, :]
+        imp.append(s[upper & ~same].astype(np.float32))
+        gen.append(s[upper & same].astype(np.float32))
+    return np.concatenate(imp), np.concatenate(gen)
+
+
+def percentile(vals: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(vals), q)) if len(vals) else None
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def embed_all(paths: list[Path], pipe: Any, progress: bool) -> dict[Path, Any]:
+    try:
+        from tqdm import tqdm
+        it: Any = tqdm(paths, desc="embed", unit="img", file=sys.stderr, disable=not progress)
+    except ImportError:  # tqdm is a bench extra; run without a bar
+        it = paths
+    out = {}
+    for p in it:
+        out[p] = pipe.process_image_bytes(p.read_bytes())
+    return out
+
+
+def evaluate(results: dict[Path, Any], pairs_file: Path, root: Path, folds: int,
+             pairs: list[tuple[str, int, str, int, bool, int]]) -> dict[str, Any]:
+    paths = sorted(results)
+    ok = [p for p in paths if results[p].ok]
+    reasons = Counter(results[p].reason for p in paths if not results[p].ok)
+    emb = {p: results[p].template for p in ok}
+    scores, same, fold = [], [], []
+    missing_pairs = 0
+    for a, i, b, j, s, f in pairs:
+        pa, pb = image_path(root, a, i), image_path(root, b, j)
+        if pa not in results or pb not in results:
+            raise SystemExit(f"pair references an image that is not in the folder: {pa} / {pb}")
+        if pa in emb and pb in emb:
+            scores.append(float(np.dot(emb[pa], emb[pb])))
+        else:
+            scores.append(-1.0)
+            missing_pairs += 1
+        same.append(s)
+        fold.append(f)
+    sc, sm, fo = np.asarray(scores), np.asarray(same), np.asarray(fold)
+    acc = kfold_accuracy(sc, sm, fo, folds)
+    listed = {f"{far:g}": dict(zip(("tar", "threshold"), tar_at(sc[sm], sc[~sm], far), strict=True))
+              for far in FARS}
+    both_ok = np.asarray([
+        image_path(root, a, i) in emb and image_path(root, b, j) in emb for a, i, b, j, _s, _f in pairs])
+    acc_ok = kfold_accuracy(sc[both_ok], sm[both_ok], fo[both_ok], folds) if both_ok.any() else None
+
+    # all cross-identity pairs among the enrolled images; genuine = the listed same pairs
+    mat = np.stack([emb[p] for p in ok]).astype(np.float32) if ok else np.zeros((0, 128), np.float32)
+    ident = np.asarray([p.parent.name for p in ok])
+    imp_all, gen_all = all_pair_scores(mat, ident)
+    all_pairs = {}
+    for far in FARS:
+        tar, t = tar_at(sc[sm], imp_all, far)
+        tar_gen_all = float(np.mean(gen_all >= t)) if gen_all.size else None
+        all_pairs[f"{far:g}"] = {"tar": tar, "threshold": t, "tar_all_genuine_pairs": tar_gen_all}
+
+    stages: dict[str, list[float]] = {}
+    for p in paths:
+        for k, v in results[p].ms.items():
+            stages.setdefault(k, []).append(float(v))
+    dae = [sum(results[p].ms.get(k, 0.0) for k in ("detect", "align", "embed")) for p in ok]
+    latency = {k: {"median": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
+               for k, v in stages.items()}
+    latency["detect+align+embed (enrolled)"] = {"median": percentile(dae, 50), "p95": percentile(dae, 95),
+                                                "n": len(dae)}
+    quality_keys = sorted({k for p in ok for k in results[p].quality})
+    return {
+        "images": len(paths),
+        "enrolled": len(ok),
+        "failure_to_detect": reasons.get("no-face", 0),
+        "failure_to_enrol": sum(reasons.values()),
+        "failure_reasons": dict(reasons),
+        "pairs": len(pairs),
+        "pairs_with_a_failed_image": missing_pairs,
+        "accuracy": acc,
+        "accuracy_pairs_both_enrolled": acc_ok,
+        "tar_at_far_listed_pairs": listed,
+        "tar_at_far_all_cross_identity": all_pairs,
+        "impostor_pairs_all": int(imp_all.size),
+        "genuine_pairs_all": int(gen_all.size),
+        "latency_ms": latency,
+        "quality_p05_p50_p95": {
+            k: [percentile([results[p].quality[k] for p in ok], q) for q in (5, 50, 95)] for k in quality_keys
+        },
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def write_threshold(models_dir: Path, summary: dict[str, Any], command: str) -> None:
+    """Set manifest ``matching`` (FAR 1e-4 over all cross-identity pairs); other sections kept."""
+    path = models_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    fig = summary["tar_at_far_all_cross_identity"]["0.0001"]
+    data["matching"] = {
+        "metric": "cosine",
+        "threshold": round(fig["threshold"], 6),
+        "far": 1e-4,
+        "calibration": {
+            "data": summary["data"],
+            "rule": "FAR 1e-4 over all cross-identity pairs of the enrolled images",
+            "impostor_pairs": summary["impostor_pairs_all"],
+            "tar_at_threshold_listed_genuine_pairs": round(fig["tar"], 4),
+            "kfold_accuracy": round(summary["accuracy"]["mean"], 4),
+            "quality_gates": summary["gates"],
+            "measured": summary["measured"],
+            "command": command,
+        },
+    }
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--pairs", default=None, help="pairs file (default: the one pairs*.txt in FOLDER)")
+    ap.add_argument("--models", type=Path, default=ROOT / "models")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gates", choices=("on", "off"), default="on")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a manifest pipeline setting (evaluation only)")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N identities (smoke runs)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--write-threshold", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    from kycedge.vision.pipeline import Pipeline, VisionConfig
+    from kycedge.vision.quality import QualityConfig
+
+    folder: Path = args.folder
+    pairs_file = Path(args.pairs) if args.pairs else None
+    if pairs_file is None:
+        found = sorted(folder.glob("pairs*.txt"))
+        if len(found) != 1:
+            raise SystemExit(f"{folder}: expected one pairs*.txt, got {found}; use --pairs")
+        pairs_file = found[0]
+    elif not pairs_file.is_absolute() and not pairs_file.exists():
+        pairs_file = folder / pairs_file
+    folds, pairs = parse_pairs(pairs_file)
+    root = image_root(folder)
+    paths = sorted(root.rglob("*.jpg"))
+    if args.limit:
+        keep = {p.parent.name for p in paths}
+        keep = set(sorted(keep)[: args.limit])
+        paths = [p for p in paths if p.parent.name in keep]
+        pairs = [q for q in pairs if q[0] in keep and q[2] in keep]
+    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    cfg = VisionConfig(threads=args.threads, quality=QualityConfig(enabled=args.gates == "on"))
+    pipe = Pipeline.load(args.models, config=cfg, overrides=overrides or None)
+    t0 = time.perf_counter()
+    results = embed_all(paths, pipe, not args.no_progress)
+    wall = time.perf_counter() - t0
+    summary = evaluate(results, pairs_file, root, folds, pairs)
+    summary.update({
+        "data": f"{folder.resolve().name} ({len(paths)} images, {pairs_file.name})",
+        "gates": args.gates,
+        "threads": args.threads,
+        "overrides": overrides,
+        "model_id": pipe.model_id,
+        "model_version": pipe.model_version,
+        "pipeline": dict(pipe.manifest.pipeline),
+        "wall_s": round(wall, 1),
+        "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    })
+    acc = summary["accuracy"]
+    print(f"images {summary['images']}, enrolled {summary['enrolled']}, failure-to-detect "
+          f"{summary['failure_to_detect']}, failure-to-enrol {summary['failure_to_enrol']} "
+          f"{summary['failure_reasons']}", file=sys.stderr)
+    print(f"accuracy ({folds}-fold, threshold from the other folds): {acc['mean'] * 100:.2f} % "
+          f"+- {acc['std'] * 100:.2f}", file=sys.stderr)
+    for far in FARS:
+        a = summary["tar_at_far_listed_pairs"][f"{far:g}"]
+        b = summary["tar_at_far_all_cross_identity"][f"{far:g}"]
+        print(f"TAR @ FAR {far:g}: listed pairs {a['tar']:.4f} (t={a['threshold']:.4f}); all "
+              f"{summary['impostor_pairs_all']} cross-identity pairs {b['tar']:.4f} (t={b['threshold']:.4f})",
+              file=sys.stderr)
+    for k, v in summary["latency_ms"].items():
+        if v["median"] is not None:
+            print(f"latency {k}: median {v['median']:.2f} ms, p95 {v['p95']:.2f} ms", file=sys.stderr)
+    print(f"peak RSS {summary['peak_rss_mb']:.1f} MB, wall {wall:.1f} s", file=sys.stderr)
+    if args.write_threshold:
+        if args.limit or args.gates != "on" or overrides:
+            raise SystemExit("--write-threshold needs a full run with the shipped settings and gates on")
+        command = "python tools/evaluate.py " + " ".join(sys.argv[1:]) if argv is None else "evaluate"
+        write_threshold(args.models, summary, command)
+        print(f"wrote matching.threshold to {args.models / 'manifest.json'}", file=sys.stderr)
+    text = json.dumps(summary, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
