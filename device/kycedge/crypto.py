@@ -121,6 +121,7 @@ __all__ = [
     "signing_key_from_bytes",
     "verify",
     "verify_key_from_bytes",
+    "write_public_file",
 ]
 
 # Public aliases so callers can type their code without importing `cryptography`.
@@ -660,6 +661,11 @@ def csr_from_pem(data: bytes) -> CertificateSigningRequest:
         return x509.load_pem_x509_csr(data)
     except ValueError as e:
         raise KeyStoreError(f"expected a PEM certificate signing request, got: {e}") from e
+
+
+def write_public_file(path: Path, data: bytes) -> None:
+    """Write non-secret bytes (a CSR, a PEM bundle), mode 0644, atomically."""
+    _atomic_write(path, data, 0o644)
 
 
 def save_certificate(path: Path, cert: Certificate) -> None:
