@@ -6,7 +6,6 @@ import time
 from dataclasses import replace
 
 import pytest
-
 from kycedge.errors import UplinkError
 from kycedge.fleet import provision
 from kycedge.uplink import topics
