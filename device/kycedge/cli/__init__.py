@@ -21,7 +21,7 @@ from kycedge import __version__
 from kycedge.errors import KycEdgeError
 
 # Sub-command modules of `kycedge` (the unit), in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("kycedge.cli.demo", "kycedge.cli.embed", "kycedge.cli.keys")
+COMMANDS: tuple[str, ...] = ("kycedge.cli.demo", "kycedge.cli.embed", "kycedge.cli.keys", "kycedge.cli.config")
 
 
 def build_parser(prog: str, description: str, commands: Sequence[str]) -> argparse.ArgumentParser:
