@@ -1,0 +1,49 @@
+"""runtime: quantisation read from the model; float in, float out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kycedge.errors import ModelError
+from kycedge.vision.models import load_manifest
+from kycedge.vision.runtime import Model, TensorSpec, dequantize, quantize, runtime_name
+
+
+def test_runtime_is_litert() -> None:
+    assert runtime_name() == "ai_edge_litert.interpreter"
+
+
+def test_quantize_round_trip_uses_spec() -> None:
+    spec = TensorSpec("x", 0, (4,), "int8", 0.5, -3)
+    x = np.array([-70.0, 0.0, 1.0, 60.0], dtype=np.float32)
+    q = quantize(x, spec)
+    assert q.dtype == np.int8
+    assert q.tolist() == [-128, -3, -1, 117]  # clipped at the int8 range
+    assert dequantize(q, spec).tolist() == [-62.5, 0.0, 1.0, 60.0]
+    f = TensorSpec("y", 0, (4,), "float32", 0.0, 0)
+    assert not f.quantized
+    assert quantize(x, f).dtype == np.float32
+
+
+def test_garbage_model_is_model_error() -> None:
+    with pytest.raises(ModelError):
+        Model(b"not a flatbuffer" * 10, name="junk")
+    with pytest.raises(ModelError):
+        Model(b"", threads=0)
+
+
+def test_every_shipped_model_loads_and_runs(models_dir: Path) -> None:
+    manifest = load_manifest(models_dir)
+    roles = [manifest.role(r) for r in ("detector", "landmarks", "embedder")]
+    for entry in roles:
+        if entry is None:
+            continue
+        model = Model(manifest.read_checked(entry), threads=1, name=entry.name)
+        zeros = [np.zeros(s.shape, dtype=np.float32) for s in model.inputs]
+        outs = model.run(*zeros)
+        assert len(outs) == len(model.outputs)
+        assert all(o.dtype == np.float32 and np.all(np.isfinite(o)) for o in outs)
+        with pytest.raises(ModelError):
+            model.run()
