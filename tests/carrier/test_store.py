@@ -100,7 +100,9 @@ def test_record_dedupes_by_message_id(store: SqlStore) -> None:
     again = store.record_batch([replace(commit("m1", 1, b"h1" * 16), receipt=b"other")], replayed)[0]
     assert not again.first
     assert again.receipt == b"receipt:m1"
-    assert store.find_receipt("m1") == (b"e" + (b"h1" * 16)[1:], b"receipt:m1")
+    found = store.find_receipt("m1")
+    assert found is not None
+    assert (found.envelope_hash, found.receipt) == (b"e" + (b"h1" * 16)[1:], b"receipt:m1")
     assert store.counts()["templates"] == 1
     assert store.counts()["receipts"] == 1
 

@@ -41,7 +41,8 @@ class CarrierConfig:
         None, help="32-byte at-rest AEAD key file for stored templates (default state_dir/keys/at-rest.key)"
     )
     max_envelope_bytes: int = section(
-        64 * 1024, min=1024, max=16 * 2**20, help="envelopes longer than this are refused unread"
+        16384, min=256, max=16384,
+        help="envelopes longer than this are refused unread (the wire format allows 16384)",
     )
     replay_window_s: int = section(
         30 * DAY_S,

@@ -70,10 +70,11 @@ def init_keys(config: CarrierConfig, *, rotate: bool = False) -> list[str]:
     if not hpke_paths or rotate:
         k = crypto.generate_kem_key()
         kid = crypto.key_id(k.public_key())
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        ns = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9 // 1000:06d}Z"
         path = keys_dir / f"hpke-{stamp}-{kid[:8]}.pem"
         crypto.save_private_key(path, k)
-        crypto.save_public_key(path.with_suffix(".pub.pem"), k.public_key())
+        crypto.save_public_key(_pub(path), k.public_key())
         out.append(f"hpke {path} {kid} (new)")
     for p in config.hpke_key_paths():
         if not any(str(p) in line for line in out):
@@ -97,4 +98,5 @@ def init_keys(config: CarrierConfig, *, rotate: bool = False) -> list[str]:
 
 
 def _pub(path: Path) -> Path:
-    return path.with_name(path.name.removesuffix(".pem") + ".pub.pem")
+    """``x.pem`` (private) → ``x.pub`` (public PEM, for devices / fleet tools)."""
+    return path.with_name(path.name.removesuffix(".pem") + ".pub")

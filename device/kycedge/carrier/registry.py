@@ -9,29 +9,36 @@ process: lookups are not cached.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from kycedge import crypto
 from kycedge.carrier.store import DeviceRecord, SqlStore, now_ms
 from kycedge.errors import CarrierError
 
-__all__ = ["DeviceRecord", "Registry", "RegistryError", "check_id"]
-
-# Same rule as kycedge.uplink.topics: an id is one MQTT topic level.
-_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+__all__ = ["DeviceRecord", "Registry", "RegistryError", "check_device_id", "check_tenant"]
 
 
 class RegistryError(CarrierError):
     reason = "registry-error"
 
 
-def check_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise RegistryError(
-            f"expected {what} of 1-64 characters [A-Za-z0-9._-] not starting with '.', got {value!r:.80}",
-            reason="bad-id",
-        )
+def check_tenant(value: str) -> str:
+    """A tenant as the wire format allows it (``kycedge.envelope.model.TENANT_RE``)."""
+    from kycedge.envelope.model import TENANT_RE
+
+    if not isinstance(value, str) or not TENANT_RE.fullmatch(value):
+        raise RegistryError(f"tenant: expected text matching {TENANT_RE.pattern}, got {value!r:.80}",
+                            reason="bad-id")
+    return value
+
+
+def check_device_id(value: str) -> str:
+    """A device id as the wire format allows it (``kycedge.envelope.model.DEVICE_ID_RE``)."""
+    from kycedge.envelope.model import DEVICE_ID_RE
+
+    if not isinstance(value, str) or not DEVICE_ID_RE.fullmatch(value):
+        raise RegistryError(f"device id: expected text matching {DEVICE_ID_RE.pattern}, got {value!r:.80}",
+                            reason="bad-id")
     return value
 
 
@@ -41,8 +48,8 @@ class Registry:
 
     def enroll(self, tenant: str, device_id: str, public_key: bytes) -> DeviceRecord:
         """Enrol a device's raw 32-byte Ed25519 public key; returns the record (with key id)."""
-        check_id(tenant, "tenant")
-        check_id(device_id, "device id")
+        check_tenant(tenant)
+        check_device_id(device_id)
         verify_key = crypto.verify_key_from_bytes(bytes(public_key))
         rec = DeviceRecord(
             tenant=tenant,

@@ -38,6 +38,7 @@ __all__ = [
     "Recorded",
     "ReferenceRecord",
     "SqlStore",
+    "StoredReceipt",
     "StoredTemplate",
     "TemplateRow",
     "open_store",
@@ -204,6 +205,14 @@ class Recorded:
 
 
 @dataclass(frozen=True)
+class StoredReceipt:
+    envelope_hash: bytes
+    receipt: bytes
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class PurgeCounts:
     templates: int
     receipts: int
@@ -337,7 +346,7 @@ class SqlStore:
                 raise
             return int(row[0]) if row and row[0] is not None else 0
 
-        version: int = self._run("schema read", read)
+        version: int = self._read("schema read", read)
         return version
 
     def require_schema(self) -> None:
@@ -472,16 +481,17 @@ class SqlStore:
 
     # -- ingest -------------------------------------------------------------------------
 
-    def find_receipt(self, message_id: str) -> tuple[bytes, bytes] | None:
-        """``(envelope_hash, receipt)`` of an already recorded message id, or None."""
+    def find_receipt(self, message_id: str) -> StoredReceipt | None:
+        """The recorded receipt of a message id (with the hash of the envelope bytes), or None."""
 
-        def get() -> tuple[bytes, bytes] | None:
+        def get() -> StoredReceipt | None:
             row = self._one(
-                "SELECT envelope_hash, receipt FROM receipts WHERE message_id = ?", (message_id,)
+                "SELECT envelope_hash, receipt, status, reason FROM receipts WHERE message_id = ?",
+                (message_id,),
             )
-            return (bytes(row[0]), bytes(row[1])) if row else None
+            return StoredReceipt(bytes(row[0]), bytes(row[1]), str(row[2]), str(row[3])) if row else None
 
-        out: tuple[bytes, bytes] | None = self._read("receipt lookup", get)
+        out: StoredReceipt | None = self._read("receipt lookup", get)
         return out
 
     def record_batch(self, commits: Sequence[Commit], on_conflict: ConflictHandler) -> list[Recorded]:
@@ -646,7 +656,13 @@ class SqlStore:
         return res
 
     def _read(self, what: str, fn: Callable[[], Any]) -> Any:
-        return self._run(what, fn)
+        """Run read-only ``fn`` without an explicit transaction (autocommit statements)."""
+        try:
+            return fn()
+        except Exception as e:
+            if self._is_backend_error(e):
+                raise self._wrap(e, what) from e
+            raise
 
 
 def _device(row: Sequence[Any]) -> DeviceRecord:

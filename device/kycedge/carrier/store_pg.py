@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import psycopg
+from psycopg import errors as pgerrors
+
 from kycedge.carrier.store import SqlStore
 from kycedge.errors import CarrierError
-from psycopg import errors as pgerrors
 
 __all__ = ["PostgresStore"]
 

@@ -1,0 +1,335 @@
+"""The carrier receiver: envelope bytes in, a signed receipt out. Transport-agnostic.
+
+Pipeline for one envelope (``Receiver.handle``; ``ingest`` returns just the receipt)::
+
+    size limit ─► peek_header ─► duplicate fast path (same bytes, known message id)
+      ─► registry (unknown-device / revoked-device) ─► open: decrypt with the carrier key
+      the header names, verify the device signature (undecryptable / bad-signature /
+      malformed / unsupported-version) ─► capture-time window (stale) ─► reference +
+      1:1 match (match / no-match / no-reference / model-mismatch) ─► ONE transaction:
+      de-duplicate by message id, claim the per-device sequence (replayed), store the
+      receipt and the template (encrypted at rest)
+
+Receipt rules (see docs/receiver.md):
+
+* envelopes whose header cannot be parsed get NO receipt (there is no message id to
+  name or device to route to); ``counters["no-receipt"]`` counts them;
+* rejections before authentication (unknown-device, revoked-device, bad-signature,
+  undecryptable, malformed, unsupported-version) are signed but NOT recorded: the
+  header is unauthenticated, so recording them would let anyone who can publish a
+  forged envelope pin a rejection on a genuine message id;
+* every authenticated outcome (stale, replayed, match, no-match, no-reference,
+  model-mismatch) is recorded under its message id; every later delivery of that
+  message id gets the FIRST receipt, byte for byte, and has no effect.
+
+The receiver never raises on input. It raises :class:`CarrierError` only when its own
+storage fails (then nothing was recorded and no receipt exists: the transport must not
+acknowledge the message, the unit will deliver it again).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kycedge import crypto
+from kycedge.carrier.config import CarrierConfig
+from kycedge.carrier.keyring import CarrierKeys
+from kycedge.carrier.match import decide
+from kycedge.carrier.references import References
+from kycedge.carrier.registry import Registry
+from kycedge.carrier.store import Commit, PurgeCounts, SqlStore, StoredTemplate, open_store, replace
+from kycedge.envelope import Opened, Receipt, open_envelope, peek_header, sign_receipt, verify_receipt
+from kycedge.envelope.header import split
+from kycedge.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
+from kycedge.errors import CarrierError, EnvelopeError, KeyStoreError, KycEdgeError
+
+__all__ = ["Outcome", "Receiver", "template_aad"]
+
+log = logging.getLogger("kycedge.carrier")
+
+Status = Literal["accepted", "rejected"]
+NO_RECEIPT = "no-receipt"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one envelope.
+
+    ``receipt`` is the signed receipt to send back (None only if no header could be
+    parsed); route it to ``receipt_topic`` (``kyc/v1/{tenant}/{device}/receipts``).
+    ``duplicate`` is True when this delivery repeated an already recorded message id:
+    ``receipt`` is then the first receipt and nothing else happened.
+    """
+
+    receipt: bytes | None
+    reason: str
+    status: Status | None
+    message_id: uuid.UUID | None = None
+    tenant: str | None = None
+    device_id: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    duplicate: bool = False
+    recorded: bool = False
+    detail: str = ""
+
+    @property
+    def receipt_topic(self) -> str | None:
+        if self.receipt is None or self.tenant is None or self.device_id is None:
+            return None
+        return f"kyc/v1/{self.tenant}/{self.device_id}/receipts"
+
+
+def template_aad(message_id: str, tenant: str, device_id: str, model_id: str, model_version: str) -> bytes:
+    return "\x00".join(("templates", message_id, tenant, device_id, model_id, model_version)).encode()
+
+
+@dataclass
+class _Pending:
+    index: int
+    header: Header
+    commit: Commit
+    score: float | None
+    threshold: float | None
+    detail: str
+
+
+@dataclass
+class Receiver:
+    """Ingest envelopes. Construct with :meth:`from_config` (or directly, for tests)."""
+
+    config: CarrierConfig
+    store: SqlStore
+    keys: CarrierKeys
+    clock: Callable[[], float] = time.time
+    counters: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @classmethod
+    def from_config(cls, config: CarrierConfig, *, clock: Callable[[], float] = time.time) -> Receiver:
+        """Load the carrier keys and open (and migrate) the configured storage."""
+        keys = CarrierKeys.load(config)
+        store = open_store(config.database_target)
+        return cls(config=config, store=store, keys=keys, clock=clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.store)
+
+    @property
+    def references(self) -> References:
+        return References(self.store, self.keys.at_rest_key)
+
+    @property
+    def receipt_public_keys(self) -> dict[str, crypto.VerifyKey]:
+        """What units need to verify receipts: ``{key id: Ed25519 public key}``."""
+        return {self.keys.receipt_key_id: self.keys.receipt_public_key}
+
+    # -- public API -----------------------------------------------------------------------
+
+    def ingest(self, envelope: bytes) -> bytes | None:
+        """One envelope → its signed receipt (None if not even a header could be parsed)."""
+        return self.handle(envelope).receipt
+
+    def handle(self, envelope: bytes) -> Outcome:
+        return self.handle_batch([envelope])[0]
+
+    def handle_batch(self, envelopes: Sequence[bytes]) -> list[Outcome]:
+        """Ingest several envelopes with ONE storage transaction (one fsync).
+
+        Receipts are returned only after that transaction committed, so a receipt the
+        unit acts on is always backed by durable state. Raises CarrierError only if the
+        storage fails (then nothing in the batch was recorded).
+        """
+        outcomes: list[Outcome | None] = [None] * len(envelopes)
+        pending: list[_Pending] = []
+        now_ms = int(self.clock() * 1000)
+        for i, env in enumerate(envelopes):
+            try:
+                res = self._prepare(i, env, now_ms)
+            except CarrierError:
+                raise
+            except KycEdgeError as e:  # pragma: no cover - _prepare converts input errors
+                raise CarrierError(f"receiver: unexpected {e.reason}: {e.message}",
+                                   reason="internal-error") from e
+            if isinstance(res, Outcome):
+                outcomes[i] = res
+            else:
+                pending.append(res)
+        for start in range(0, len(pending), self.config.batch_max):
+            self._commit(pending[start : start + self.config.batch_max], outcomes)
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(envelopes)
+        for o in done:
+            self.counters[o.reason if o.receipt is not None else NO_RECEIPT] += 1
+            if o.duplicate:
+                self.counters["duplicate"] += 1
+        return done
+
+    def receipt_object(self, outcome: Outcome) -> Receipt | None:
+        """The parsed, verified :class:`Receipt` of an outcome (None if there is no receipt)."""
+        if outcome.receipt is None or outcome.device_id is None:
+            return None
+        return verify_receipt(outcome.receipt, self.receipt_public_keys, expected_device_id=outcome.device_id)
+
+    def purge(self) -> PurgeCounts:
+        """Apply the retention policy now (see :mod:`kycedge.carrier.retention`)."""
+        from kycedge.carrier.retention import purge
+
+        return purge(self.store, self.config, now_ms=int(self.clock() * 1000))
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def _prepare(self, index: int, envelope: bytes, now_ms: int) -> _Pending | Outcome:
+        raw: object = envelope
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            return Outcome(None, "malformed", None, detail=f"expected bytes, got {type(raw).__name__}")
+        envelope = bytes(raw)
+        limit = self.config.max_envelope_bytes
+        if len(envelope) > limit:
+            # Too long to read: do not even parse the header.
+            return Outcome(None, "malformed", None,
+                           detail=f"expected at most {limit} bytes, got {len(envelope)}")
+        try:
+            header = peek_header(envelope)
+        except EnvelopeError as e:
+            routable = _route_unsupported(envelope) if e.reason == "unsupported-version" else None
+            if routable is None:
+                return Outcome(None, e.reason, None, detail=e.message)
+            return self._reject(routable, e.reason, e.message)
+        env_hash = hashlib.sha256(envelope).digest()
+        mid = str(header.message_id)
+        first = self.store.find_receipt(mid)
+        if first is not None and first.envelope_hash == env_hash:
+            status: Status = "accepted" if first.status == "accepted" else "rejected"
+            return Outcome(first.receipt, first.reason, status, header.message_id, header.tenant,
+                           header.device_id, duplicate=True, recorded=True,
+                           detail="same bytes as an already recorded delivery: first receipt returned")
+        device = self.store.get_device(header.tenant, header.device_id, header.device_key_id)
+        if device is None:
+            return self._reject(
+                header, "unknown-device",
+                f"no enrolment for {header.tenant}/{header.device_id} key {header.device_key_id}",
+            )
+        if device.status != "active":
+            return self._reject(header, "revoked-device",
+                                f"{header.tenant}/{header.device_id} key {header.device_key_id} is revoked")
+        try:
+            verify_key = crypto.verify_key_from_bytes(device.public_key)
+            opened = open_envelope(envelope, device_public_key=verify_key,
+                                   carrier_private_keys=self.keys.hpke)
+        except EnvelopeError as e:
+            return self._reject(header, e.reason, e.message)
+        except KeyStoreError as e:  # a corrupt registry row: not the sender's fault
+            raise CarrierError(f"registry: enrolled key of {header.device_id} unusable: {e.message}",
+                               reason="registry-error") from e
+        return self._decide(index, header, opened, env_hash, now_ms)
+
+    def _decide(self, index: int, header: Header, opened: Opened, env_hash: bytes, now_ms: int) -> _Pending:
+        p = opened.payload
+        base = Commit(
+            message_id=str(header.message_id), tenant=header.tenant, device_id=header.device_id,
+            key_id=header.device_key_id, seq=header.sequence, envelope_hash=env_hash,
+            digest=opened.digest, prev_digest=p.prev_digest, status="rejected", reason="",
+            receipt=b"", received_at_ms=now_ms,
+        )
+        age_ms = now_ms - p.captured_at_ms
+        if age_ms > self.config.replay_window_s * 1000 or -age_ms > self.config.future_skew_s * 1000:
+            detail = (f"capture time {p.captured_at_ms} is {age_ms / 1000:.0f} s from now; expected within "
+                      f"[-{self.config.future_skew_s}, {self.config.replay_window_s}] s")
+            receipt = self._sign(header, "stale")
+            commit = replace(base, seq=None, reason="stale", receipt=receipt)
+            return _Pending(index, header, commit, None, None, detail)
+        model = (p.template.model_id, p.template.model_version)
+        ref = self.references.get(header.tenant, p.reference)
+        score: float | None = None
+        threshold: float | None = None
+        if ref is None:
+            reason, detail, ref_model = "no-reference", f"no reference enrolled for {p.reference}", None
+        else:
+            d = decide(p.template.to_array(), model, ref.template, (ref.model_id, ref.model_version),
+                       ref.threshold)
+            ref_model = (ref.model_id, ref.model_version)
+            reason, detail = d.outcome, d.detail
+            if d.outcome == "malformed":  # same model, wrong dimension: the envelope is wrong
+                receipt = self._sign(header, "malformed")
+                return _Pending(index, header, replace(base, seq=None, reason="malformed", receipt=receipt),
+                                None, None, detail)
+            score, threshold = d.score, d.threshold
+        receipt = self._sign(header, reason, score=score, threshold=threshold, model=ref_model)
+        ct = crypto.encrypt_at_rest(
+            self.keys.at_rest_key, p.template.vector,
+            template_aad(base.message_id, header.tenant, header.device_id, *model),
+        )
+        stored = StoredTemplate(reference=p.reference, model_id=model[0], model_version=model[1],
+                                captured_at_ms=p.captured_at_ms, template_ct=ct)
+        commit = replace(base, status="accepted", reason=reason, receipt=receipt, template=stored)
+        return _Pending(index, header, commit, score, threshold, detail)
+
+    def _commit(self, batch: list[_Pending], outcomes: list[Outcome | None]) -> None:
+        by_mid = {p.commit.message_id: p for p in batch}
+
+        def on_conflict(c: Commit, why: str) -> Commit:
+            h = by_mid[c.message_id].header
+            by_mid[c.message_id].detail = why
+            return replace(c, seq=None, template=None, status="rejected", reason="replayed",
+                           receipt=self._sign(h, "replayed"))
+
+        recorded = self.store.record_batch([p.commit for p in batch], on_conflict)
+        for p, r in zip(batch, recorded, strict=True):
+            h = p.header
+            scored = r.first and r.reason in ("match", "no-match")
+            outcomes[p.index] = Outcome(
+                receipt=r.receipt, reason=r.reason,
+                status="accepted" if r.status == "accepted" else "rejected",
+                message_id=h.message_id, tenant=h.tenant, device_id=h.device_id,
+                score=p.score if scored else None, threshold=p.threshold if scored else None,
+                duplicate=not r.first, recorded=True,
+                detail=p.detail if r.first else "message id already recorded: first receipt returned",
+            )
+            if r.first and r.reason in ("replayed", "stale"):
+                log.warning("%s %s/%s message %s: %s", r.reason, h.tenant, h.device_id, h.message_id,
+                            p.detail)
+
+    # -- receipts -------------------------------------------------------------------------
+
+    def _sign(self, header: Header, reason: str, *, score: float | None = None,
+              threshold: float | None = None, model: tuple[str, str] | None = None) -> bytes:
+        return sign_receipt(
+            self.keys.receipt_key, message_id=header.message_id, tenant=header.tenant,
+            device_id=header.device_id, reason=reason, score=score, threshold=threshold,
+            model_id=model[0] if model else None, model_version=model[1] if model else None,
+            issued_at_ms=int(self.clock() * 1000),
+        )
+
+    def _reject(self, header: Header, reason: str, detail: str) -> Outcome:
+        """A pre-authentication rejection: signed, returned, never recorded."""
+        return Outcome(self._sign(header, reason), reason, "rejected", header.message_id, header.tenant,
+                       header.device_id, detail=detail)
+
+
+def _route_unsupported(envelope: bytes) -> Header | None:
+    """The routing fields of an envelope of an unknown version/suite, read with the
+    version-1 layout (magic, version and suite come first, the routing fields follow
+    at fixed offsets): enough to answer ``unsupported-version`` to the right unit.
+    None if even that layout does not parse."""
+    patched = envelope[:4] + bytes([FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305]) + envelope[6:]
+    try:
+        return split(patched)[0]
+    except EnvelopeError:
+        return None
