@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Generate the wire-format test vectors in tests/vectors/ (deterministic).
+
+Keys are derived from fixed labels (SHA-256 of the label = the raw private key), the
+HPKE ephemeral key, message ids and times are injected, so every run writes the same
+bytes. ``--check`` regenerates in memory and fails if the files on disk differ.
+
+    .venv/bin/python tools/make_vectors.py            # write
+    .venv/bin/python tools/make_vectors.py --check    # verify the committed files
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kycedge import crypto
+from kycedge.envelope import (
+    GENESIS_DIGEST,
+    CarrierKey,
+    EnvelopeError,
+    Liveness,
+    Payload,
+    Template,
+    new_message_id,
+    open_envelope,
+    peek_header,
+    seal,
+    sign_receipt,
+    verify_receipt,
+)
+from kycedge.envelope.cose import CT_TEMPLATE, sign1
+from kycedge.envelope.header import encode_header, hpke_info
+from kycedge.envelope.seal import encode_payload
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors"
+
+
+def seed(label: str) -> bytes:
+    return hashlib.sha256(f"kycedge test vector: {label}".encode()).digest()
+
+
+DEVICE = crypto.signing_key_from_bytes(seed("device ed25519"))
+ATTACKER = crypto.signing_key_from_bytes(seed("attacker ed25519"))
+CARRIER = crypto.kem_private_key_from_bytes(seed("carrier x25519 2026"))
+CARRIER_OLD = crypto.kem_private_key_from_bytes(seed("carrier x25519 2025"))
+RECEIPT = crypto.signing_key_from_bytes(seed("carrier receipt ed25519"))
+
+
+def vector(dim: int, label: str) -> np.ndarray:
+    rng = np.random.default_rng(int.from_bytes(seed(label)[:8], "big"))
+    v = rng.standard_normal(dim).astype(np.float32)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def keys_json() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, sk in [("device", DEVICE), ("attacker", ATTACKER), ("receipt", RECEIPT)]:
+        out[name] = {"type": "ed25519", "private_hex": crypto.private_key_bytes(sk).hex(),
+                     "public_hex": crypto.public_key_bytes(sk.public_key()).hex(),
+                     "key_id": crypto.key_id(sk.public_key())}
+    for name, k in [("carrier", CARRIER), ("carrier_old", CARRIER_OLD)]:
+        out[name] = {"type": "x25519", "private_hex": crypto.private_key_bytes(k).hex(),
+                     "public_hex": crypto.public_key_bytes(k.public_key()).hex(),
+                     "key_id": crypto.key_id(k.public_key())}
+    return out
+
+
+def payload_json(p: Payload) -> dict[str, Any]:
+    return {
+        "template": {"model_id": p.template.model_id, "model_version": p.template.model_version,
+                     "dtype": p.template.dtype, "dim": p.template.dim, "vector_hex": p.template.vector.hex()},
+        "captured_at_ms": p.captured_at_ms,
+        "quality": dict(p.quality),
+        "liveness": {"passed": p.liveness.passed, "method": p.liveness.method, "score": p.liveness.score},
+        "reference": p.reference,
+        "prev_digest_hex": p.prev_digest.hex(),
+    }
+
+
+def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    carrier_key = CarrierKey.from_public_key(CARRIER.public_key())
+    specs = [
+        dict(name="first-envelope", tenant="acme-telecom", device_id="dev-0001", sequence=0,
+             mid_ms=1_764_158_400_000, dim=128, quality={"blur": 0.125, "face_px": 212.0, "yaw_deg": -3.5},
+             liveness=(True, "blink", 0.9375), reference="rQm7Xk2Lw9Pz4Vt8Nc1Bd0", carrier=CARRIER),
+        dict(name="chained-second", tenant="acme-telecom", device_id="dev-0001", sequence=1,
+             mid_ms=1_764_158_460_000, dim=128, quality={"blur": 0.25}, liveness=(False, "blink", 0.125),
+             reference="rHs3Ya9Wq0Er5Ty6Ui7Op8", carrier=CARRIER),
+        dict(name="limits", tenant="t" * 32, device_id="D" * 64, sequence=2**63 - 1,
+             mid_ms=1_764_158_520_000, dim=16, quality={}, liveness=(True, "passive-depth", 1.0),
+             reference="R" + "x" * 63, carrier=CARRIER),
+        dict(name="rotated-old-carrier-key", tenant="acme-telecom", device_id="dev-0002", sequence=5,
+             mid_ms=1_764_158_580_000, dim=512, quality={"blur": 0.5}, liveness=(True, "blink", 0.75),
+             reference="rAb-Cd_Ef-Gh_Ij-Kl_Mn", carrier=CARRIER_OLD),
+    ]
+    cases = []
+    prev = GENESIS_DIGEST
+    for i, s in enumerate(specs):
+        ck = CarrierKey.from_public_key(s["carrier"].public_key())
+        payload = Payload(
+            template=Template.from_array(vector(s["dim"], s["name"]), model_id="sface-2021dec-int8",
+                                         model_version="1.0.0"),
+            captured_at_ms=s["mid_ms"] - 1500, liveness=Liveness(*s["liveness"]), reference=s["reference"],
+            prev_digest=prev if s["name"] == "chained-second" else GENESIS_DIGEST, quality=s["quality"])
+        mid = new_message_id(now_ms=s["mid_ms"], random_bytes=seed(f"mid {i}")[:10])
+        eph = crypto.kem_private_key_from_bytes(seed(f"ephemeral {s['name']}"))
+        sealed = seal(payload, tenant=s["tenant"], device_id=s["device_id"], sequence=s["sequence"],
+                      signing_key=DEVICE, carrier_key=ck, message_id=mid, ephemeral_key=eph)
+        hb = encode_header(sealed.header)
+        opened = open_envelope(sealed.data, device_public_key=DEVICE.public_key(),
+                               carrier_private_keys={crypto.key_id(s["carrier"].public_key()): s["carrier"]})
+        assert opened.payload == payload
+        if s["name"] == "first-envelope":
+            prev = sealed.digest
+        cases.append({
+            "name": s["name"],
+            "inputs": {"tenant": s["tenant"], "device_id": s["device_id"], "sequence": s["sequence"],
+                       "message_id": str(mid), "device_key": "device",
+                       "carrier_key": "carrier" if s["carrier"] is CARRIER else "carrier_old",
+                       "ephemeral_private_hex": crypto.private_key_bytes(eph).hex(),
+                       "payload": payload_json(payload)},
+            "header_hex": hb.hex(),
+            "hpke_info_hex": hpke_info(hb).hex(),
+            "payload_cbor_hex": encode_payload(sealed.header, payload).hex(),
+            "cose_sign1_hex": opened.signed.hex(),
+            "digest_hex": sealed.digest.hex(),
+            "envelope_hex": sealed.data.hex(),
+            "envelope_bytes": len(sealed.data),
+        })
+    first = bytes.fromhex(cases[0]["envelope_hex"])
+    hlen = len(bytes.fromhex(cases[0]["header_hex"]))
+    first_header = peek_header(first)
+    signed = bytes.fromhex(cases[0]["cose_sign1_hex"])
+
+    def flip(data: bytes, byte: int, bit: int = 0) -> bytes:
+        b = bytearray(data)
+        b[byte] ^= 1 << bit
+        return bytes(b)
+
+    def reseal(header: Any, inner: bytes, label: str) -> bytes:
+        hb = encode_header(header)
+        eph = crypto.kem_private_key_from_bytes(seed(label))
+        return hb + crypto.hpke_seal(carrier_key.public_key, inner, info=hpke_info(hb), ephemeral_key=eph)
+
+    attacker_signed = sign1(ATTACKER, encode_payload(first_header, _payload_of(cases[0])), CT_TEMPLATE)
+    invalid = [
+        ("ciphertext-bit-flip", flip(first, len(first) - 20), "undecryptable"),
+        ("hpke-enc-bit-flip", flip(first, hlen + 3), "undecryptable"),
+        ("tag-bit-flip", flip(first, len(first) - 1, 7), "undecryptable"),
+        ("header-sequence-bit-flip", flip(first, 29), "undecryptable"),
+        ("header-device-id-changed", first.replace(b"dev-0001", b"dev-0009", 1), "undecryptable"),
+        ("unknown-carrier-key-id", flip(first, 46), "undecryptable"),
+        ("trailing-byte", first + b"\x00", "undecryptable"),
+        ("truncated-in-header", first[:40], "malformed"),
+        ("truncated-after-header", first[: hlen + 47], "malformed"),
+        ("bad-magic", b"KYCF" + first[4:], "malformed"),
+        ("format-version-2", first[:4] + b"\x02" + first[5:], "unsupported-version"),
+        ("suite-2", first[:5] + b"\x02" + first[6:], "unsupported-version"),
+        ("sequence-above-2^63-1", first[:22] + b"\x80" + first[23:], "malformed"),
+        ("message-id-not-v7", first[:12] + bytes([first[12] & 0x0F | 0x40]) + first[13:], "malformed"),
+        ("header-swap", bytes.fromhex(cases[0]["header_hex"]) + bytes.fromhex(cases[1]["envelope_hex"])[
+            len(bytes.fromhex(cases[1]["header_hex"])):], "undecryptable"),
+        ("signed-by-attacker-key", reseal(first_header, attacker_signed, "eph attacker"), "bad-signature"),
+        ("signed-payload-under-other-sequence",
+         reseal(dataclasses.replace(first_header, sequence=1), signed, "eph splice"), "bad-signature"),
+        ("not-cose-inside", reseal(first_header, b"\xa0", "eph garbage"), "malformed"),
+    ]
+    out_invalid = []
+    for name, data, reason in invalid:
+        try:
+            open_envelope(data, device_public_key=DEVICE.public_key(),
+                          carrier_private_keys={carrier_key.key_id: CARRIER})
+        except EnvelopeError as e:
+            if e.reason != reason:
+                raise SystemExit(f"invalid vector {name}: expected {reason}, got {e.reason}: {e}") from e
+        else:
+            raise SystemExit(f"invalid vector {name} opened")
+        out_invalid.append({"name": name, "derived_from": "first-envelope", "envelope_hex": data.hex(),
+                            "reason": reason})
+    return cases, out_invalid
+
+
+def _payload_of(case: dict[str, Any]) -> Payload:
+    p = case["inputs"]["payload"]
+    t = p["template"]
+    return Payload(template=Template(model_id=t["model_id"], model_version=t["model_version"],
+                                     vector=bytes.fromhex(t["vector_hex"]), dtype=t["dtype"]),
+                   captured_at_ms=p["captured_at_ms"], liveness=Liveness(**p["liveness"]),
+                   reference=p["reference"], prev_digest=bytes.fromhex(p["prev_digest_hex"]),
+                   quality=p["quality"])
+
+
+def receipt_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    import uuid
+
+    mid = new_message_id(now_ms=1_764_158_400_000, random_bytes=seed("mid 0")[:10])
+    specs: list[dict[str, Any]] = [
+        dict(name="match", message_id=str(mid), tenant="acme-telecom", device_id="dev-0001", reason="match",
+             score=0.6875, threshold=0.363, model_id="sface-2021dec-int8", model_version="1.0.0",
+             issued_at_ms=1_764_158_401_000),
+        dict(name="rejected-replayed", message_id=str(mid), tenant="acme-telecom", device_id="dev-0001",
+             reason="replayed", score=None, threshold=None, model_id=None, model_version=None,
+             issued_at_ms=1_764_158_402_000),
+        dict(name="malformed-nil-message-id", message_id=str(uuid.UUID(int=0)), tenant="acme-telecom",
+             device_id="dev-0001", reason="malformed", score=None, threshold=None, model_id=None,
+             model_version=None, issued_at_ms=1_764_158_403_000),
+    ]
+    keys = {crypto.key_id(RECEIPT.public_key()): RECEIPT.public_key()}
+    cases = []
+    for s in specs:
+        args = {k: v for k, v in s.items() if k != "name"}
+        args["message_id"] = uuid.UUID(args["message_id"])
+        data = sign_receipt(RECEIPT, **args)
+        r = verify_receipt(data, keys, expected_device_id=s["device_id"])
+        cases.append({"name": s["name"], "inputs": {k: v for k, v in s.items() if k != "name"},
+                      "status": r.status, "receipt_hex": data.hex()})
+    first = bytes.fromhex(cases[0]["receipt_hex"])
+    invalid = [
+        ("signature-bit-flip", first[:-1] + bytes([first[-1] ^ 1]), "bad-signature", "dev-0001"),
+        ("payload-byte-changed", first.replace(b"dev-0001", b"dev-0002", 1), "bad-signature", "dev-0001"),
+        ("other-device", first, "wrong-device", "dev-0002"),
+        ("truncated", first[:-10], "malformed", "dev-0001"),
+    ]
+    out_invalid = []
+    for name, data, reason, expected_device in invalid:
+        try:
+            verify_receipt(data, keys, expected_device_id=expected_device)
+        except EnvelopeError as e:
+            if e.reason != reason:
+                raise SystemExit(f"invalid receipt {name}: expected {reason}, got {e.reason}: {e}") from e
+        else:
+            raise SystemExit(f"invalid receipt {name} verified")
+        out_invalid.append({"name": name, "receipt_hex": data.hex(), "expected_device_id": expected_device,
+                            "reason": reason})
+    return cases, out_invalid
+
+
+def build() -> dict[str, str]:
+    env, env_bad = envelope_cases()
+    rec, rec_bad = receipt_cases()
+    common = {"generator": "tools/make_vectors.py", "format_version": 1, "keys": keys_json()}
+    return {
+        "envelope-v1.json": json.dumps({
+            **common,
+            "description": "kycedge sealed template envelopes, format version 1 (docs/wire-format.md). "
+                           "Re-sealing 'inputs' with the given keys and ephemeral key reproduces "
+                           "envelope_hex exactly; every 'invalid' entry must be refused with 'reason'.",
+            "valid": env, "invalid": env_bad}, indent=1) + "\n",
+        "receipt-v1.json": json.dumps({
+            **common,
+            "description": "kycedge carrier receipts (COSE_Sign1, Ed25519 is deterministic: re-signing "
+                           "'inputs' with keys.receipt reproduces receipt_hex).",
+            "valid": rec, "invalid": rec_bad}, indent=1) + "\n",
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare with the files on disk, write nothing")
+    args = ap.parse_args()
+    files = build()
+    if args.check:
+        bad = [n for n, text in files.items() if not (OUT / n).exists() or (OUT / n).read_text() != text]
+        print("vectors: " + ("OK" if not bad else f"DIFFER: {', '.join(bad)}"))
+        return 1 if bad else 0
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (OUT / name).write_text(text)
+        print(f"wrote {OUT / name} ({len(text)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
