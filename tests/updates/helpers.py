@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -59,7 +60,7 @@ class FaultyHandler(RangeRequestHandler):
         with faults.lock:
             cut = None
             for suffix, budget in list(faults.truncate.items()):
-                if self.path.endswith(suffix) and budget[0] > 0:
+                if re.search(suffix, self.path) and budget[0] > 0:
                     budget[0] -= 1
                     cut = budget[1]
         if cut is None:
@@ -75,7 +76,7 @@ class FaultyHandler(RangeRequestHandler):
 class Faults:
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
-    # path suffix -> [times left, bytes sent before the connection is cut]
+    # path regex -> [times left, bytes sent before the connection is cut]
     truncate: dict[str, list[int]] = field(default_factory=dict)
 
 
@@ -94,8 +95,9 @@ class Fleet:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.bundles: dict[int, BundleManifest] = {}
 
-    def bundle(self, version: int, seed: int | None = None, **kw: Any) -> Path:
-        models = fake_models_dir(self.tmp / f"models-{version}", seed if seed is not None else version)
+    def bundle(self, version: int, seed: int | None = None, size: int = 20_000, **kw: Any) -> Path:
+        models = fake_models_dir(self.tmp / f"models-{version}", seed if seed is not None else version,
+                                 size)
         out = self.tmp / f"bundle-{version}"
         golden = []
         for i in range(3):

@@ -64,7 +64,10 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
             if self.command == "HEAD":
                 return
             f.seek(start)
-            self.write_body(f, end - start + 1)
+            try:
+                self.write_body(f, end - start + 1)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (e.g. a length limit)
 
     def write_body(self, f: Any, length: int) -> None:
         remaining = length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["atomic_write", "fsync_dir", "fsync_file", "swap_symlink"]
@@ -36,7 +37,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def swap_symlink(link: Path, target: str) -> None:
+def swap_symlink(link: Path, target: str, on_tmp: Callable[[], None] | None = None) -> None:
     """Point ``link`` at ``target`` atomically: a temp symlink renamed over the old one.
 
     A reader sees either the old or the new target, never a missing link. The caller
@@ -46,4 +47,6 @@ def swap_symlink(link: Path, target: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     os.symlink(target, tmp)
+    if on_tmp is not None:
+        on_tmp()
     os.replace(tmp, link)

@@ -164,9 +164,9 @@ class ModelStore:
                                         j.last_rollback))
             step("journal-switching")
             if old_name is not None:
-                swap_symlink(self.previous_link, f"sets/{old_name}")
+                swap_symlink(self.previous_link, f"sets/{old_name}", lambda: step("previous-tmp"))
                 step("previous-linked")
-            swap_symlink(self.current_link, f"sets/{new_set.name}")
+            swap_symlink(self.current_link, f"sets/{new_set.name}", lambda: step("current-tmp"))
             step("current-linked")
             fsync_dir(self.root)
             step("dir-fsynced")
@@ -190,12 +190,9 @@ class ModelStore:
         j = self.journal()
         back_name = j.from_set if j.state != "stable" else None
         back = self.sets_dir / back_name if back_name else self.previous()
-        bad = self.current()
+        bad = self.sets_dir / j.to_set if j.state != "stable" and j.to_set else self.current()
         bad_m = self.manifest(bad) if bad is not None else None
         bad_version = bad_m.bundle_version if bad_m is not None else None
-        if j.state == "switching" and j.to_set is not None:
-            m = self.manifest(self.sets_dir / j.to_set)
-            bad_version = m.bundle_version if m else bad_version
         if back is None or not back.is_dir():
             raise SwitchError(f"rollback ({reason}): expected a previous set to return to, got none")
         rejected = j.rejected
@@ -203,7 +200,7 @@ class ModelStore:
         if reason != "interrupted-switch" and bad_version is not None and bad_version not in rejected:
             rejected = (*rejected, bad_version)
         try:
-            swap_symlink(self.current_link, f"sets/{back.name}")
+            swap_symlink(self.current_link, f"sets/{back.name}", lambda: step("rollback-tmp"))
             step("rollback-linked")
             fsync_dir(self.root)
             self._write_journal(Journal("stable", None, None, 0, rejected, {
@@ -231,6 +228,12 @@ class ModelStore:
             back = self.rollback("interrupted-switch",
                                  f"switch {j.from_set} -> {j.to_set} was interrupted; kept {j.from_set}")
             return Recovery("undid-interrupted-switch", back, "interrupted-switch")
+        if j.state == "trial" and (self.current() is None or self.current() != self.sets_dir.resolve() / str(
+                j.to_set)):
+            # Power failed during a rollback, after the link swap: finish it.
+            back = self.rollback("interrupted-rollback",
+                                 f"a rollback from {j.to_set} to {j.from_set} was interrupted; finished it")
+            return Recovery("rolled-back", back, "interrupted-rollback")
         if j.state == "trial":
             boots = j.boots + 1
             if boots > max_trial_boots:

@@ -91,8 +91,10 @@ class Urllib3Transport:
 
     def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse:
         try:
+            # Length is checked by ResumableFetcher, which keeps the bytes of a short read.
             resp = self._pool.request("GET", url, headers=dict(headers), preload_content=False,
-                                      retries=False, redirect=False, timeout=self._timeout)
+                                      enforce_content_length=False, retries=False, redirect=False,
+                                      timeout=self._timeout)
         except urllib3.exceptions.HTTPError as e:
             raise tuf_exc.DownloadError(f"{url}: cannot connect: {e}") from e
         return _Urllib3Response(resp)
