@@ -1,0 +1,132 @@
+"""``kycedge-carrier`` commands, run in-process through the shared dispatcher."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from kycedge import crypto
+from kycedge.carrier.cli import load_config, main
+from kycedge.carrier.keyring import CarrierKeys
+from kycedge.envelope import CarrierKey, verify_receipt
+
+from .helpers import NOW_MS, TENANT, Unit
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_keys_device_ingest_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    st = ["--state-dir", str(tmp_path / "st")]
+    code, out, _ = run(capsys, "keys", "init", *st)
+    assert code == 0
+    assert "hpke " in out
+    assert "receipt " in out
+    for f in (tmp_path / "st" / "keys").iterdir():
+        mode = stat.S_IMODE(f.stat().st_mode)
+        assert mode == (0o644 if f.suffix == ".pub" else 0o600), f
+    device_key = crypto.generate_signing_key()
+    pub = crypto.public_key_bytes(device_key.public_key()).hex()
+    code, out, _ = run(capsys, "device", "enroll", TENANT, "unit-0001", pub, *st)
+    assert code == 0
+    assert crypto.key_id(device_key.public_key()) in out
+    code, _, err = run(capsys, "device", "enroll", TENANT, "unit-0001", pub, *st)
+    assert code == 2
+    assert "already-enrolled" in err
+    code, _, err = run(capsys, "device", "enroll", TENANT, "unit-0002", "nothex", *st)
+    assert code == 2
+    assert "expected 64 hex characters or a PEM file" in err
+
+    keys = CarrierKeys.load(load_config(state_dir=tmp_path / "st"))
+    kid = keys.newest_hpke_key_id
+    unit = Unit("unit-0001", device_key, CarrierKey.from_public_key(keys.hpke[kid].public_key()))
+    env = tmp_path / "env.bin"
+    import time
+
+    env.write_bytes(unit.seal(captured_at_ms=int(time.time() * 1000)))
+    code, out, _ = run(capsys, "ingest", str(env), "--receipt-out", str(tmp_path / "r.bin"), *st)
+    assert code == 0
+    res = json.loads(out)
+    assert res["reason"] == "no-reference"
+    assert res["receipt_topic"] == f"kyc/v1/{TENANT}/unit-0001/receipts"
+    r = verify_receipt((tmp_path / "r.bin").read_bytes(), {keys.receipt_key_id: keys.receipt_public_key},
+                       expected_device_id="unit-0001")
+    assert r.reason == "no-reference"
+    code, out, _ = run(capsys, "ingest", str(env), *st)  # a second delivery: same receipt
+    assert json.loads(out)["receipt"] == res["receipt"]
+    assert json.loads(out)["duplicate"] is True
+
+    code, out, _ = run(capsys, "device", "list", *st)
+    row = json.loads(out.splitlines()[0])
+    assert (row["status"], row["last_sequence"]) == ("active", 1)
+    code, out, _ = run(capsys, "device", "revoke", TENANT, "unit-0001", *st)
+    assert code == 0
+    code, out, _ = run(capsys, "db", "status", *st)
+    assert "receipts 1" in out
+    assert "templates 1" in out
+    code, out, _ = run(capsys, "purge", *st)
+    assert out.strip() == "purged templates=0 receipts=0 sequences=0"
+
+
+def test_config_file_carrier_table(tmp_path: Path) -> None:
+    cfg = tmp_path / "carrier.toml"
+    cfg.write_text(f'[carrier]\nstate_dir = "{tmp_path}/x"\nreplay_window_s = 3600\n[mqtt]\nhost = "b"\n')
+    c = load_config(cfg)
+    assert c.state_dir == tmp_path / "x"
+    assert c.replay_window_s == 3600
+    cfg.write_text("[carrier]\nreplay_window_s = 99999999\n")
+    from kycedge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"carrier.replay_window_s: expected an integer in"):
+        load_config(cfg)
+    cfg.write_text("[carrier]\nreceipt_retention_s = 3600\n")
+    with pytest.raises(ConfigError, match="receipt_retention_s: expected >="):
+        load_config(cfg)
+
+
+def _models_dir() -> Path | None:
+    from kycedge.vision import default_models_dir
+
+    d = default_models_dir()
+    return d if (d / "manifest.json").exists() else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_models_dir() is None, reason="models/manifest.json not present")
+def test_reference_add_and_match_through_the_pipeline(
+    tmp_path: Path, faces_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reference from one photo, probe from another of the same person: the carrier matches."""
+    from kycedge.carrier.receiver import Receiver
+    from kycedge.vision import Pipeline
+
+    st = ["--state-dir", str(tmp_path / "st")]
+    run(capsys, "keys", "init", *st)
+    ref = "rObamaIdDocumentPhoto"
+    photo = str(faces_dir / "obama.jpg")
+    code, out, err = run(capsys, "reference", "add", ref, photo, "--tenant", TENANT, *st)
+    assert code == 0, err
+    pipe = Pipeline.load(_models_dir())  # type: ignore[arg-type]
+    assert f"model {pipe.model_id} {pipe.model_version}" in out
+    cfg = load_config(state_dir=tmp_path / "st")
+    rx = Receiver.from_config(cfg, clock=lambda: NOW_MS / 1000)
+    try:
+        key = crypto.generate_signing_key()
+        rx.registry.enroll(TENANT, "unit-0001", crypto.public_key_bytes(key.public_key()))
+        kid = rx.keys.newest_hpke_key_id
+        unit = Unit("unit-0001", key, CarrierKey.from_public_key(rx.keys.hpke[kid].public_key()))
+        outs = {}
+        for name in ("obama2.jpg", "biden.jpg"):
+            res = pipe.process_image_bytes((faces_dir / name).read_bytes())
+            assert res.ok, res.reason
+            outs[name] = rx.handle(unit.seal(res.template, reference=ref,
+                                             model=(pipe.model_id, pipe.model_version)))
+        assert outs["obama2.jpg"].reason == "match"
+        assert outs["biden.jpg"].reason == "no-match"
+    finally:
+        rx.close()
