@@ -43,9 +43,12 @@ def _sig_structure(protected: bytes, payload: bytes) -> bytes:
     return _cbor.encode(["Signature1", protected, b"", payload])
 
 
-def sign1(signing_key: crypto.SigningKey, payload: bytes, content_type: str) -> bytes:
-    """A tagged COSE_Sign1 over ``payload`` (kid = key id of ``signing_key``)."""
-    kid = bytes.fromhex(crypto.key_id(signing_key.public_key()))
+def sign1(
+    signing_key: crypto.SigningKey, payload: bytes, content_type: str, *, key_id: str | None = None
+) -> bytes:
+    """A tagged COSE_Sign1 over ``payload`` (kid = key id of ``signing_key``; pass
+    ``key_id`` when already known, it must be that key's id)."""
+    kid = bytes.fromhex(key_id or crypto.key_id(signing_key.public_key()))
     protected = _cbor.encode({1: ALG_EDDSA, 3: content_type, 4: kid})
     signature = crypto.sign(signing_key, _sig_structure(protected, payload))
     return bytes([COSE_TAG_SIGN1]) + _cbor.encode([protected, {}, payload, signature])

@@ -140,7 +140,7 @@ def seal(
         message_id=message_id if message_id is not None else new_message_id(),
         sequence=sequence,
     )
-    signed = sign1(signing_key, encode_payload(header, payload), CT_TEMPLATE)
+    signed = sign1(signing_key, encode_payload(header, payload), CT_TEMPLATE, key_id=header.device_key_id)
     header_bytes = encode_header(header)
     data = header_bytes + crypto.hpke_seal(
         carrier_key.public_key, signed, info=hpke_info(header_bytes), ephemeral_key=ephemeral_key
