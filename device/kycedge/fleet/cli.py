@@ -14,6 +14,7 @@ from kycedge.cli import dispatch
 # Sub-command modules of `kycedge-fleet`, in the order --help lists them.
 COMMANDS: tuple[str, ...] = (
     "kycedge.fleet.provision_cli",
+    "kycedge.fleet.updates_cli",
 )
 
 

@@ -1,0 +1,1 @@
+"""Fleet-admin side: provisioning, signed model bundles (TUF repository), rollout, status."""
