@@ -152,3 +152,18 @@ def test_y4m_header_parser_only_raises_capture_error(data: bytes) -> None:
         assert w > 0
         assert h > 0
         assert c in ("420", "422", "444", "mono")
+
+
+def test_directory_with_a_clip_and_images(tmp_path: Path) -> None:
+    y = np.full((4, 6), 16, np.uint8)
+    u = np.full((4, 6), 128, np.uint8)
+    (tmp_path / "b-clip.y4m").write_bytes(b"YUV4MPEG2 W6 H4 C444\n" + (b"FRAME\n" + y.tobytes() + u.tobytes()
+                                                                     + u.tobytes()) * 2)
+    (tmp_path / "c-broken.y4m").write_bytes(b"not a video\n")
+    write(tmp_path, "a.png", bytes([200]))
+    src = ReplaySource(tmp_path, decoder=fake_decoder)
+    src.open()
+    seen = [int(src.read().rgb[0, 0, 0]) for _ in range(4)]
+    assert seen == [200, 0, 0, 200]  # the image, both clip frames, loop
+    with pytest.raises(CaptureError, match=r"point replay_path at the \.y4m file"):
+        ReplaySource(tmp_path, decoder=fake_decoder, cache_max_bytes=80).open()

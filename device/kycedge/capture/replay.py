@@ -1,10 +1,12 @@
-"""Replay source: a directory of still images or a raw ``.y4m`` video, looped.
+"""Replay source: a directory of still images (and short ``.y4m`` clips) or a ``.y4m`` video, looped.
 
 Used by the demo, the tests and bench set-ups with no camera. Images are decoded through
 ``kycedge.vision.decode`` (the only Pillow importer), so replayed bytes are treated
 exactly like any other untrusted image: a file that does not decode is skipped with a
 logged reason code and, if *no* file decodes, ``open()`` fails naming the directory.
 
+In a directory, a ``.y4m`` file contributes all its frames at its place in the name
+order (it must fit the frame cache; point ``replay_path`` at a long video instead).
 The directory is re-scanned on every ``open()``: a demo or a bench can point the
 "camera" at a different scene between sessions by changing the directory's contents
 (symlinks to fixture files are fine). Decoded frames are cached up to
@@ -92,7 +94,8 @@ class ReplaySource:
 
     def _load_images(self) -> None:
         files = sorted(
-            p for p in self._path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            p for p in self._path.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES | {".y4m"} and p.is_file()
         )
         if not files:
             raise CaptureError(
@@ -104,6 +107,12 @@ class ReplaySource:
         frames: list[np.ndarray] = []
         kept: list[Path] = []
         for p in files:
+            if p.suffix.lower() == ".y4m":
+                clip = self._clip_frames(p, self._cache_max_bytes - cached)
+                frames += clip
+                cached += sum(f.nbytes for f in clip)
+                kept += [p] * len(clip)
+                continue
             rgb = self._decode_file(p, decoder)
             if rgb is None:
                 continue
@@ -118,8 +127,38 @@ class ReplaySource:
             )
         self._files = kept
         # Cache only when every frame fits; otherwise decode on each read (bounded RAM).
+        if len(frames) != len(kept) and any(p.suffix.lower() == ".y4m" for p in kept):
+            raise CaptureError(
+                f"replay source {self._path}: expected clips and images to fit "
+                f"{self._cache_max_bytes} bytes of frames, got more; point replay_path at the .y4m file",
+                reason="capture-unavailable",
+            )
         self._frames = frames if len(frames) == len(kept) else []
         self._decoder = decoder
+
+    def _clip_frames(self, p: Path, budget: int) -> list[np.ndarray]:
+        try:
+            reader = Y4MReader(p)
+        except CaptureError as e:
+            log.warning("replay file skipped", extra={"file": p.name, "reason": e.reason})
+            return []
+        out: list[np.ndarray] = []
+        try:
+            while True:
+                try:
+                    frame = reader.next_frame(loop=False)
+                except CaptureError:
+                    break  # end of the clip (or a truncated last frame)
+                budget -= frame.nbytes
+                if budget < 0:
+                    raise CaptureError(
+                        f"replay source {self._path}: expected clips and images to fit "
+                        f"{self._cache_max_bytes} bytes of frames, got more at {p.name}; "
+                        "point replay_path at the .y4m file", reason="capture-unavailable")
+                out.append(frame)
+        finally:
+            reader.close()
+        return out
 
     def _decode_file(self, p: Path, decoder: Decoder) -> np.ndarray | None:
         try:
