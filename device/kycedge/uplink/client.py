@@ -30,7 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from kycedge.errors import UplinkError
 from kycedge.uplink.config import UplinkConfig
-from kycedge.uplink.seam import ConnectListener, Handler, Will
+from kycedge.uplink.seam import AckHandler, ConnectListener, Handler, Will
 
 __all__ = ["MqttClient", "UplinkError", "filter_matches"]
 
@@ -69,13 +69,16 @@ class MqttClient:
     >>> c.publish(templates_topic, envelope)      # returns after PUBACK
     """
 
-    def __init__(self, config: UplinkConfig, *, client_id: str, will: Will | None = None) -> None:
+    def __init__(self, config: UplinkConfig, *, client_id: str, will: Will | None = None,
+                 manual_ack: bool = False) -> None:
         if not client_id:
             raise UplinkError("expected a non-empty MQTT client id, got ''", reason="bad-config")
         self.config = config
         self.client_id = config.client_id or client_id
         self._will = will
         self._subs: dict[str, tuple[Handler, int]] = {}
+        self._acked: dict[str, AckHandler] = {}
+        self._manual_ack = manual_ack
         self._listeners: list[ConnectListener] = []
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -89,6 +92,7 @@ class MqttClient:
             client_id=self.client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=True,
+            manual_ack=manual_ack,
         )
         c = self._client
         c.enable_logger(logging.getLogger("kycedge.uplink.paho"))
@@ -169,13 +173,36 @@ class MqttClient:
         payload = bytes(msg.payload)
         with self._lock:
             handlers = [h for f, (h, _) in self._subs.items() if filter_matches(f, topic)]
-        if not handlers:
+            acked = [h for f, h in self._acked.items() if filter_matches(f, topic)]
+        if not handlers and not acked:
             log.warning("uplink: message on unexpected topic %r dropped (no subscription)", topic[:200])
+        ok = True
         for h in handlers:
             try:
                 h(topic, payload)
             except Exception:
+                ok = False
                 log.exception("uplink: handler for %r failed; message left to redelivery", topic[:200])
+        if not self._manual_ack:
+            return
+        mid, qos = msg.mid, msg.qos
+        if acked:
+            done = {"n": 0}
+
+            def ack() -> None:
+                with self._lock:
+                    done["n"] += 1
+                    last = done["n"] == len(acked)
+                if last and qos > 0:
+                    self._client.ack(mid, qos)
+
+            for ah in acked:
+                try:
+                    ah(topic, payload, ack)
+                except Exception:
+                    log.exception("uplink: handler for %r failed; message left to redelivery", topic[:200])
+        elif ok and qos > 0:
+            self._client.ack(mid, qos)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         if getattr(rc, "is_failure", False):
@@ -264,6 +291,16 @@ class MqttClient:
                 f"subscribe {topic_filter!r} refused by the broker: {_reason_name(failed[0])}",
                 reason=_reason_slug(failed[0]),
             )
+
+    def subscribe_acked(self, topic_filter: str, handler: AckHandler, qos: int = 1) -> None:
+        """Like :meth:`subscribe`, but the PUBACK is sent only when ``handler``'s ``ack`` is
+        called (needs ``manual_ack=True``): a message whose processing never finished is
+        redelivered by the broker (to this session, or after its expiry to another)."""
+        if not self._manual_ack:
+            raise UplinkError("subscribe_acked needs MqttClient(manual_ack=True)", reason="bad-config")
+        with self._lock:
+            self._acked[topic_filter] = handler
+        self.subscribe(topic_filter, lambda t, p: None, qos)
 
     def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)

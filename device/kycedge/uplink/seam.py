@@ -16,10 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ConnectListener", "Handler", "Transport", "Will"]
+__all__ = ["AckHandler", "ConnectListener", "Handler", "Transport", "Will"]
 
 #: ``handler(topic, payload)`` for an incoming message.
 Handler = Callable[[str, bytes], None]
+#: ``handler(topic, payload, ack)`` for manual acknowledgement: call ``ack()`` (any thread)
+#: once the message is safely processed; until then the broker keeps it for redelivery.
+AckHandler = Callable[[str, bytes, Callable[[], None]], None]
 #: ``listener(connected, session_present)``: called on every connect and disconnect.
 ConnectListener = Callable[[bool, bool], None]
 
