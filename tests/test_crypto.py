@@ -63,6 +63,20 @@ def test_deterministic_hpke_opens_with_library_implementation(aead: crypto.HpkeA
     assert crypto.hpke_open(k, ct1, info=b"i", aead=aead) == b"x" * 100
 
 
+@pytest.mark.parametrize("point", [
+    bytes(32), b"\x01" + bytes(31),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),  # order 8
+    bytes.fromhex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),  # p - 1
+], ids=["zero", "one", "order-8", "p-1"])
+def test_hpke_low_order_points(point: bytes) -> None:
+    k = crypto.generate_kem_key()
+    with pytest.raises(EnvelopeError) as ei:  # a hostile enc in a received envelope
+        crypto.hpke_open(k, point + bytes(40), info=b"")
+    assert ei.value.reason == "undecryptable"
+    with pytest.raises(KeyStoreError):  # a bad carrier key in the unit's config
+        crypto.hpke_seal(crypto.kem_public_key_from_bytes(point), b"x", info=b"")
+
+
 def test_at_rest_round_trip_and_failures() -> None:
     key = crypto.generate_at_rest_key()
     blob = crypto.encrypt_at_rest(key, b"secret", b"row-1")

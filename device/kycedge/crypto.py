@@ -253,14 +253,21 @@ def hpke_seal(
 ) -> bytes:
     """HPKE base-mode single-shot seal: ``enc (32) || ciphertext || tag (16)``.
 
-    ``info`` binds context (kycedge passes a digest of the clear header). Normally the
+    ``info`` binds context (kycedge passes a digest of the clear header). A public key
+    that yields no shared secret (low-order point) raises KeyStoreError. Normally the
     ephemeral key comes from ``cryptography``'s HPKE; passing ``ephemeral_key`` runs the
     RFC 9180 key schedule here instead so test vectors are reproducible (tests check the
     result opens with ``cryptography``'s own implementation). Never pass it in production.
     """
-    if ephemeral_key is None:
-        return _SUITES[aead].encrypt(plaintext, public_key, info=info)
-    return _hpke_seal_deterministic(public_key, plaintext, info, aead, ephemeral_key)
+    try:
+        if ephemeral_key is None:
+            return _SUITES[aead].encrypt(plaintext, public_key, info=info)
+        return _hpke_seal_deterministic(public_key, plaintext, info, aead, ephemeral_key)
+    except ValueError as e:  # e.g. a low-order X25519 point: no shared secret
+        raise KeyStoreError(
+            f"carrier public key {key_id(public_key)} is unusable for HPKE (expected a valid X25519 "
+            f"public key, got one that yields no shared secret): {e}"
+        ) from e
 
 
 def hpke_open(

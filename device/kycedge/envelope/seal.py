@@ -130,7 +130,8 @@ def seal(
 
     ``message_id`` defaults to a fresh UUIDv7; ``sequence`` is the device's monotonic
     counter (the caller persists it). ``ephemeral_key`` is for test vectors only.
-    Raises EnvelopeError(reason="malformed") if a field is outside the wire limits.
+    Raises EnvelopeError(reason="malformed") if a field is outside the wire limits,
+    KeyStoreError if the carrier key yields no shared secret (a low-order point).
     """
     header = Header(
         tenant=tenant,
