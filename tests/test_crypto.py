@@ -77,6 +77,26 @@ def test_hpke_low_order_points(point: bytes) -> None:
         crypto.hpke_seal(crypto.kem_public_key_from_bytes(point), b"x", info=b"")
 
 
+def test_hpke_key_schedule_matches_rfc9180_a1_1() -> None:
+    """RFC 9180 Appendix A.1.1 (DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM, base)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    sk_e = crypto.kem_private_key_from_bytes(
+        bytes.fromhex("52c4a758a802cd8b936eceea314432798d5baf2d7e9235dc084ab1b9cfa2f736"))
+    sk_r = crypto.kem_private_key_from_bytes(
+        bytes.fromhex("4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8"))
+    assert crypto.public_key_bytes(sk_r.public_key()).hex() == (
+        "3948cfe0ad1ddb695d780e59077195da6c56506b027329794ab02bca80815c4d")
+    info = bytes.fromhex("4f6465206f6e2061204772656369616e2055726e")  # "Ode on a Grecian Urn"
+    enc, key, base_nonce = crypto._hpke_setup_base_sender(sk_r.public_key(), info, "aes-128-gcm", sk_e)
+    assert enc.hex() == "37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431"
+    assert key.hex() == "4531685d41d65f03dc48f6b8302c05b0"
+    assert base_nonce.hex() == "56d890e5accaaf011cff4b7d"
+    ct = AESGCM(key).encrypt(base_nonce, b"Beauty is truth, truth beauty", b"Count-0")
+    assert ct.hex() == ("f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a9"
+                        "6d8770ac83d07bea87e13c512a")
+
+
 def test_at_rest_round_trip_and_failures() -> None:
     key = crypto.generate_at_rest_key()
     blob = crypto.encrypt_at_rest(key, b"secret", b"row-1")

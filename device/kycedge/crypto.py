@@ -305,6 +305,15 @@ def _labeled_expand(suite_id: bytes, prk: bytes, label: bytes, info: bytes, leng
 def _hpke_seal_deterministic(
     public_key: KemPublicKey, plaintext: bytes, info: bytes, aead: HpkeAead, eph: KemPrivateKey
 ) -> bytes:
+    enc, key, base_nonce = _hpke_setup_base_sender(public_key, info, aead, eph)
+    cipher = ChaCha20Poly1305(key) if aead == "chacha20-poly1305" else AESGCM(key)
+    return enc + cipher.encrypt(base_nonce, plaintext, b"")  # sequence 0: nonce = base_nonce
+
+
+def _hpke_setup_base_sender(
+    public_key: KemPublicKey, info: bytes, aead: HpkeAead, eph: KemPrivateKey
+) -> tuple[bytes, bytes, bytes]:
+    """RFC 9180 SetupBaseS with a given ephemeral key: ``(enc, key, base_nonce)``."""
     kem_id, kdf_id, aead_id = HPKE_SUITES[aead]
     # DHKEM(X25519, HKDF-SHA256) Encap, RFC 9180 section 4.1
     kem_suite = b"KEM" + _i2osp(kem_id, 2)
@@ -322,8 +331,7 @@ def _hpke_seal_deterministic(
     nk = 32 if aead == "chacha20-poly1305" else 16
     key = _labeled_expand(suite_id, secret, b"key", context, nk)
     base_nonce = _labeled_expand(suite_id, secret, b"base_nonce", context, 12)
-    cipher = ChaCha20Poly1305(key) if aead == "chacha20-poly1305" else AESGCM(key)
-    return enc + cipher.encrypt(base_nonce, plaintext, b"")  # sequence 0: nonce = base_nonce
+    return enc, key, base_nonce
 
 
 # --------------------------------------------------------------------------- at rest
