@@ -141,6 +141,14 @@ class UpdateAgent:
         self._wake.set()
         return True
 
+    def attach(self, transport: Any, tenant: str) -> str:
+        """Subscribe to the retained announce topic on an uplink transport; returns the topic."""
+        from kycedge.uplink.topics import fleet_topic
+
+        topic = fleet_topic(tenant, "bundles")
+        transport.subscribe(topic, lambda _t, payload: self.on_announce(payload), qos=1)
+        return topic
+
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``: finish a pending trial, then check on timer or announce."""
         if self.store.journal().state == "trial":

@@ -254,6 +254,12 @@ def parse_manifest(data: bytes, *, max_file_bytes: int = 512 * 2**20) -> BundleM
         threshold=_float(mt.get("threshold"), "matching.threshold", -1.0, 1.0),
         far=_float(mt.get("far"), "matching.far", 0.0, 1.0),
     )
+    from kycedge.envelope.model import MODEL_ID_RE, MODEL_VERSION_RE
+
+    if not (MODEL_ID_RE.fullmatch(matching.model_id) and MODEL_VERSION_RE.fullmatch(matching.model_version)):
+        raise BundleError(
+            f"matching: expected a model id / version that templates can carry ({MODEL_ID_RE.pattern} / "
+            f"{MODEL_VERSION_RE.pattern}), got {matching.model_id!r} / {matching.model_version!r}")
     if not any(e.id == matching.model_id and e.version == matching.model_version for e in models):
         raise BundleError(
             f"matching: expected model {matching.model_id}@{matching.model_version} among models, "

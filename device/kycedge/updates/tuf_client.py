@@ -155,6 +155,9 @@ class ResumableFetcher(FetcherInterface):
             attempt = 0
             while True:
                 try:
+                    if not resumable:
+                        f.seek(0)
+                        f.truncate(0)  # metadata may change between attempts: start over
                     self._download_into(url, f, max_length)
                     break
                 except _Transient as e:
