@@ -114,4 +114,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
     pipe = Pipeline.load(args.models or default_models_dir(), threads=args.threads)
     vision_demo(pipe, args.faces or default_faces_dir())
-    return 0
+    from kycedge.demo import run_flow  # then the whole flow: daemon, broker, carrier, receipts
+
+    return 0 if run_flow(models_dir=args.models, faces_dir=args.faces).ok else 1

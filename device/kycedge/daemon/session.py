@@ -306,6 +306,7 @@ class SessionManager:
         config: SessionConfig | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
+        ref_check: Callable[[object], str] | None = None,
     ) -> None:
         self._source = source
         self._analyzer = analyzer
@@ -313,6 +314,7 @@ class SessionManager:
         self._queue = queue
         self.config = config or SessionConfig()
         self._wall = wall_clock
+        self._ref_check = ref_check or check_ref
         self._lock = threading.Lock()
         self._active: Session | None = None
         self._worker: threading.Thread | None = None
@@ -323,7 +325,7 @@ class SessionManager:
 
     # ---- control -------------------------------------------------------------------
     def start(self, ref: object, timeout_s: float | None = None) -> Session:
-        ref = check_ref(ref)
+        ref = self._ref_check(ref)
         limit = self.config.timeout_s if timeout_s is None else float(timeout_s)
         if not 1.0 <= limit <= 600.0:
             raise SessionError(f"timeout_s: expected a number in [1, 600], got {timeout_s}",
@@ -409,7 +411,7 @@ class SessionManager:
             return False, f"session {s.id} made no progress for {stalled:.0f} s"
         return True, s.state
 
-    def shutdown(self, grace_s: float) -> str:
+    def shutdown(self, grace_s: float, cancel_wait_s: float = 3.0) -> str:
         """Refuse new sessions; let a session in progress finish within ``grace_s``, else cancel it.
 
         Returns what happened to the active session: ``none``, ``finished`` or ``cancelled``.
@@ -423,7 +425,7 @@ class SessionManager:
         if not worker.is_alive():
             return "finished"
         s.cancel_requested.set()
-        worker.join(max(self.config.stuck_after_s, 1.0))
+        worker.join(max(cancel_wait_s, 0.0))  # a stuck pipeline is left behind (daemon thread)
         return "cancelled"
 
     # ---- the worker --------------------------------------------------------------
