@@ -16,9 +16,10 @@ Each iteration picks one input and feeds it to ``peek_header``, ``open_envelope`
     .venv/bin/python tools/fuzz_envelope.py --iterations 100000 [--seed 1] [--crash-dir DIR]
 
 Prints ``iterations=N crashes=C forgeries=F ...`` and exits 1 if C or F > 0. ``accepted``
-counts inputs that opened/verified: unchanged originals (no-op mutations, splices that
-rebuild another original) and re-signed ``signed`` inputs; a ``forgery`` is anything
-else that verified.
+counts inputs that opened/verified: byte-identical originals (no-op mutations, splices
+that rebuild another original) and re-signed ``signed`` inputs; a ``forgery`` is
+anything else that verified (an altered envelope, a COSE part or a receipt that is not
+byte-identical to one we made).
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def main() -> int:
 
     reasons: collections.Counter[str] = collections.Counter()
     kinds: collections.Counter[str] = collections.Counter()
+    accepted_by: collections.Counter[str] = collections.Counter()
     accepted = crashes = forgeries = 0
     t0 = time.perf_counter()
     for it in range(args.iterations):
@@ -159,13 +161,16 @@ def main() -> int:
                     opened = open_envelope(data, device_public_key=device.public_key(),
                                            carrier_private_keys=ckeys)
                     accepted += 1
+                    accepted_by[f"{kind}->open"] += 1
                     # only a payload the device really signed may open ("signed" inputs are re-signed)
-                    if kind != "signed" and opened.signed not in signed_parts:
+                    if (kind != "signed" and opened.signed not in signed_parts) or (
+                            kind == "outer" and data not in envelopes):
                         forgeries += 1
                         print(f"FORGERY iteration={it} kind={kind} input={data.hex()}", file=sys.stderr)
                 else:
                     verify_receipt(data, rkeys, expected_device_id="dev-0")
                     accepted += 1
+                    accepted_by[f"{kind}->receipt"] += 1
                     if data not in receipts:
                         forgeries += 1
                         print(f"FORGERY iteration={it} kind={kind} receipt={data.hex()}", file=sys.stderr)
@@ -183,6 +188,7 @@ def main() -> int:
           f"seconds={elapsed:.1f} "
           f"rate={args.iterations / elapsed:.0f}/s seed={args.seed}")
     print("inputs: " + " ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+    print("accepted: " + " ".join(f"{k}={v}" for k, v in sorted(accepted_by.items())))
     print("rejections: " + " ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
     return 1 if crashes or forgeries else 0
 
