@@ -30,11 +30,12 @@ class MatchDecision:
 
 def cosine(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
     """Cosine similarity of two 1-D vectors (0.0 if either is all zeros)."""
-    na = float(np.linalg.norm(a))
-    nb = float(np.linalg.norm(b))
-    if na == 0.0 or nb == 0.0:
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    nn = float(np.dot(a64, a64)) * float(np.dot(b64, b64))
+    if nn == 0.0:
         return 0.0
-    return float(np.dot(a.astype(np.float64), b.astype(np.float64)) / (na * nb))
+    return float(np.dot(a64, b64)) / math.sqrt(nn)
 
 
 def decide(

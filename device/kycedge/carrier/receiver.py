@@ -242,19 +242,23 @@ class Receiver:
 
     def _decide(self, index: int, header: Header, opened: Opened, env_hash: bytes, now_ms: int) -> _Pending:
         p = opened.payload
-        base = Commit(
-            message_id=str(header.message_id), tenant=header.tenant, device_id=header.device_id,
-            key_id=header.device_key_id, seq=header.sequence, envelope_hash=env_hash,
-            digest=opened.digest, prev_digest=p.prev_digest, status="rejected", reason="",
-            receipt=b"", received_at_ms=now_ms,
-        )
+        mid = str(header.message_id)
+
+        def commit(reason: str, receipt: bytes, *, consumes: bool, template: StoredTemplate | None = None,
+                   status: str = "rejected") -> Commit:
+            return Commit(
+                message_id=mid, tenant=header.tenant, device_id=header.device_id,
+                key_id=header.device_key_id, seq=header.sequence if consumes else None,
+                envelope_hash=env_hash, digest=opened.digest, prev_digest=p.prev_digest, status=status,
+                reason=reason, receipt=receipt, received_at_ms=now_ms, template=template,
+            )
+
         age_ms = now_ms - p.captured_at_ms
         if age_ms > self.config.replay_window_s * 1000 or -age_ms > self.config.future_skew_s * 1000:
             detail = (f"capture time {p.captured_at_ms} is {age_ms / 1000:.0f} s from now; expected within "
                       f"[-{self.config.future_skew_s}, {self.config.replay_window_s}] s")
-            receipt = self._sign(header, "stale")
-            commit = replace(base, seq=None, reason="stale", receipt=receipt)
-            return _Pending(index, header, commit, None, None, detail)
+            return _Pending(index, header, commit("stale", self._sign(header, "stale"), consumes=False),
+                            None, None, detail)
         model = (p.template.model_id, p.template.model_version)
         ref = self.references.get(header.tenant, p.reference)
         score: float | None = None
@@ -267,19 +271,19 @@ class Receiver:
             ref_model = (ref.model_id, ref.model_version)
             reason, detail = d.outcome, d.detail
             if d.outcome == "malformed":  # same model, wrong dimension: the envelope is wrong
-                receipt = self._sign(header, "malformed")
-                return _Pending(index, header, replace(base, seq=None, reason="malformed", receipt=receipt),
+                return _Pending(index, header,
+                                commit("malformed", self._sign(header, "malformed"), consumes=False),
                                 None, None, detail)
             score, threshold = d.score, d.threshold
         receipt = self._sign(header, reason, score=score, threshold=threshold, model=ref_model)
         ct = crypto.encrypt_at_rest(
             self.keys.at_rest_key, p.template.vector,
-            template_aad(base.message_id, header.tenant, header.device_id, *model),
+            template_aad(mid, header.tenant, header.device_id, *model),
         )
         stored = StoredTemplate(reference=p.reference, model_id=model[0], model_version=model[1],
                                 captured_at_ms=p.captured_at_ms, template_ct=ct)
-        commit = replace(base, status="accepted", reason=reason, receipt=receipt, template=stored)
-        return _Pending(index, header, commit, score, threshold, detail)
+        accepted = commit(reason, receipt, consumes=True, template=stored, status="accepted")
+        return _Pending(index, header, accepted, score, threshold, detail)
 
     def _commit(self, batch: list[_Pending], outcomes: list[Outcome | None]) -> None:
         by_mid = {p.commit.message_id: p for p in batch}

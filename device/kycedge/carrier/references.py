@@ -46,6 +46,13 @@ class Reference:
     template: npt.NDArray[np.float32]
 
 
+# Decrypted references by their stored ciphertext (which is unique: random nonce, AAD
+# binds tenant/reference/model). A replaced or removed reference has a new/no row, so a
+# stale entry is never returned for it: the row is always read from the store first.
+_CACHE: dict[bytes, tuple[bytes, Reference]] = {}
+_CACHE_MAX = 4096
+
+
 def reference_aad(tenant: str, reference: str, model_id: str, model_version: str) -> bytes:
     return "\x00".join(("reference_templates", tenant, reference, model_id, model_version)).encode()
 
@@ -120,6 +127,16 @@ class References:
         return self.decrypt(rec)
 
     def decrypt(self, rec: ReferenceRecord) -> Reference:
+        hit = _CACHE.get(rec.template_ct)
+        if hit is not None and hit[0] == self.at_rest_key:
+            return hit[1]
+        ref = self._decrypt(rec)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[rec.template_ct] = (self.at_rest_key, ref)
+        return ref
+
+    def _decrypt(self, rec: ReferenceRecord) -> Reference:
         try:
             plain = crypto.decrypt_at_rest(
                 self.at_rest_key, rec.template_ct,

@@ -12,8 +12,9 @@ Concurrency model (several receiver processes on one database):
   ``INSERT ... ON CONFLICT DO NOTHING``; the loser of a race reads the winner's receipt;
 * the per-device sequence is the ``sequences`` PRIMARY KEY ``(tenant, device_id,
   key_id, seq)``; a second message id with a used sequence number is a replay;
-* each envelope of a batch runs inside its own SAVEPOINT, so one conflict never aborts
-  the rest of the batch; SQLite takes the write lock up front (``BEGIN IMMEDIATE``).
+* a conflict is answered, never raised: ``ON CONFLICT DO NOTHING`` leaves the batch's
+  transaction usable, so one duplicate never aborts the rest of the batch; SQLite takes
+  the write lock up front (``BEGIN IMMEDIATE``).
 
 Nothing here checks-then-inserts without a unique constraint behind it.
 """
@@ -497,16 +498,16 @@ class SqlStore:
     def record_batch(self, commits: Sequence[Commit], on_conflict: ConflictHandler) -> list[Recorded]:
         """Write each commit atomically, all in ONE transaction (one fsync per batch).
 
-        Per commit, inside a SAVEPOINT:
-        1. an existing receipt for the message id wins (duplicate; nothing written);
-        2. a commit that consumes a sequence checks the chain against its neighbours
-           (``seq - 1``'s digest must equal our ``prev_digest``; ``seq + 1``'s ``prev_digest``
-           must equal our digest, where those are stored) and inserts ``(device, key, seq)``;
+        Per commit (4 statements in the common case):
+        1. a commit that consumes a sequence checks the chain against its neighbours in
+           one SELECT (``seq - 1``'s digest must equal our ``prev_digest``; ``seq + 1``'s
+           ``prev_digest`` must equal our digest, where those are stored) and inserts ``(device, key, seq)``;
            a used sequence or a broken chain calls ``on_conflict`` for a replacement
            (the ``replayed`` rejection);
-        3. the receipt is inserted (``ON CONFLICT DO NOTHING``: a concurrent process may
-           have won the message id; then its receipt is returned and ours rolled back);
-        4. an accepted template is inserted.
+        2. the receipt is inserted (``ON CONFLICT DO NOTHING`` on the message id): if the
+           id is already recorded (redelivery, or another process won the race) the FIRST
+           receipt is returned and the sequence row we claimed is deleted again;
+        3. an accepted template is inserted.
         """
 
         # Write in message-id order: concurrent batches holding the same messages then take
@@ -523,10 +524,7 @@ class SqlStore:
         return out
 
     def _record_one(self, c: Commit, on_conflict: ConflictHandler) -> Recorded:
-        row = self._one("SELECT receipt, status, reason FROM receipts WHERE message_id = ?", (c.message_id,))
-        if row:
-            return Recorded(c.message_id, bytes(row[0]), str(row[1]), str(row[2]), first=False)
-        self._exec("SAVEPOINT ingest_one")
+        claimed = False
         if c.seq is not None:
             why = self._sequence_conflict(c)
             if why is None:
@@ -536,9 +534,10 @@ class SqlStore:
                     (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest, c.prev_digest,
                      c.received_at_ms),
                 )
-                if cur.rowcount != 1:
+                claimed = cur.rowcount == 1
+                if not claimed:
                     why = f"sequence {c.seq} already used by another message"
-            if why is not None:
+            if why is not None and self._existing(c.message_id) is None:
                 c = on_conflict(c, why)
                 if c.seq is not None or c.template is not None:  # pragma: no cover - misuse
                     raise CarrierError("on_conflict must return a commit without seq and template")
@@ -549,15 +548,18 @@ class SqlStore:
              c.received_at_ms),
         )
         if cur.rowcount != 1:
-            # Lost a race with another process for this message id: its receipt stands.
-            self._exec("ROLLBACK TO SAVEPOINT ingest_one")
-            self._exec("RELEASE SAVEPOINT ingest_one")
-            row = self._one(
-                "SELECT receipt, status, reason FROM receipts WHERE message_id = ?", (c.message_id,)
-            )
-            if not row:  # pragma: no cover - the conflicting row must exist
+            # The message id is already recorded (a redelivery, or another receiver process
+            # won the race): its FIRST receipt stands and this delivery has no effect.
+            if claimed:
+                self._exec(
+                    "DELETE FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ? "
+                    "AND message_id = ?",
+                    (c.tenant, c.device_id, c.key_id, c.seq, c.message_id),
+                )
+            first = self._existing(c.message_id)
+            if first is None:  # pragma: no cover - the conflicting row must exist
                 raise CarrierError(f"receipt for {c.message_id}: expected a stored receipt, got none")
-            return Recorded(c.message_id, bytes(row[0]), str(row[1]), str(row[2]), first=False)
+            return first
         if c.template is not None:
             t = c.template
             self._exec(
@@ -566,39 +568,33 @@ class SqlStore:
                 (c.message_id, c.tenant, c.device_id, t.reference, t.model_id, t.model_version,
                  t.captured_at_ms, c.received_at_ms, t.template_ct),
             )
-        self._exec("RELEASE SAVEPOINT ingest_one")
         return Recorded(c.message_id, c.receipt, c.status, c.reason, first=True)
 
+    def _existing(self, message_id: str) -> Recorded | None:
+        row = self._one("SELECT receipt, status, reason FROM receipts WHERE message_id = ?", (message_id,))
+        return Recorded(message_id, bytes(row[0]), str(row[1]), str(row[2]), first=False) if row else None
+
     def _sequence_conflict(self, c: Commit) -> str | None:
+        """Why ``c`` cannot take its sequence number (used, or the chain forks), or None."""
         assert c.seq is not None
-        key = (c.tenant, c.device_id, c.key_id)
-        row = self._one(
-            "SELECT message_id FROM sequences "
-            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ?",
-            (*key, c.seq),
-        )
-        if row:
-            return f"sequence {c.seq} already used by message {row[0]}"
-        row = self._one(
-            "SELECT message_id, digest FROM sequences "
-            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ?",
-            (*key, c.seq - 1),
-        )
-        if row and bytes(row[1]) != c.prev_digest:
-            return (
-                f"chain broken: prev_digest expected {bytes(row[1]).hex()[:16]}… "
-                f"(message {row[0]}, sequence {c.seq - 1}), got {c.prev_digest.hex()[:16]}…"
-            )
-        row = self._one(
-            "SELECT message_id, prev_digest FROM sequences "
-            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ?",
-            (*key, c.seq + 1),
-        )
-        if row and bytes(row[1]) != c.digest:
-            return (
-                f"chain broken: message {row[0]} (sequence {c.seq + 1}) names a different "
-                f"predecessor ({bytes(row[1]).hex()[:16]}…) than this envelope"
-            )
+        rows = self._exec(
+            "SELECT seq, message_id, digest, prev_digest FROM sequences "
+            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq BETWEEN ? AND ?",
+            (c.tenant, c.device_id, c.key_id, c.seq - 1, c.seq + 1),
+        ).fetchall()
+        for seq, mid, digest, prev_digest in rows:
+            if seq == c.seq:
+                return f"sequence {c.seq} already used by message {mid}"
+            if seq == c.seq - 1 and bytes(digest) != c.prev_digest:
+                return (
+                    f"chain broken: prev_digest expected {bytes(digest).hex()[:16]}… "
+                    f"(message {mid}, sequence {seq}), got {c.prev_digest.hex()[:16]}…"
+                )
+            if seq == c.seq + 1 and bytes(prev_digest) != c.digest:
+                return (
+                    f"chain broken: message {mid} (sequence {seq}) names a different "
+                    f"predecessor ({bytes(prev_digest).hex()[:16]}…) than this envelope"
+                )
         return None
 
     def get_template(self, message_id: str) -> TemplateRow | None:
