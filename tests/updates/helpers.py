@@ -170,3 +170,23 @@ def make_agent(tmp: Path, fleet: Fleet, daemon: FakeDaemon, *, selftest: Any = N
 
 def file_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+def bundle_variant(src: Path, dst: Path, version: int, mutate: Callable[[dict[str, Any]], None] | None = None,
+                   ) -> Path:
+    """A copy of bundle ``src`` as ``version``, with ``bundle.json`` changed by ``mutate``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    obj = json.loads((dst / "bundle.json").read_text())
+    obj["bundle_version"] = version
+    if mutate is not None:
+        mutate(obj)
+    (dst / "bundle.json").write_text(json.dumps(obj))
+    return dst
+
+
+def publish_dir(fleet: Fleet, bundle_dir: Path, version: int) -> None:
+    sign_bundle(fleet.repo, bundle_dir)
+    set_rollout(fleet.repo, Rollout(version, None))
+    fleet.repo.publish(fleet.www)

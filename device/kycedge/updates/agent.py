@@ -96,6 +96,7 @@ class UpdateAgent:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._status = self._make("idle", "none")
+        self._recovered = False
         self.last_client: Any = None   # the RepositoryClient of the last check (for tests/bench)
 
     # ---- status ----------------------------------------------------------------------
@@ -121,6 +122,7 @@ class UpdateAgent:
     def startup(self) -> Recovery:
         """Recover the store after a crash or power loss; call before loading models."""
         rec = self.store.recover(max_trial_boots=self.config.max_trial_boots)
+        self._recovered = True
         if rec.action in ("rolled-back", "undid-interrupted-switch", "repaired-link"):
             self._set("idle", "recovered" if rec.reason != "crash-loop" else "rolled-back",
                       reason=rec.reason, message=rec.message)
@@ -150,7 +152,17 @@ class UpdateAgent:
         return topic
 
     def run(self, stop: threading.Event) -> None:
-        """Loop until ``stop``: finish a pending trial, then check on timer or announce."""
+        """Loop until ``stop``: finish a pending trial, then check on timer or announce.
+
+        If the daemon did not call :meth:`startup` before loading its models, recovery
+        runs here and a set it changes is reloaded through ``reload_models``.
+        """
+        if not self._recovered:
+            before = self.store.current()
+            rec = self.startup()
+            if rec.current is not None and rec.current != before:
+                with contextlib.suppress(Exception):
+                    self._reload(rec.current)
         if self.store.journal().state == "trial":
             self._finish_trial()
         while not stop.is_set():
