@@ -123,26 +123,41 @@ def warp_affine(
         if k > 1:
             img = box_reduce(img, k)
             a = a @ np.array([[k, 0.0, (k - 1) / 2.0], [0.0, k, (k - 1) / 2.0], [0.0, 0.0, 1.0]])
-    inv = invert_affine(a)
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    inv = invert_affine(a).astype(np.float32)
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
     sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
     sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    x0f, y0f = np.floor(sx), np.floor(sy)
+    fx = (sx - x0f)[..., None]
+    fy = (sy - y0f)[..., None]
+    x0, y0 = x0f.astype(np.int64), y0f.astype(np.int64)
     h, w = img.shape[:2]
-    x0 = np.floor(sx).astype(np.int64)
-    y0 = np.floor(sy).astype(np.int64)
-    fx = (sx - x0)[..., None].astype(np.float32)
-    fy = (sy - y0)[..., None].astype(np.float32)
-    src = img.reshape(h, w, -1).astype(np.float32)
+    src = img.reshape(h, w, -1)
     c = src.shape[2]
-
-    def tap(yy: npt.NDArray[np.int64], xx: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        inside = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
-        v = src[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
-        return np.where(inside[..., None], v, np.float32(border))
-
-    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
-    bot = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
-    out = np.clip(np.rint(top * (1 - fy) + bot * fy), 0, 255).astype(np.uint8)
+    outside = None
+    if x0.min() < 0 or y0.min() < 0 or x0.max() + 1 >= w or y0.max() + 1 >= h:
+        # pad one border pixel all round; samples wholly outside the padded image get the border
+        src = np.pad(src, ((1, 1), (1, 1), (0, 0)), constant_values=border)
+        x0, y0 = x0 + 1, y0 + 1
+        outside = (x0 < 0) | (y0 < 0) | (x0 > w) | (y0 > h)
+        x0 = np.clip(x0, 0, w)
+        y0 = np.clip(y0, 0, h)
+        w += 2
+    flat = src.reshape(-1, c)
+    i00 = (y0 * w + x0).reshape(-1)
+    p00 = np.take(flat, i00, axis=0).astype(np.float32)
+    p01 = np.take(flat, i00 + 1, axis=0).astype(np.float32)
+    p10 = np.take(flat, i00 + w, axis=0).astype(np.float32)
+    p11 = np.take(flat, i00 + w + 1, axis=0).astype(np.float32)
+    fx = fx.reshape(-1, 1)
+    fy = fy.reshape(-1, 1)
+    top = p00 + (p01 - p00) * fx
+    top += ((p10 + (p11 - p10) * fx) - top) * fy
+    top += 0.5  # bilinear output stays within [0, 255]: round half up, no clip needed
+    out = top.astype(np.uint8).reshape(height, width, c)
+    if outside is not None and outside.any():
+        out[outside] = border
     shaped: U8Image = out.reshape(height, width) if img.ndim == 2 else out.reshape(height, width, c)
     return shaped
 

@@ -1,0 +1,166 @@
+"""The whole pipeline on the shipped int8 models and real faces (fixtures/faces)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kycedge.vision.match import cosine, decide
+from PIL import Image
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+# a 20000 x 20000 PNG header with a few bytes of data: refused before any pixel is decoded
+HUGE_PNG = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _chunk(b"IEND", b""))
+
+
+def jpeg(arr: np.ndarray, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=92, **kw)
+    return buf.getvalue()
+
+
+def rgb_of(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def scaled(arr: np.ndarray, factor: float) -> np.ndarray:
+    im = Image.fromarray(arr)
+    return np.asarray(im.resize((max(1, round(im.width * factor)), max(1, round(im.height * factor))),
+                                Image.Resampling.LANCZOS))
+
+
+@pytest.fixture(scope="module")
+def templates(pipe, faces_dir: Path) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    out = {}
+    for p in sorted(faces_dir.glob("*.*g")):
+        res = pipe.process_image_bytes(p.read_bytes())
+        assert res.ok, (p.name, res.reason, res.message, dict(res.quality))
+        assert res.faces == 1
+        t = res.template
+        assert t is not None
+        assert t.dtype == np.float32
+        assert t.ndim == 1
+        assert abs(float(np.linalg.norm(t)) - 1.0) < 1e-4
+        assert set(res.ms) == {"decode", "detect", "align", "embed", "total"}
+        out[p.stem] = t
+    return out
+
+
+def test_genuine_pairs_match(pipe, templates: dict[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
+    for a, b in (("obama", "obama2"), ("obama", "obama3"), ("obama2", "obama3")):
+        s = cosine(templates[a], templates[b])
+        assert decide(s, pipe.threshold), f"{a} vs {b}: {s:.3f} < threshold {pipe.threshold:.3f}"
+
+
+def test_impostor_pairs_do_not_match(pipe, templates: dict[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
+    for a in ("obama", "obama2", "obama3"):
+        for b in ("biden", "astronaut"):
+            s = cosine(templates[a], templates[b])
+            assert not decide(s, pipe.threshold), f"{a} vs {b}: {s:.3f} >= threshold {pipe.threshold:.3f}"
+    assert not decide(cosine(templates["biden"], templates["astronaut"]), pipe.threshold)
+
+
+def test_identity_fields(pipe) -> None:  # type: ignore[no-untyped-def]
+    assert pipe.model_id
+    assert pipe.model_version
+    assert 0.0 < pipe.threshold < 1.0
+    assert pipe.far == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty-image"),
+        (b"hello, this is a text file\n", "unknown-format"),
+        (HUGE_PNG, "image-too-large"),
+    ],
+)
+def test_bad_bytes(pipe, data: bytes, reason: str) -> None:  # type: ignore[no-untyped-def]
+    res = pipe.process_image_bytes(data)
+    assert not res.ok
+    assert res.reason == reason
+    assert res.template is None
+    assert res.message
+
+
+def test_truncated_and_tiny(pipe, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    data = (faces_dir / "obama.jpg").read_bytes()
+    assert pipe.process_image_bytes(data[: len(data) // 3]).reason == "truncated-image"
+    assert pipe.process_image_bytes(jpeg(np.zeros((1, 1, 3), np.uint8))).reason == "image-too-small"
+
+
+def test_no_face(pipe, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    flat = np.full((480, 640, 3), 128, np.uint8)
+    res = pipe.process_image_bytes(jpeg(flat))
+    assert (res.reason, res.faces) == ("no-face", 0)
+    suit = rgb_of(faces_dir / "obama.jpg")[750:, :]  # below the face: suit and background
+    assert pipe.process_image_bytes(jpeg(np.ascontiguousarray(suit))).reason == "no-face"
+
+
+def test_two_similar_faces_refused_dominant_face_accepted(pipe, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    a = rgb_of(faces_dir / "obama.jpg")[100:700, 250:750]
+    b = scaled(rgb_of(faces_dir / "biden.jpg"), 0.9)[150:750, 250:750]
+    both = np.concatenate([a, b], axis=1)
+    res = pipe.process_frame(np.ascontiguousarray(both))
+    assert res.faces == 2
+    assert res.reason == "multiple-faces"
+    assert not res.ok
+    small_b = scaled(b, 0.3)
+    canvas = np.full((600, 800, 3), 200, np.uint8)
+    canvas[:, :500] = a
+    canvas[400:400 + small_b.shape[0], 600:600 + small_b.shape[1]] = small_b
+    res = pipe.process_frame(canvas)
+    assert res.faces == 2
+    assert res.ok, (res.reason, dict(res.quality))
+    assert res.box is not None
+    assert res.box[2] < 500
+
+
+def test_exif_rotation_honoured(pipe, faces_dir: Path, templates: dict[str, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
+    up = Image.fromarray(rgb_of(faces_dir / "obama2.jpg"))
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated 90 degrees clockwise; display rotates it back
+    stored = up.transpose(Image.Transpose.ROTATE_270)
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    res = pipe.process_image_bytes(buf.getvalue())
+    assert res.ok, res.reason
+    assert cosine(res.template, templates["obama2"]) > 0.9
+
+
+def test_quality_gates_on_real_faces(pipe, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    face = rgb_of(faces_dir / "obama.jpg")
+    dark = (face.astype(np.float32) * 0.12).astype(np.uint8)
+    assert pipe.process_frame(dark).reason == "too-dark"
+    bright = np.clip(face.astype(np.float32) * 1.0 + 170, 0, 255).astype(np.uint8)
+    assert pipe.process_frame(bright).reason in ("too-bright", "no-face")
+    small = scaled(face, 0.12)
+    assert pipe.process_frame(small).reason in ("move-closer", "no-face")
+    blurred = scaled(scaled(face, 0.06), 1 / 0.06)
+    assert pipe.process_frame(blurred).reason == "blurry"
+
+
+def test_bad_frames(pipe) -> None:  # type: ignore[no-untyped-def]
+    for frame in (np.zeros((100, 100), np.uint8), np.zeros((100, 100, 3), np.float32),
+                  np.zeros((4, 4, 3), np.uint8), "not an array"):
+        res = pipe.process_frame(frame)
+        assert res.reason == "bad-frame"
+        assert not res.ok
+
+
+def test_threads_and_flip_setting(models_dir: Path, faces_dir: Path) -> None:
+    from kycedge.vision import Pipeline
+
+    p2 = Pipeline.load(models_dir, threads=2)
+    res = p2.process_image_bytes((faces_dir / "obama.jpg").read_bytes())
+    assert res.ok
