@@ -44,7 +44,7 @@ class FakeAnalyzer:
 
         self.seen += 1
         kind, q = int(rgb[0, 0, 0]), int(rgb[0, 1, 0])
-        if kind == NO_FACE:
+        if kind not in (FAR, GOOD, BROKEN, STUCK):  # NO_FACE and any other scene
             return FakeResult(False, "no-face", "No face found.", 0, {}, None)
         if kind == FAR:
             return FakeResult(False, "move-closer", "Move closer.", 1, {"eye_distance_px": 10.0}, None)

@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from kycedge.capture.base import Frame, SourceClosedError, check_rgb
+from kycedge.capture.base import CaptureTimeoutError, Frame, SourceClosedError, check_rgb
 from kycedge.errors import CaptureError, KycEdgeError
 
 __all__ = ["IMAGE_SUFFIXES", "ReplaySource", "Y4MReader", "yuv_to_rgb"]
@@ -183,7 +183,7 @@ class ReplaySource:
         if self._fps > 0:
             delay = self._next_t - time.monotonic()
             if delay > timeout_s:
-                raise CaptureError(f"{self.name}: next frame due in {delay:.2f} s", reason="capture-timeout")
+                raise CaptureTimeoutError(f"{self.name}: next frame due in {delay:.2f} s")
             if delay > 0:
                 time.sleep(delay)
             self._next_t = max(self._next_t + 1.0 / self._fps, time.monotonic())

@@ -87,6 +87,7 @@ class Lab:
     device: str = "unit-0001"
     session_timeout_s: float = 10.0
     receipt_wait_s: float = 15.0
+    session_extra: str = ""  # more [session] lines, e.g. "stuck_after_s = 2.0\n"
     daemon_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     broker: subprocess.Popen[bytes] | None = None
@@ -126,7 +127,10 @@ class Lab:
         return self.root / "unit" / "daemon.log"
 
     def provision(self, models_dir: Path, references: dict[str, Path]) -> dict[str, Any]:
-        """PKI, broker config, carrier keys, unit identity + enrolment, references. Returns facts."""
+        """PKI, broker config, carrier keys, unit identity + enrolment, references. Returns facts.
+
+        The pipeline (``models_dir``) is loaded only to enrol ``references`` from photos.
+        """
         from kycedge import keys
         from kycedge.carrier.config import CarrierConfig
         from kycedge.carrier.keyring import init_keys
@@ -150,16 +154,18 @@ class Lab:
         csr = keys.make_device_csr(self.unit_state, provision.device_common_name(self.tenant, self.device))
         issued = provision.issue_device(ca, self.tenant, self.device, pki / "unit", csr_pem=csr, days=2)
 
-        pipe = Pipeline.load(models_dir)
         added = {}
+        self.threshold, self.model = 0.0, ""
         with Receiver.from_config(carrier_cfg) as rx:
             rx.registry.enroll(self.tenant, self.device, identity.public_key)
-            for ref, photo in references.items():
-                rec = rx.references.add_image(self.tenant, ref, photo.read_bytes(), pipe)
-                added[ref] = photo.name
-        self.threshold = float(pipe.threshold)
-        self.model = f"{pipe.model_id}@{pipe.model_version}"
-        del pipe, rec
+            if references:
+                pipe = Pipeline.load(models_dir)
+                for ref, photo in references.items():
+                    rx.references.add_image(self.tenant, ref, photo.read_bytes(), pipe)
+                    added[ref] = photo.name
+                self.threshold = float(pipe.threshold)
+                self.model = f"{pipe.model_id}@{pipe.model_version}"
+                del pipe
         self._write_unit_config(models_dir, issued.cert, ca / "ca.crt")
         return {"device_key_id": identity.key_id, "references": added, "threshold": self.threshold,
                 "model": self.model}
@@ -216,7 +222,7 @@ timeout_s = {self.session_timeout_s}
 settle_s = 0.3
 best_of = 3
 receipt_wait_s = {self.receipt_wait_s}
-
+{self.session_extra}
 [api]
 socket_path = "{self.api_socket}"
 

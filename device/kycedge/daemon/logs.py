@@ -30,7 +30,8 @@ __all__ = ["JsonFormatter", "scrub", "setup_logging"]
 _STD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message", "asctime"}
 _DENY = re.compile(r"template|embedding|vector|frame|image|pixel|rgb|envelope|payload|plaintext|bytes_b64",
                    re.IGNORECASE)
-_B64_RUN = re.compile(r"[A-Za-z0-9+/=_\-]{48,}")
+_B64_RUN = re.compile(r"[A-Za-z0-9+/=_\-]{40,}")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{40,}")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+|inf|nan)(?:[eE][-+]?\d+)?"
 _NUM_LIST = re.compile(rf"(?:{_NUM}[\s,;\[\]()]+){{7,}}{_NUM}")
 _ELLIPSIS = re.compile(rf"{_NUM}\s+\.\.\.\s+{_NUM}")
@@ -40,10 +41,17 @@ _MAX = 300
 
 def scrub(text: str) -> str:
     """``text`` cut to 300 characters, or ``<redacted>`` if it looks like data."""
-    if (_B64_RUN.search(text) or _NUM_LIST.search(text) or len(_BYTES_ESC.findall(text)) >= 6
+    if (_HEX_RUN.search(text) or any(_encoded(m.group()) for m in _B64_RUN.finditer(text))
+            or _NUM_LIST.search(text) or len(_BYTES_ESC.findall(text)) >= 6
             or _ELLIPSIS.search(text) or "array(" in text):
         return "<redacted>"
     return text if len(text) <= _MAX else text[:_MAX] + "…"
+
+
+def _encoded(run: str) -> bool:
+    """A long run of base64 characters mixing upper case, lower case and digits (not a path)."""
+    return (any(c.isupper() for c in run) and any(c.islower() for c in run)
+            and any(c.isdigit() for c in run))
 
 
 def _value(v: Any) -> Any:
