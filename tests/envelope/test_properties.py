@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import string
 import uuid
 from typing import Any
@@ -46,7 +47,9 @@ RECEIPT = sign_receipt(KEYS.receipt, message_id=SEALED[0].header.message_id, ten
                        device_id="dev-0001", reason="match", score=0.7, threshold=0.4,
                        model_id="sface", model_version="1", issued_at_ms=1_764_000_000_000)
 RECEIPT_KEYS = {crypto.key_id(KEYS.receipt.public_key()): KEYS.receipt.public_key()}
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# KYCEDGE_HYPOTHESIS_EXAMPLES=2000 for a longer local hunt; 150 keeps the suite fast.
+FAST = settings(max_examples=int(os.environ.get("KYCEDGE_HYPOTHESIS_EXAMPLES", "150")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 tenants = st.from_regex(r"[a-z0-9][a-z0-9-]{0,31}", fullmatch=True)
 device_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
