@@ -36,13 +36,18 @@ TESTS = HERE.parent
 
 def write_world(path: Path, *, broker: Any, pki: Any, carrier_dir: Path, tenant: str, t0_ms: int,
                 run: str, uplink: dict[str, Any] | None = None, outbox: dict[str, Any] | None = None,
-                forwarder: dict[str, Any] | None = None, serve: dict[str, Any] | None = None) -> None:
+                forwarder: dict[str, Any] | None = None, serve: dict[str, Any] | None = None,
+                receiver_uplink: dict[str, Any] | None = None) -> None:
     rx = pki.service()
     world = {
         "port": broker.port, "ca": str(pki.ca_cert), "pki_dir": str(pki.dir),
         "receiver_cert": str(rx.cert), "receiver_key": str(rx.key),
         "carrier_dir": str(carrier_dir), "tenant": tenant, "t0_ms": t0_ms, "run": run,
-        "uplink": uplink or {}, "outbox": outbox or {}, "forwarder": forwarder or {}, "serve": serve or {},
+        "uplink": uplink or {},
+        # receivers: no session kept after a disconnect, so a dead receiver is never handed
+        # its share of templates (see docs/decisions/0005-outbox-and-uplink.md)
+        "receiver_uplink": {"session_expiry_s": 0, **(receiver_uplink or {})},
+        "outbox": outbox or {}, "forwarder": forwarder or {}, "serve": serve or {},
     }
     path.write_text(json.dumps(world, indent=1))
 
@@ -58,13 +63,13 @@ def spawn(role: str, world: Path, *args: str, log: Path | None = None) -> subpro
     return p
 
 
-def _uplink(world: dict[str, Any], cert: str, key: str) -> Any:
+def _uplink(world: dict[str, Any], cert: str, key: str, extra: dict[str, Any] | None = None) -> Any:
     from kycedge.uplink.config import UplinkConfig
 
     base = UplinkConfig(host="127.0.0.1", port=world["port"], ca_file=Path(world["ca"]),
                         cert_file=Path(cert), key_file=Path(key), keepalive_s=5, reconnect_min_s=1,
                         reconnect_max_s=1, publish_timeout_s=5.0)
-    return replace(base, **world["uplink"])
+    return replace(base, **{**world["uplink"], **(extra or {})})
 
 
 def run_unit(world: dict[str, Any], a: argparse.Namespace) -> int:
@@ -122,7 +127,8 @@ def run_receiver(world: dict[str, Any], a: argparse.Namespace) -> int:
     from kycedge.uplink.client import MqttClient
 
     rx = Receiver.from_config(CarrierConfig(state_dir=Path(world["carrier_dir"])))
-    transport = MqttClient(_uplink(world, world["receiver_cert"], world["receiver_key"]),
+    transport = MqttClient(_uplink(world, world["receiver_cert"], world["receiver_key"],
+                                   world.get("receiver_uplink")),
                            client_id=f"carrier-receiver-{a.instance}", manual_ack=True)
     svc = ReceiverService(rx, transport, from_mapping(ServeConfig, world["serve"]))
     svc.start()

@@ -54,8 +54,8 @@ class World:
         return self.carrier.enroll(self.tmp / "units" / device, TENANT, device, t0_ms=self.t0_ms)
 
     def receiver(self, instance: str = "1") -> ReceiverService:
-        t = MqttClient(self.broker.uplink_config(self.pki.service()), client_id=f"rx-{instance}",
-                       manual_ack=True)
+        t = MqttClient(self.broker.uplink_config(self.pki.service(), session_expiry_s=0),
+                       client_id=f"rx-{instance}", manual_ack=True)
         svc = ReceiverService(self.carrier.receiver(), t, ServeConfig(group="g"))
         svc.start()
         assert t.wait_connected(5), t.last_error

@@ -214,6 +214,10 @@ def _serve(args: argparse.Namespace) -> int:
         topics.check_id(client_id.replace("/", "-"), "client id")
     except KycEdgeError as e:
         raise ConfigError(f"mqtt.client_id: {e.message}") from e
+    if cfg.mqtt.session_expiry_s > 300:
+        log.warning("serve: mqtt.session_expiry_s = %d: while this process is down the broker keeps "
+                    "handing it its share of templates (delivered late, after the units re-send); "
+                    "0-60 s is recommended for receivers", cfg.mqtt.session_expiry_s)
     receiver = Receiver.from_config(cfg.carrier)
     transport = MqttClient(cfg.mqtt, client_id=client_id, manual_ack=True)
     svc = ReceiverService(receiver, transport, cfg.serve)
@@ -229,4 +233,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         svc.stop()
         receiver.close()
+        c = svc.counters
+        print(f"kycedge-carrier serve: {client_id} stopped: received={c['received']} "
+              f"receipts={c['receipts']} "
+              f"no_receipt={c['no_receipt']} storage_errors={c['storage_errors']}", flush=True)
     return 0

@@ -1,0 +1,73 @@
+"""``kycedge-carrier serve`` as a real process: Mosquitto in, receipts out, split by a group."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kycedge.uplink import topics
+from kycedge.uplink.client import MqttClient
+from support.broker import Broker, Pki, broker, pki  # noqa: F401
+from support.kyc import Carrier
+
+pytestmark = pytest.mark.broker
+
+
+def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
+    carrier = Carrier.create(tmp_path / "carrier")
+    unit = carrier.enroll(tmp_path / "unit", "acme", "u1", t0_ms=int(time.time() * 1000))
+    rx = pki.service()
+    conf = tmp_path / "receiver.toml"
+    conf.write_text(
+        f'[carrier]\nstate_dir = "{carrier.dir}"\n\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nca_file = "{rx.ca}"\n'
+        f'cert_file = "{rx.cert}"\nkey_file = "{rx.key}"\nsession_expiry_s = 0\n\n'
+        '[serve]\ngroup = "g1"\n'
+    )
+    cmd = [sys.executable, "-m", "kycedge.carrier.cli", "serve", "--config", str(conf), "--instance"]
+    procs = [subprocess.Popen([*cmd, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in (1, 2)]
+    dev = pki.device("acme", "u1")
+    c = MqttClient(broker.uplink_config(dev), client_id="dev-u1")
+    got: list[bytes] = []
+    c.subscribe(topics.receipts("acme", "u1"), lambda t, p: got.append(p))
+    c.start()
+    try:
+        assert c.wait_connected(5)
+        for p in procs:
+            assert p.stdout is not None
+            assert "consuming $share/g1/kyc/v1/+/+/templates" in p.stdout.readline()
+        time.sleep(0.3)
+        n = 40
+        for i in range(n):
+            c.publish(topics.templates("acme", "u1"), unit.seal(i).data)
+        deadline = time.monotonic() + 20
+        while len(got) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        receipts = [unit.verify(r) for r in got]
+        expected = sorted(str(unit.message_id(i)) for i in range(n))
+        assert sorted(str(r.message_id) for r in receipts) == expected
+        assert {r.reason for r in receipts} == {"no-reference"}
+    finally:
+        c.stop()
+        for p in procs:
+            p.terminate()
+        outs = [p.communicate(timeout=10)[0] for p in procs]
+    # both processes took a share of the templates (Mosquitto round-robins a shared group)
+    shares = [int(o.split("received=")[1].split()[0]) for o in outs]
+    assert sum(shares) == n
+    assert min(shares) > 0
+    for p in procs:
+        assert p.returncode == 0
+
+
+def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
+    conf = tmp_path / "receiver.toml"
+    conf.write_text('[mqtt]\nhost = "x"\ntls = true\n')
+    r = subprocess.run([sys.executable, "-m", "kycedge.carrier.cli", "serve", "--config", str(conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "tls = true needs ca_file, cert_file and key_file" in r.stderr

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Chaos harness: kill -9 the unit (and sometimes the broker or a receiver) at random points.
+
+    .venv/bin/python tools/chaos.py --trials 200 [--seed 1] [--keep DIR]
+
+Set-up (all real, on loopback): a test CA made by ``kycedge.fleet.provision``, Mosquitto
+with the repository's ``deploy/mosquitto`` config (mTLS, ACL, persistence), the carrier
+receiver (``kycedge.carrier.serve.ReceiverService``, SQLite store) as two processes
+sharing one subscription.
+
+Each trial: a unit process (outbox + forwarder + paho, see ``tests/support/roles.py``)
+enqueues K sealed registrations (K random in [5, 40], a few ms apart) and forwards them;
+at a random moment it gets SIGKILL. In about a fifth of the trials the broker is also
+SIGKILLed (half of those with its persistence database wiped) and restarted; in another
+fifth a receiver process is SIGKILLed and restarted. Then the unit is restarted (it
+re-enqueues any registration it had not stored yet) and the trial waits until its outbox
+has drained.
+
+"Accepted" = registrations whose ``put`` returned (the unit printed ``P i`` after the
+durable commit). At the end, from the carrier's database:
+lost = accepted registrations without exactly one stored template (or rejected);
+duplicated = registrations stored more than once (by registration reference) plus
+stored message ids outside the accepted set's identities counted twice.
+Prints one line: ``trials=N accepted=A lost=L duplicated=D``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.broker import Broker, Pki  # noqa: E402
+from support.kyc import Carrier, message_id_for  # noqa: E402
+from support.roles import spawn, write_world  # noqa: E402
+
+TENANT = "acme"
+
+
+class Reader:
+    """Collects a unit process's stdout lines on a thread (so kills never block us)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.accepted: set[int] = set()
+        self.drained = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("P "):
+                self.accepted.add(int(line.split()[1]))
+            elif line.startswith("DRAINED"):
+                self.drained.set()
+
+    def finish(self) -> set[int]:
+        self.t.join(10)
+        return self.accepted
+
+
+def start_receiver(world: Path, instance: int, log: Path) -> subprocess.Popen[str]:
+    p = spawn("receiver", world, "--instance", str(instance), log=log)
+    assert p.stdout is not None
+    line = p.stdout.readline().strip()
+    if line != "READY":
+        raise RuntimeError(f"receiver {instance} did not start: {line!r}; see {log}")
+    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()  # type: ignore[union-attr]
+    return p
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temp dir, removed)")
+    ap.add_argument("--drain-timeout-s", type=float, default=60.0)
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args()
+    seed = a.seed if a.seed is not None else random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    work = a.keep or Path(tempfile.mkdtemp(prefix="kycedge-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "roles.log"
+    pki = Pki.create(work / "pki")
+    broker = Broker(work / "broker", pki, autosave_interval_s=1)
+    broker.start()
+    carrier = Carrier.create(work / "carrier")
+    t0_ms = int(time.time() * 1000)
+    world = work / "world.json"
+    write_world(world, broker=broker, pki=pki, carrier_dir=carrier.dir, tenant=TENANT, t0_ms=t0_ms, run="",
+                uplink={"reconnect_min_s": 1, "reconnect_max_s": 1, "keepalive_s": 5},
+                outbox={"retry_initial_s": 1.0, "retry_max_s": 2.0, "retry_jitter": 0.3,
+                        "inflight_window": 64},
+                forwarder={"idle_poll_s": 0.05, "batch_max": 32, "error_pause_s": 0.2},
+                serve={"group": "chaos", "batch_max": 64})
+    receivers = {i: start_receiver(world, i, log) for i in (1, 2)}
+    accepted: dict[str, set[int]] = {}
+    faults = {"unit": 0, "unit-mid-enqueue": 0, "broker": 0, "broker-wiped": 0, "receiver": 0,
+              "undrained": 0}
+    print(f"chaos: seed={seed} work={work}", file=sys.stderr)
+    try:
+        for trial in range(a.trials):
+            device = f"u{trial:04d}"
+            k = rng.randint(5, 40)
+            args = ["--device", device, "--count", str(k), "--interval-s", "0.02"]
+            unit = spawn("unit", world, *args, log=log)
+            r1 = Reader(unit)
+            roll = rng.random()
+            time.sleep(rng.uniform(0.2, 1.5))  # somewhere in start-up, enqueueing or forwarding
+            if roll < 0.2:
+                broker.kill()
+                faults["broker"] += 1
+                if rng.random() < 0.5:
+                    broker.wipe_persistence()
+                    faults["broker-wiped"] += 1
+            elif roll < 0.4:
+                i = rng.choice([1, 2])
+                receivers[i].kill()
+                receivers[i].wait()
+                faults["receiver"] += 1
+            time.sleep(rng.uniform(0.0, 0.3))
+            unit.kill()
+            unit.wait()
+            faults["unit"] += 1
+            got = r1.finish()
+            if 0 < len(got) < k:
+                faults["unit-mid-enqueue"] += 1
+            if not broker.running:
+                time.sleep(rng.uniform(0.1, 0.6))
+                broker.start()
+            for i, p in list(receivers.items()):
+                if p.poll() is not None:
+                    receivers[i] = start_receiver(world, i, log)
+            unit = spawn("unit", world, *args, "--exit-when-drained", log=log)
+            r2 = Reader(unit)
+            try:
+                unit.wait(a.drain_timeout_s)
+            except subprocess.TimeoutExpired:
+                faults["undrained"] += 1
+                unit.kill()
+                unit.wait()
+            got |= r2.finish()
+            accepted[device] = got
+            if not a.quiet:
+                kind = "broker" if roll < 0.2 else "receiver" if roll < 0.4 else "unit"
+                print(f"trial {trial + 1}/{a.trials} {device}: k={k} accepted={len(got)} "
+                      f"drained={r2.drained.is_set()} fault={kind}", file=sys.stderr, flush=True)
+        time.sleep(0.5)
+    finally:
+        for p in receivers.values():
+            p.send_signal(signal.SIGTERM)
+        for p in receivers.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        broker.stop()
+
+    db = sqlite3.connect(carrier.config.database_target)
+    stored = dict(db.execute("SELECT message_id, COUNT(*) FROM templates GROUP BY message_id").fetchall())
+    by_ref = dict(db.execute(
+        "SELECT device_id || '/' || reference, COUNT(*) FROM templates GROUP BY device_id, reference"
+    ).fetchall())
+    receipts = dict(db.execute("SELECT message_id, reason FROM receipts").fetchall())
+    db.close()
+    total = lost = 0
+    for device, ids in accepted.items():
+        for i in ids:
+            total += 1
+            mid = str(message_id_for(TENANT, device, i, "", t0_ms))
+            if stored.get(mid) != 1:
+                lost += 1
+                print(f"LOST {device} #{i} {mid}: stored={stored.get(mid)} receipt={receipts.get(mid)}",
+                      file=sys.stderr)
+    duplicated = sum(n - 1 for n in by_ref.values() if n > 1)
+    print(f"chaos: faults {faults}; stored templates {len(stored)}", file=sys.stderr)
+    if a.keep is None and lost == 0 and duplicated == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"trials={a.trials} accepted={total} lost={lost} duplicated={duplicated}")
+    return 0 if lost == 0 and duplicated == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
