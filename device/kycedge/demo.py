@@ -92,7 +92,7 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
     models = (models_dir or default_models_dir()).resolve()
     res = FlowResult()
     w = out.write
-    lab = Lab.create(session_timeout_s=10.0, receipt_wait_s=20.0)
+    lab = Lab.create(session_timeout_s=10.0, receipt_wait_s=20.0, selftest_image=faces / "obama.jpg")
     res.lab_root = lab.root
     # The carrier side runs in this process: its log lines go to a file, the screen shows the story.
     log_handler = _log_to_file(lab.root / "carrier.log")

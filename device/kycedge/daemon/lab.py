@@ -87,7 +87,10 @@ class Lab:
     device: str = "unit-0001"
     session_timeout_s: float = 10.0
     receipt_wait_s: float = 15.0
+    settle_s: float = 0.3
+    best_of: int = 3
     session_extra: str = ""  # more [session] lines, e.g. "stuck_after_s = 2.0\n"
+    selftest_image: Path | None = None  # [daemon] selftest_image
     daemon_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     broker: subprocess.Popen[bytes] | None = None
@@ -211,6 +214,7 @@ state_dir = "{self.unit_state}"
 models_dir = "{models_dir}"
 stop_grace_s = 5.0
 status_interval_s = 1.0
+{f'selftest_image = "{self.selftest_image}"' if self.selftest_image else ""}
 
 [capture]
 source = "replay"
@@ -219,8 +223,8 @@ replay_fps = 15.0
 
 [session]
 timeout_s = {self.session_timeout_s}
-settle_s = 0.3
-best_of = 3
+settle_s = {self.settle_s}
+best_of = {self.best_of}
 receipt_wait_s = {self.receipt_wait_s}
 {self.session_extra}
 [api]
