@@ -72,3 +72,22 @@ def test_keys_init_refuses_bad_threshold(tmp_path: Path, capsys: pytest.CaptureF
                "--root-keys", "1", "--root-threshold", "2"])
     assert rc == 2
     assert "expected 1 <= threshold <= keys" in capsys.readouterr().err
+
+
+def test_unit_cli_status_and_rollback(unit_on_v1: UpdateAgent, fleet: Fleet,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from kycedge.cli import main as unit_main
+
+    fleet.release(2)
+    assert unit_on_v1.check_now().bundle_version == 2
+    sd = str(unit_on_v1.config.state_dir)
+    assert unit_main(["updates", "status", "--state-dir", sd, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["current"]["bundle_version"], info["previous"]["bundle_version"]) == (2, 1)
+    assert unit_main(["updates", "rollback", "--state-dir", sd]) == 0
+    assert unit_on_v1.store.installed_version() == 1
+    assert unit_on_v1.store.journal().last_rollback["reason"] == "operator"
+    assert unit_main(["updates", "recover", "--state-dir", sd]) == 0
+    assert "none: current b000001" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from kycedge.errors import KycEdgeError
 
 # Sub-command modules of `kycedge` (the unit), in the order --help lists them.
 COMMANDS: tuple[str, ...] = ("kycedge.cli.demo", "kycedge.cli.embed", "kycedge.cli.keys", "kycedge.cli.config",
-                              "kycedge.cli.run")
+                              "kycedge.cli.run", "kycedge.updates.cli")
 
 
 def build_parser(prog: str, description: str, commands: Sequence[str]) -> argparse.ArgumentParser:

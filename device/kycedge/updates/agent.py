@@ -166,7 +166,10 @@ class UpdateAgent:
         if self.store.journal().state == "trial":
             self._finish_trial()
         while not stop.is_set():
-            self.check_now()
+            try:
+                self.check_now()
+            except Exception as e:  # a bug must not end the update loop; report and go on
+                self._set("idle", "failed", reason="internal-error", message=f"{type(e).__name__}: {e}")
             delay = self.config.poll_interval_s + random.uniform(0, self.config.poll_jitter_s)  # noqa: S311
             deadline = time.monotonic() + delay
             while not stop.is_set() and time.monotonic() < deadline:
