@@ -28,6 +28,7 @@ SUITE_X25519_SHA256_CHACHA20POLY1305: Final = 1
 MAGIC: Final = b"KYCE"
 
 MAX_ENVELOPE_BYTES: Final = 16384
+MIN_ENVELOPE_BYTES: Final = 66 + 48  # smallest header + HPKE enc and tag
 MAX_RECEIPT_BYTES: Final = 2048
 MAX_SEQUENCE: Final = 2**63 - 1  # fits a signed 64-bit column
 MIN_DIM: Final = 16
@@ -239,6 +240,12 @@ class Sealed:
     header: Header
     digest: bytes
 
+    def __post_init__(self) -> None:
+        check_bytes(self.digest, 32, "sealed.digest")
+        size_ok = MIN_ENVELOPE_BYTES <= len(self.data) <= MAX_ENVELOPE_BYTES
+        if not isinstance(self.header, Header) or not size_ok:
+            raise _bad(f"sealed: expected a Header and {MIN_ENVELOPE_BYTES}..{MAX_ENVELOPE_BYTES} bytes")
+
 
 @dataclass(frozen=True)
 class Opened:
@@ -252,6 +259,11 @@ class Opened:
     payload: Payload
     digest: bytes
     signed: bytes
+
+    def __post_init__(self) -> None:
+        check_bytes(self.digest, 32, "opened.digest")
+        if not isinstance(self.header, Header) or not isinstance(self.payload, Payload):
+            raise _bad("opened: expected a Header and a Payload")
 
 
 def as_mapping(value: Any, keys: frozenset[str], what: str) -> dict[str, Any]:

@@ -144,8 +144,11 @@ def verify_receipt(
     ``wrong-device`` (a valid receipt addressed to another device or tenant).
     Never raises anything else.
     """
-    if not isinstance(data, bytes) or len(data) > MAX_RECEIPT_BYTES:
-        raise _bad(f"receipt: expected at most {MAX_RECEIPT_BYTES} bytes")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise _bad(f"receipt: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_RECEIPT_BYTES:
+        raise _bad(f"receipt: expected at most {MAX_RECEIPT_BYTES} bytes, got {len(data)}")
     part = parse_sign1(data, what="receipt", content_type=CT_RECEIPT)
     key = carrier_public_keys.get(part.kid)
     if key is None:
