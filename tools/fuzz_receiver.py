@@ -154,6 +154,8 @@ def main() -> int:
                     continue
                 for (strategy, data, base), out in zip(items, outs, strict=True):
                     strategies[strategy] += 1
+                    if out.reason == "internal-error":  # caught and logged by the receiver: still a bug
+                        crashes += 1
                     reasons[out.reason if out.receipt is not None else "no-receipt"] += 1
                     # a splice at offset 0 (or inside a common prefix) IS another genuine envelope
                     altered = base is not None and data not in corpus.genuine

@@ -321,3 +321,70 @@ def test_mixed_batch(world: World) -> None:
     assert [o.reason for o in outs] == ["match", "malformed", "unknown-device", "no-match", "stale"]
     assert [o.receipt is None for o in outs] == [False, True, False, False, False]
     assert [o.device_id for o in outs] == ["unit-a", None, "unit-b", "unit-a", "unit-a"]
+
+
+def test_a_bug_on_one_input_does_not_kill_the_batch(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kycedge.carrier.receiver as receiver_mod
+
+    good = world.unit().seal()
+    real = receiver_mod.peek_header
+
+    def flaky(data: bytes):  # type: ignore[no-untyped-def]
+        if data == b"poison":
+            raise RuntimeError("boom")
+        return real(data)
+
+    monkeypatch.setattr(receiver_mod, "peek_header", flaky)
+    outs = world.receiver.handle_batch([b"poison", good])
+    assert [o.reason for o in outs] == ["internal-error", "no-reference"]
+    assert outs[0].receipt is None
+    assert world.receiver.counters["internal-error"] == 1
+
+
+def test_storage_failure_raises_and_records_nothing(world: World) -> None:
+    from kycedge.errors import CarrierError
+
+    env = world.unit().seal()
+    world.receiver.store.close()
+    with pytest.raises(CarrierError):
+        world.receiver.handle(env)
+
+
+def test_several_receivers_on_one_database(world: World, db_target: str) -> None:
+    """Shared subscription: the same messages reach several receiver processes at once."""
+    import threading
+
+    from kycedge.carrier.receiver import Receiver
+
+    units = [world.unit(f"unit-{i}") for i in range(3)]
+    envs = [u.seal() for _ in range(8) for u in units]
+    others = [Receiver.from_config(world.config, clock=world.clock) for _ in range(2)]
+    receivers = [world.receiver, *others]
+    results: list[list[Outcome]] = [[] for _ in receivers]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(receivers))
+
+    def consume(k: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(0, len(envs), 4):
+                results[k].extend(receivers[k].handle_batch(envs[i : i + 4]))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=consume, args=(k,)) for k in range(len(receivers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for r in others:
+        r.close()
+    assert not errors, errors
+    for i in range(len(envs)):
+        receipts = {results[k][i].receipt for k in range(len(receivers))}
+        assert len(receipts) == 1  # everyone answered with THE first receipt
+        firsts = [not results[k][i].duplicate for k in range(len(receivers))]
+        assert sum(firsts) == 1  # exactly one delivery took effect
+    assert {o.reason for o in results[0]} == {"no-reference"}
+    counts = world.receiver.store.counts()
+    assert (counts["receipts"], counts["templates"], counts["sequences"]) == (len(envs),) * 3

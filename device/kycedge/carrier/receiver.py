@@ -48,7 +48,7 @@ from kycedge.carrier.store import Commit, PurgeCounts, SqlStore, StoredTemplate,
 from kycedge.envelope import Opened, Receipt, open_envelope, peek_header, sign_receipt, verify_receipt
 from kycedge.envelope.header import split
 from kycedge.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
-from kycedge.errors import CarrierError, EnvelopeError, KeyStoreError, KycEdgeError
+from kycedge.errors import CarrierError, EnvelopeError, KeyStoreError
 
 __all__ = ["Outcome", "Receiver", "template_aad"]
 
@@ -56,6 +56,7 @@ log = logging.getLogger("kycedge.carrier")
 
 Status = Literal["accepted", "rejected"]
 NO_RECEIPT = "no-receipt"
+INTERNAL_ERROR = "internal-error"  # a receiver bug on this input: logged, no receipt
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,10 @@ class Receiver:
             try:
                 res = self._prepare(i, env, now_ms)
             except CarrierError:
-                raise
-            except KycEdgeError as e:  # pragma: no cover - _prepare converts input errors
-                raise CarrierError(f"receiver: unexpected {e.reason}: {e.message}",
-                                   reason="internal-error") from e
+                raise  # our storage or registry failed: nothing may be acknowledged
+            except Exception as e:  # a bug must not turn one input into a dead consumer
+                log.exception("receiver: internal error on a %s input", type(env).__name__)
+                res = Outcome(None, INTERNAL_ERROR, None, detail=f"internal error: {type(e).__name__}: {e}")
             if isinstance(res, Outcome):
                 outcomes[i] = res
             else:
@@ -176,7 +177,8 @@ class Receiver:
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(envelopes)
         for o in done:
-            self.counters[o.reason if o.receipt is not None else NO_RECEIPT] += 1
+            counted = o.receipt is not None or o.reason == INTERNAL_ERROR
+            self.counters[o.reason if counted else NO_RECEIPT] += 1
             if o.duplicate:
                 self.counters["duplicate"] += 1
         return done
