@@ -275,3 +275,22 @@ def test_transport_is_a_transport(broker: FakeBroker) -> None:
     from kycedge.uplink.seam import Transport
 
     assert isinstance(FakeTransport(broker, "x", None), Transport)
+
+
+def test_publish_status_from_another_thread_is_deferred_and_sticky(
+    tmp_path: Path, broker: FakeBroker
+) -> None:
+    _, _, fw = make(tmp_path, broker)
+    fw.start()
+    try:
+        wait_for(lambda: topics.status("acme", "u1") in broker.retained)
+        assert fw.publish_status({"update": {"state": "activated"}}) is True
+        wait_for(lambda: "update" in json.loads(broker.retained[topics.status("acme", "u1")]))
+        # a later periodic status still carries it
+        fw.publish_status()
+        wait_for(lambda: sum(1 for t, _ in broker.published if t.endswith("/status")) >= 3)
+        last = json.loads(broker.retained[topics.status("acme", "u1")])
+        assert last["update"] == {"state": "activated"}
+        assert last["model"] == "sface-int8@1"
+    finally:
+        fw.stop()

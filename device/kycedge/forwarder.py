@@ -124,6 +124,7 @@ class Forwarder:
         self._session_lost = False
         self._next_status = 0.0
         self._lock = threading.Lock()
+        self._sticky: dict[str, Any] = {}
         self.counters: dict[str, int] = {
             "published": 0, "publish_failed": 0, "receipts": 0, "accepted": 0, "rejected": 0,
             "receipt_invalid": 0, "receipt_unknown": 0, "errors": 0, "reconnects": 0,
@@ -241,7 +242,7 @@ class Forwarder:
                     log.info("forwarder: broker had no session; re-sending %d in-flight envelopes", n)
             self._next_status = 0.0
         if self._clock() >= self._next_status:
-            self.publish_status()
+            self._publish_status_now()
         return self._publish_due() or busy
 
     def _publish_due(self) -> bool:
@@ -305,7 +306,25 @@ class Forwarder:
         return True
 
     def publish_status(self, extra: Mapping[str, Any] | None = None) -> bool:
-        """Publish the retained ``online`` status now; False if the broker did not ack it."""
+        """Publish the retained ``online`` status (with ``extra`` merged in, kept for later
+        status messages too).
+
+        Safe from any thread: called from outside the forwarder's own thread while it runs,
+        it only records ``extra`` and wakes the forwarder, which publishes on its next round
+        (returns True). On the forwarder thread (or before ``start``) it publishes now and
+        returns False if the broker did not acknowledge it.
+        """
+        if extra:
+            with self._lock:
+                self._sticky.update(extra)
+        t = self._thread
+        if t is not None and t.is_alive() and threading.current_thread() is not t:
+            self._next_status = 0.0
+            self._wake.set()
+            return True
+        return self._publish_status_now()
+
+    def _publish_status_now(self) -> bool:
         self._next_status = self._clock() + self.config.status_interval_s
         body: dict[str, Any] = {"state": "online", "ts": round(self._clock(), 3)}
         try:
@@ -319,8 +338,8 @@ class Forwarder:
                 body.update(self._status())
             except Exception:
                 log.exception("forwarder: status provider failed")
-        if extra:
-            body.update(extra)
+        with self._lock:
+            body.update(self._sticky)
         try:
             self.transport.publish(self.status_topic, json.dumps(body, sort_keys=True).encode(), retain=True)
         except UplinkError as e:
