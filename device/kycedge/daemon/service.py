@@ -37,6 +37,7 @@ import numpy as np
 
 from kycedge import __version__
 from kycedge.capture.base import FrameSource
+from kycedge.daemon import memory
 from kycedge.daemon import settings as settings_mod
 from kycedge.daemon.api import ApiServer
 from kycedge.daemon.logs import setup_logging
@@ -133,6 +134,7 @@ class Daemon:
     def start(self) -> None:
         s = self.settings
         setup_logging(s.daemon.log_level)
+        memory.limit_arenas(2)
         log.info("starting", extra={"version": __version__, "device_id": s.daemon.device_id,
                                     "tenant": s.daemon.tenant, "camera": s.capture.source})
         from kycedge import envelope, keys
@@ -173,7 +175,7 @@ class Daemon:
         sealer = DeviceSealer(identity, carrier_keys, tenant=tenant, device_id=device, state_dir=state)
         source = self._source or make_source(s.capture)
         self.sessions = SessionManager(source, analyzer, sealer, self.forwarder, s.session,
-                                       ref_check=_check_reference)
+                                       ref_check=_check_reference, after_session=memory.trim)
         self.api = ApiServer(s.api, self.sessions, self.info, self.message)
         self.api.start()
         self.forwarder.start()

@@ -307,6 +307,7 @@ class SessionManager:
         *,
         wall_clock: Callable[[], float] = time.time,
         ref_check: Callable[[object], str] | None = None,
+        after_session: Callable[[], object] | None = None,
     ) -> None:
         self._source = source
         self._analyzer = analyzer
@@ -315,6 +316,7 @@ class SessionManager:
         self.config = config or SessionConfig()
         self._wall = wall_clock
         self._ref_check = ref_check or check_ref
+        self._after = after_session
         self._lock = threading.Lock()
         self._active: Session | None = None
         self._worker: threading.Thread | None = None
@@ -439,6 +441,8 @@ class SessionManager:
             with self._lock:
                 if self._active is s:
                     self._active = None
+            if self._after is not None:
+                self._after()  # e.g. give the session's temporaries back to the kernel
 
     def _capture_and_queue(self, s: Session, analyzer: Analyzer) -> None:
         cfg = self.config
