@@ -48,8 +48,29 @@ def test_migrations_are_versioned_and_idempotent(db_target: str) -> None:
     s2.close()
 
 
+def test_upgrade_from_version_1(db_target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kycedge.carrier.store as store_mod
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:1])
+    s = open_store(db_target)
+    s.put_device(DeviceRecord("t1", "d1", "k1", b"p" * 32, "active", 5))
+    assert s.schema_version() == 1
+    s.close()
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
+    with pytest.raises(CarrierError, match="expected schema version 2, got 1"):
+        open_store(db_target, migrate=False)
+    s = open_store(db_target)
+    try:
+        assert s.schema_version() == 2
+        assert s.get_device("t1", "d1", "k1") is not None  # data kept across the upgrade
+        with pytest.raises(CarrierError, match="already enrolled as t1/d1"):
+            s.put_device(DeviceRecord("t1", "d2", "k1", b"p" * 32, "active", 6))  # the new unique index
+    finally:
+        s.close()
+
+
 def test_unmigrated_database_is_refused_without_migrate(db_target: str) -> None:
-    with pytest.raises(CarrierError, match="expected schema version 1, got"):
+    with pytest.raises(CarrierError, match=f"expected schema version {MIGRATIONS[-1].version}, got"):
         open_store(db_target, migrate=False)
 
 
@@ -68,6 +89,8 @@ def test_device_rows(store: SqlStore) -> None:
     with pytest.raises(CarrierError, match="already enrolled"):
         store.put_device(rec)
     store.put_device(DeviceRecord("t1", "d1", "k2", b"q" * 32, "active", 6))
+    with pytest.raises(CarrierError, match="already enrolled as t1/d1"):
+        store.put_device(DeviceRecord("t2", "other", "k9", b"q" * 32, "active", 6))
     assert store.revoke_device("t1", "d1", "k1", 7) == 1
     assert store.revoke_device("t1", "d1", "k1", 8) == 0  # already revoked
     got = store.get_device("t1", "d1", "k1")

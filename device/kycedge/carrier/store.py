@@ -114,6 +114,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX templates_received ON templates (received_at_ms)",
         ),
     ),
+    Migration(
+        2,
+        "one enrolment per device public key (a key identifies exactly one unit, even after revocation)",
+        ("CREATE UNIQUE INDEX devices_public_key ON devices (public_key)",),
+    ),
 )
 
 
@@ -370,9 +375,14 @@ class SqlStore:
                  rec.enrolled_at_ms, rec.revoked_at_ms),
             )
             if cur.rowcount != 1:
+                row = self._one(
+                    "SELECT tenant, device_id, status FROM devices WHERE public_key = ?", (rec.public_key,)
+                )
+                where = f" as {row[0]}/{row[1]} ({row[2]})" if row else ""
                 raise CarrierError(
-                    f"device {rec.tenant}/{rec.device_id} key {rec.key_id}: expected a new enrolment, "
-                    "got one already enrolled (revoke it and enrol a new key instead)",
+                    f"device {rec.tenant}/{rec.device_id} key {rec.key_id}: expected a new key, got one "
+                    f"already enrolled{where}; a key identifies one unit: make the unit a new key "
+                    "(kycedge keys init on a fresh state dir) and enrol that",
                     reason="already-enrolled",
                 )
 
