@@ -114,8 +114,9 @@ def main() -> int:
         init_keys(cfg)
         now_ms = int(time.time() * 1000)
         with Receiver.from_config(cfg) as rx:
+            durability = "synchronous=FULL, WAL" if rx.store.backend == "sqlite" else "server defaults"
             print(f"storage: {rx.store.backend} ({'temp dir' if not args.database else 'given DSN'}), "
-                  "synchronous=FULL (SQLite)")
+                  f"{durability}")
             envs = make_envelopes(rx, args.n + args.n_single, args.devices, args.dim, now_ms)
             print(f"envelopes: {len(envs)} sealed beforehand, {len(envs[0])} bytes each, dim {args.dim}, "
                   f"{args.devices} devices")
