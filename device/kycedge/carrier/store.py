@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -238,6 +239,9 @@ class SqlStore:
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        # One connection, one transaction at a time: a store (and so a Receiver) may be
+        # shared by threads; separate processes each open their own store.
+        self._lock = threading.RLock()
 
     # -- the backend seam ---------------------------------------------------------------
 
@@ -277,6 +281,10 @@ class SqlStore:
 
         Transient conflicts are retried (the whole transaction) up to ``attempts`` times.
         """
+        with self._lock:
+            return self._run_locked(what, fn, attempts)
+
+    def _run_locked(self, what: str, fn: Callable[[], Any], attempts: int) -> Any:
         for attempt in range(attempts):
             try:
                 self._begin()
@@ -664,7 +672,8 @@ class SqlStore:
     def _read(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run read-only ``fn`` without an explicit transaction (autocommit statements)."""
         try:
-            return fn()
+            with self._lock:
+                return fn()
         except Exception as e:
             if self._is_backend_error(e):
                 raise self._wrap(e, what) from e
