@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -216,6 +217,8 @@ class UpdateAgent:
             target = choose(rollout, self.device_id, self.config.cohort)
             installed = self.store.installed_version()
             if target is None or target <= installed:
+                # Nothing to fetch: partial downloads of withdrawn bundles are garbage.
+                shutil.rmtree(self.config.state_dir / "partial", ignore_errors=True)
                 return self._set("idle", "up-to-date", target_version=target)
             if target in self.store.journal().rejected:
                 return self._set("idle", "up-to-date", target_version=target, reason="rejected-before",
