@@ -516,10 +516,11 @@ class SqlStore:
     def record_batch(self, commits: Sequence[Commit], on_conflict: ConflictHandler) -> list[Recorded]:
         """Write each commit atomically, all in ONE transaction (one fsync per batch).
 
-        Per commit (4 statements in the common case):
-        1. a commit that consumes a sequence checks the chain against its neighbours in
-           one SELECT (``seq - 1``'s digest must equal our ``prev_digest``; ``seq + 1``'s
-           ``prev_digest`` must equal our digest, where those are stored) and inserts ``(device, key, seq)``;
+        Per commit (3 statements in the common case):
+        1. a commit that consumes a sequence claims it with one INSERT … SELECT … WHERE
+           NOT EXISTS that also checks the chain against its stored neighbours
+           (``seq - 1``'s digest must equal our ``prev_digest``; ``seq + 1``'s
+           ``prev_digest`` must equal our digest) and inserts ``(device, key, seq)``;
            a used sequence or a broken chain calls ``on_conflict`` for a replacement
            (the ``replayed`` rejection);
         2. the receipt is inserted (``ON CONFLICT DO NOTHING`` on the message id): if the
@@ -544,17 +545,21 @@ class SqlStore:
     def _record_one(self, c: Commit, on_conflict: ConflictHandler) -> Recorded:
         claimed = False
         if c.seq is not None:
-            why = self._sequence_conflict(c)
-            if why is None:
-                cur = self._exec(
-                    "INSERT INTO sequences (tenant, device_id, key_id, seq, message_id, digest, "
-                    "prev_digest, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest, c.prev_digest,
-                     c.received_at_ms),
-                )
-                claimed = cur.rowcount == 1
-                if not claimed:
-                    why = f"sequence {c.seq} already used by another message"
+            # Claim the sequence number unless it is taken (PRIMARY KEY) or a stored
+            # neighbour contradicts the chain: ONE statement in the common case.
+            cur = self._exec(
+                "INSERT INTO sequences (tenant, device_id, key_id, seq, message_id, digest, prev_digest, "
+                "received_at_ms) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
+                "SELECT 1 FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq IN (?, ?) "
+                "AND ((seq = ? AND digest <> ?) OR (seq = ? AND prev_digest <> ?))) ON CONFLICT DO NOTHING",
+                (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest, c.prev_digest,
+                 c.received_at_ms, c.tenant, c.device_id, c.key_id, c.seq - 1, c.seq + 1,
+                 c.seq - 1, c.prev_digest, c.seq + 1, c.digest),
+            )
+            claimed = cur.rowcount == 1
+            why = None
+            if not claimed:
+                why = self._sequence_conflict(c) or f"sequence {c.seq} already used by another message"
             if why is not None and self._existing(c.message_id) is None:
                 c = on_conflict(c, why)
                 if c.seq is not None or c.template is not None:  # pragma: no cover - misuse
