@@ -106,8 +106,10 @@ def test_second_session_refused_while_capturing_then_cancel() -> None:
     deadline = time.monotonic() + 5
     while m.active is not None and time.monotonic() < deadline:
         time.sleep(0.01)
-    m.start("REG-5")  # the camera is free again
+    s5 = m.start("REG-5")  # the camera is free again
     assert cam.opens == 2
+    m.cancel(s5.id)
+    list(s5.stream(poll_s=0.05))
 
 
 def test_new_session_while_previous_awaits_receipt() -> None:

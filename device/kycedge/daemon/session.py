@@ -294,6 +294,13 @@ class Session:
         self.cond.notify_all()
 
 
+@dataclass(frozen=True)
+class _Failure:
+    reason: str
+    message: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
 class SessionManager:
     """Runs sessions one at a time on a frame source; routes receipts to them."""
 
@@ -445,65 +452,67 @@ class SessionManager:
                 self._after()  # e.g. give the session's temporaries back to the kernel
 
     def _capture_and_queue(self, s: Session, analyzer: Analyzer) -> None:
-        cfg = self.config
-        deadline = s.started_mono + s.timeout_s
         try:
             self._source.open()
         except CaptureError as e:
             self._fail(s, e.reason, f"camera unavailable: {e.message}")
             return
+        try:
+            outcome = self._look(s, analyzer)
+        finally:
+            self._source.close()  # the camera is released before anyone hears the outcome
+        if isinstance(outcome, _Failure):
+            self._fail(s, outcome.reason, outcome.message, **outcome.extra)
+            return
+        chosen, frames, good = outcome
+        s.emit({"event": "captured", "reason": "ok", "frames": frames, "good_frames": good,
+                "quality": _safe_quality(chosen.quality)})
+        self._seal_and_queue(s, analyzer, chosen)
+
+    def _look(self, s: Session, analyzer: Analyzer) -> _Failure | tuple[Analysis, int, int]:
+        """Read and analyse frames until the best good one is chosen, or fail."""
+        cfg = self.config
+        deadline = s.started_mono + s.timeout_s
         best: tuple[float, Analysis] | None = None
         first_good: float | None = None
         good = frames = 0
         last_reason, last_sent = "", 0.0
-        try:
-            while True:
-                now = time.monotonic()
-                s.progress_mono = now
-                if s.cancel_requested.is_set():
-                    self._fail(s, "cancelled", "the session was cancelled")
-                    return
-                if best is not None and first_good is not None and (
-                        good >= cfg.best_of or now - first_good >= cfg.settle_s or now >= deadline):
-                    break
-                if now >= deadline:
-                    self._fail(s, "timeout", f"no acceptable frame within {s.timeout_s:g} s",
-                               last_guidance=last_reason or "no-frame")
-                    return
-                try:
-                    frame = self._source.read(timeout_s=min(2.0, max(deadline - now, 0.05)))
-                except CaptureTimeoutError:
-                    continue
-                except CaptureError as e:
-                    self._fail(s, e.reason, f"camera failed: {e.message}")
-                    return
-                frames += 1
-                s.progress_mono = time.monotonic()
-                try:
-                    res = analyzer.process_frame(frame.rgb)
-                except KycEdgeError as e:
-                    self._fail(s, e.reason, f"pipeline failed: {e.message}")
-                    return
-                finally:
-                    del frame  # the frame is gone once the pipeline has seen it
-                if res.ok and res.template is not None:
-                    good += 1
-                    first_good = first_good if first_good is not None else time.monotonic()
-                    score = frame_score(res.quality)
-                    if best is None or score > best[0]:
-                        best = (score, res)
-                t = time.monotonic()
-                if res.reason != last_reason or t - last_sent >= cfg.guidance_repeat_s:
-                    s.emit({"event": "guidance", "reason": res.reason, "message": res.message,
-                            "faces": int(res.faces), "ok": bool(res.ok)})
-                    last_reason, last_sent = res.reason, t
-        finally:
-            self._source.close()
-        assert best is not None
-        chosen = best[1]
-        s.emit({"event": "captured", "reason": "ok", "frames": frames, "good_frames": good,
-                "quality": _safe_quality(chosen.quality)})
-        self._seal_and_queue(s, analyzer, chosen)
+        while True:
+            now = time.monotonic()
+            s.progress_mono = now
+            if s.cancel_requested.is_set():
+                return _Failure("cancelled", "the session was cancelled")
+            if best is not None and first_good is not None and (
+                    good >= cfg.best_of or now - first_good >= cfg.settle_s or now >= deadline):
+                return best[1], frames, good
+            if now >= deadline:
+                return _Failure("timeout", f"no acceptable frame within {s.timeout_s:g} s",
+                                {"last_guidance": last_reason or "no-frame"})
+            try:
+                frame = self._source.read(timeout_s=min(2.0, max(deadline - now, 0.05)))
+            except CaptureTimeoutError:
+                continue
+            except CaptureError as e:
+                return _Failure(e.reason, f"camera failed: {e.message}")
+            frames += 1
+            s.progress_mono = time.monotonic()
+            try:
+                res = analyzer.process_frame(frame.rgb)
+            except KycEdgeError as e:
+                return _Failure(e.reason, f"pipeline failed: {e.message}")
+            finally:
+                del frame  # the frame is gone once the pipeline has seen it
+            if res.ok and res.template is not None:
+                good += 1
+                first_good = first_good if first_good is not None else time.monotonic()
+                score = frame_score(res.quality)
+                if best is None or score > best[0]:
+                    best = (score, res)
+            t = time.monotonic()
+            if res.reason != last_reason or t - last_sent >= cfg.guidance_repeat_s:
+                s.emit({"event": "guidance", "reason": res.reason, "message": res.message,
+                        "faces": int(res.faces), "ok": bool(res.ok)})
+                last_reason, last_sent = res.reason, t
 
     def _seal_and_queue(self, s: Session, analyzer: Analyzer, chosen: Analysis) -> None:
         with s.cond:
@@ -529,18 +538,21 @@ class SessionManager:
             s.message_id = sealed.message_id
             s.state = "queued"
             s.queued_mono = time.monotonic()
+        with self._lock:
+            if self._active is s:
+                self._active = None  # the camera is free while we wait for the receipt
         s.emit({"event": "queued", "message_id": sealed.message_id,
                 "model": f"{analyzer.model_id}@{analyzer.model_version}"})
         self._count("queued")
         log.info("template queued", extra={"session": s.id, "message_id": sealed.message_id,
-                                            "envelope_bytes": len(sealed.envelope)})
-        with self._lock:
-            if self._active is s:
-                self._active = None  # the camera is free while we wait for the receipt
+                                            "sealed_size": len(sealed.envelope)})
 
     def _fail(self, s: Session, reason: str, message: str, **extra: str) -> None:
         with s.cond:
             s.state = "cancelled" if reason == "cancelled" else "failed"
+        with self._lock:
+            if self._active is s:
+                self._active = None  # free before anyone hears the outcome
         s.emit({"event": "failed", "reason": reason, "message": message, **extra})
         self._count("failed-" + reason)
         log.info("session failed", extra={"session": s.id, "reason": reason, **extra})
