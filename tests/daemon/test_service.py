@@ -219,3 +219,39 @@ def test_start_refuses_without_identity(tmp_path: Path) -> None:
         d.start()
     d.stop()
     lab.close(remove=False)
+
+
+def test_updates_enabled_seeds_the_store_and_an_unreachable_repository_does_not_stop_serving(
+        lab: Lab, systemd: Systemd, tmp_path: Path) -> None:
+    factory = tmp_path / "factory-models"
+    factory.mkdir()
+    (factory / "manifest.json").write_text("{}")
+    root = tmp_path / "root.json"
+    root.write_text("{}")
+    text = lab.config_path.read_text().replace(f'models_dir = "{tmp_path / "no-models"}"',
+                                               f'models_dir = "{factory}"')
+    lab.config_path.write_text(text + f"""
+[updates]
+enabled = true
+repository_url = "http://127.0.0.1:9/kycedge"
+trusted_root = "{root}"
+state_dir = "{tmp_path / 'model-store'}"
+poll_interval_s = 10.0
+poll_jitter_s = 0.0
+""")
+    seen: list[Path] = []
+
+    def loader(p: Path) -> Any:
+        seen.append(p)
+        return FakeAnalyzer()
+
+    d, _, t, code = start(lab, systemd, [frame(GOOD)], loader=loader)
+    assert seen[0].parent == tmp_path / "model-store" / "sets"  # the seeded factory set
+    assert (seen[0] / "manifest.json").exists()
+    wait_for(lambda: d.agent is not None and d.agent.status.outcome == "failed")
+    c = lab.client()
+    sid = c.start_session("registration-ref-000E")["session"]
+    assert list(c.events(sid))[-1]["event"] == "receipt"  # still serving
+    d.stop_event.set()
+    t.join(15)
+    assert code == [0]

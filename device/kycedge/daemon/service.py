@@ -177,9 +177,9 @@ class Daemon:
         self.sessions = SessionManager(source, analyzer, sealer, self.forwarder, s.session,
                                        ref_check=_check_reference, after_session=memory.trim)
         self.api = ApiServer(s.api, self.sessions, self.info, self.message)
+        self._start_updates(transport)
         self.api.start()
         self.forwarder.start()
-        self._start_updates()
         if self._install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -191,15 +191,19 @@ class Daemon:
                                  "api_socket": s.api.socket_path, "api_port": s.api.tcp_port})
 
     def _initial_models_dir(self) -> Path:
+        """The factory set, or (updates enabled) the update store's current set after recovery."""
         s = self.settings
         if not s.updates.enabled:
             return s.daemon.models_dir
-        from kycedge.updates.switch import ModelStore
+        from kycedge.updates.agent import UpdateAgent
 
-        store = ModelStore(s.updates.state_dir)
-        current = store.current()
+        self.agent = UpdateAgent(s.updates, device_id=s.daemon.device_id, reload_models=self.reload_models,
+                                 health_check=self.health_check, report=self._on_update_status)
+        rec = self.agent.startup()  # finish or undo an interrupted switch before loading anything
+        current: Path | None = self.agent.store.current()
         if current is None:
-            current = store.seed(s.daemon.models_dir)
+            current = self.agent.store.seed(s.daemon.models_dir)
+        log.info("model store", extra={"current": str(current), "recovery": str(getattr(rec, "action", ""))})
         return current
 
     def _load_checked(self, models_dir: Path) -> Analyzer:
@@ -212,14 +216,10 @@ class Daemon:
             "load_ms": round((time.perf_counter() - t0) * 1000, 1)})
         return analyzer
 
-    def _start_updates(self) -> None:
-        s = self.settings
-        if not s.updates.enabled:
+    def _start_updates(self, transport: Any) -> None:
+        if self.agent is None:
             return
-        from kycedge.updates.agent import UpdateAgent
-
-        self.agent = UpdateAgent(s.updates, device_id=s.daemon.device_id, reload_models=self.reload_models,
-                                 health_check=self.health_check, report=self._on_update_status)
+        self.agent.attach(transport, self.settings.daemon.tenant)  # retained announces wake it
         self._agent_thread = threading.Thread(target=self.agent.run, args=(self.stop_event,),
                                               name="kycedge-updates", daemon=True)
         self._agent_thread.start()
