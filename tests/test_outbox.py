@@ -178,12 +178,24 @@ def test_receipt_retention(tmp_path: Path) -> None:
     for i in range(5):
         o.put(f"m{i}", b"c")
         o.ack([Ack(f"m{i}", "accepted")], now=T0 + i)
+    o.prune_receipts(T0 + 5)
     assert o.stats().receipts == 3
     assert o.receipt("m0") is None
     assert o.receipt("m4") is not None
-    o.prune_receipts(T0 + 1000)
+    # the policy also runs by itself on a later ack (at most every minute / 1000 acks)
+    o.put("late", b"c")
+    o.ack([Ack("late", "accepted")], now=T0 + 1000)
+    assert o.stats().receipts == 1
+    o.prune_receipts(T0 + 2000)
     assert o.stats().receipts == 0
-    assert o.stats().accepted_total == 5
+    assert o.stats().accepted_total == 6
+
+
+def test_bookkeeping_commits_do_not_leave_synchronous_lowered(ob: Outbox) -> None:
+    ob.put("m", b"c")
+    ob.record_attempts(["m"])
+    ob.ack([Ack("m", "accepted")])
+    assert ob._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for puts
 
 
 def test_disk_full_is_reported_and_stored_data_survives(ob: Outbox) -> None:

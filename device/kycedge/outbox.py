@@ -7,9 +7,13 @@ receipt for that message id has been verified. Until then the forwarder re-sends
 exponential backoff and jitter, oldest first, never more than ``inflight_window`` at a
 time awaiting a receipt.
 
-Every write is one transaction committed with ``synchronous=FULL`` in WAL mode, so a
-``kill -9`` or a power cut at any point leaves either the old or the new state, never a
-half-written row. Errors from SQLite are converted to :class:`OutboxError` with a stable
+Every write is one transaction in WAL mode, so a ``kill -9`` or a power cut at any point
+leaves either the old or the new state, never a half-written row. :meth:`Outbox.put` (the
+one thing that cannot be re-derived) commits with ``synchronous=FULL``: when it returns,
+the envelope is on stable storage. Bookkeeping (attempts, acks) commits with
+``synchronous=NORMAL``: a power cut may forget the latest of those, which costs one more
+re-send that the carrier answers with its first receipt (docs/decisions/0005).
+Errors from SQLite are converted to :class:`OutboxError` with a stable
 ``reason``: ``disk-full``, ``read-only``, ``io-error``, ``busy``, ``corrupt``; they are
 reported to the caller (the capture that cannot be stored is refused) and never touch
 what is already stored. When the configured byte or count bound is reached,
@@ -52,6 +56,10 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_ID_LEN = 128
 SCHEMA_VERSION = 1
+# The receipt retention policy runs on an ack at most every PRUNE_EVERY acks or
+# PRUNE_INTERVAL_S seconds (its count query is O(receipts); on every ack it dominated).
+PRUNE_EVERY = 1000
+PRUNE_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,8 @@ class Outbox:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self._lock = threading.RLock()
         self._last_error = ""
+        self._acks_since_prune = 0
+        self._next_prune = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
@@ -279,17 +289,33 @@ class Outbox:
     # -- plumbing ---------------------------------------------------------------------
 
     class _Tx:
-        def __init__(self, ob: Outbox) -> None:
+        """One write transaction. ``durable=False`` commits with ``synchronous=NORMAL``:
+        still atomic (WAL), but a power cut may forget it; used only for bookkeeping that is
+        safe to forget (attempts, acks: forgetting one means one more re-send, answered with
+        the carrier's first receipt). The next durable commit syncs it anyway."""
+
+        def __init__(self, ob: Outbox, durable: bool) -> None:
             self.ob = ob
+            self.durable = durable
 
         def __enter__(self) -> sqlite3.Connection:
             self.ob._lock.acquire()
             try:
+                if not self.durable:
+                    self.ob._conn.execute("PRAGMA synchronous=NORMAL")
                 self.ob._conn.execute("BEGIN IMMEDIATE")
             except BaseException:
+                self._restore()
                 self.ob._lock.release()
                 raise
             return self.ob._conn
+
+        def _restore(self) -> None:
+            if not self.durable:
+                try:
+                    self.ob._conn.execute("PRAGMA synchronous=FULL")
+                except sqlite3.Error:  # pragma: no cover
+                    log.error("outbox: cannot restore synchronous=FULL", exc_info=True)
 
         def __exit__(self, et: object, ev: object, tb: object) -> None:
             try:
@@ -302,10 +328,11 @@ class Outbox:
                 else:
                     self.ob._rollback()
             finally:
+                self._restore()
                 self.ob._lock.release()
 
-    def _tx(self) -> Outbox._Tx:
-        return Outbox._Tx(self)
+    def _tx(self, *, durable: bool = True) -> Outbox._Tx:
+        return Outbox._Tx(self, durable)
 
     def _rollback(self) -> None:
         try:
@@ -399,16 +426,20 @@ class Outbox:
         if not ids:
             return
         try:
-            with self._tx() as c:
-                for mid in ids:
-                    row = c.execute("SELECT attempts FROM outbox WHERE message_id=?", (mid,)).fetchone()
-                    if row is None:  # receipted meanwhile
-                        continue
-                    n = int(row[0]) + 1
-                    c.execute(
-                        "UPDATE outbox SET attempts=?, last_sent_at=?, next_attempt_at=? WHERE message_id=?",
-                        (n, ts, ts + backoff_s(n, self.config, self._rng), mid),
-                    )
+            with self._tx(durable=False) as c:
+                rows: list[tuple[str, int]] = []
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += c.execute(
+                        f"SELECT message_id, attempts FROM outbox WHERE message_id IN ({marks})",  # noqa: S608
+                        chunk,
+                    ).fetchall()
+                c.executemany(
+                    "UPDATE outbox SET attempts=?, last_sent_at=?, next_attempt_at=? WHERE message_id=?",
+                    [(int(n) + 1, ts, ts + backoff_s(int(n) + 1, self.config, self._rng), mid)
+                     for mid, n in rows],
+                )
         except sqlite3.Error as e:
             raise self._fail("record attempt", e) from e
 
@@ -443,7 +474,7 @@ class Outbox:
         if not acks:
             return removed
         try:
-            with self._tx() as c:
+            with self._tx(durable=False) as c:
                 for a in acks:
                     row = c.execute(
                         "SELECT attempts FROM outbox WHERE message_id=?", (a.message_id,)
@@ -463,12 +494,16 @@ class Outbox:
                         (name,),
                     )
                     removed.append(a.message_id)
-                self._prune_receipts(c, ts)
+                self._acks_since_prune += len(removed)
+                if self._acks_since_prune >= PRUNE_EVERY or ts >= self._next_prune:
+                    self._prune_receipts(c, ts)
         except sqlite3.Error as e:
             raise self._fail("ack", e) from e
         return removed
 
     def _prune_receipts(self, c: sqlite3.Connection, now: float) -> None:
+        self._acks_since_prune = 0
+        self._next_prune = now + PRUNE_INTERVAL_S
         cfg = self.config
         c.execute("DELETE FROM receipts WHERE received_at < ?", (now - cfg.receipt_retention_s,))
         c.execute(
