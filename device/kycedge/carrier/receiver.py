@@ -34,17 +34,27 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import partial
+from typing import Literal, Union
 
 from kycedge import crypto
 from kycedge.carrier.config import CarrierConfig
 from kycedge.carrier.keyring import CarrierKeys
 from kycedge.carrier.match import decide
-from kycedge.carrier.references import References
+from kycedge.carrier.references import Reference, References
 from kycedge.carrier.registry import Registry
-from kycedge.carrier.store import Commit, PurgeCounts, SqlStore, StoredTemplate, open_store, replace
+from kycedge.carrier.store import (
+    Commit,
+    DeviceRecord,
+    PurgeCounts,
+    SqlStore,
+    StoredReceipt,
+    StoredTemplate,
+    open_store,
+    replace,
+)
 from kycedge.envelope import Opened, Receipt, open_envelope, peek_header, sign_receipt, verify_receipt
 from kycedge.envelope.header import split
 from kycedge.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
@@ -90,6 +100,21 @@ class Outcome:
 
 def template_aad(message_id: str, tenant: str, device_id: str, model_id: str, model_version: str) -> bytes:
     return "\x00".join(("templates", message_id, tenant, device_id, model_id, model_version)).encode()
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    index: int
+    envelope: bytes
+    header: Header
+    env_hash: bytes
+    unsupported: str | None = None  # set: a version/suite we do not speak (header read as v1)
+
+
+@dataclass(frozen=True)
+class _Authentic:
+    parsed: _Parsed
+    opened: Opened
 
 
 @dataclass
@@ -153,27 +178,49 @@ class Receiver:
     def handle_batch(self, envelopes: Sequence[bytes]) -> list[Outcome]:
         """Ingest several envelopes with ONE storage transaction (one fsync).
 
-        Receipts are returned only after that transaction committed, so a receipt the
-        unit acts on is always backed by durable state. Raises CarrierError only if the
-        storage fails (then nothing in the batch was recorded).
+        Stages run over the whole batch, so storage is asked once per batch, not per
+        envelope: parse every header; look up all their message ids and enrolments (two
+        statements); open and verify each; look up all references (one statement); decide
+        and sign each; record all (one transaction). Receipts are returned only after that
+        transaction committed, so a receipt the unit acts on is always backed by durable
+        state. Raises CarrierError only if the storage fails (then nothing in the batch
+        was recorded).
         """
         outcomes: list[Outcome | None] = [None] * len(envelopes)
-        pending: list[_Pending] = []
         now_ms = int(self.clock() * 1000)
-        for i, env in enumerate(envelopes):
+
+        def guarded(i: int, stage: Callable[[], _Stage]) -> _Stage | None:
             try:
-                res = self._prepare(i, env, now_ms)
+                res = stage()
             except CarrierError:
                 raise  # our storage or registry failed: nothing may be acknowledged
             except Exception as e:  # a bug must not turn one input into a dead consumer
-                log.exception("receiver: internal error on a %s input", type(env).__name__)
+                name = getattr(getattr(stage, "func", stage), "__name__", "?")
+                log.exception("receiver: internal error in %s", name)
                 res = Outcome(None, INTERNAL_ERROR, None, detail=f"internal error: {type(e).__name__}: {e}")
             if isinstance(res, Outcome):
                 outcomes[i] = res
-            else:
-                pending.append(res)
-        for start in range(0, len(pending), self.config.batch_max):
-            self._commit(pending[start : start + self.config.batch_max], outcomes)
+                return None
+            return res
+
+        heads: list[_Parsed] = []
+        for i, env in enumerate(envelopes):
+            if isinstance(r := guarded(i, partial(_parse, i, env, self.config)), _Parsed):
+                heads.append(r)
+        receipts = self.store.find_receipts([str(p.header.message_id) for p in heads])
+        devices = self.store.get_devices([_device_key(p.header) for p in heads])
+        authentic: list[_Authentic] = []
+        for p in heads:
+            if isinstance(r := guarded(p.index, partial(self._open, p, receipts, devices)), _Authentic):
+                authentic.append(r)
+        refs = self.references.get_many([(a.parsed.header.tenant, a.opened.payload.reference)
+                                         for a in authentic])
+        todo: list[_Pending] = []
+        for a in authentic:
+            if isinstance(r := guarded(a.parsed.index, partial(self._decide, a, refs, now_ms)), _Pending):
+                todo.append(r)
+        for start in range(0, len(todo), self.config.batch_max):
+            self._commit(todo[start : start + self.config.batch_max], outcomes)
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(envelopes)
         for o in done:
@@ -197,32 +244,18 @@ class Receiver:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _prepare(self, index: int, envelope: bytes, now_ms: int) -> _Pending | Outcome:
-        raw: object = envelope
-        if not isinstance(raw, bytes | bytearray | memoryview):
-            return Outcome(None, "malformed", None, detail=f"expected bytes, got {type(raw).__name__}")
-        envelope = bytes(raw)
-        limit = self.config.max_envelope_bytes
-        if len(envelope) > limit:
-            # Too long to read: do not even parse the header.
-            return Outcome(None, "malformed", None,
-                           detail=f"expected at most {limit} bytes, got {len(envelope)}")
-        try:
-            header = peek_header(envelope)
-        except EnvelopeError as e:
-            routable = _route_unsupported(envelope) if e.reason == "unsupported-version" else None
-            if routable is None:
-                return Outcome(None, e.reason, None, detail=e.message)
-            return self._reject(routable, e.reason, e.message)
-        env_hash = hashlib.sha256(envelope).digest()
-        mid = str(header.message_id)
-        first = self.store.find_receipt(mid)
-        if first is not None and first.envelope_hash == env_hash:
+    def _open(self, p: _Parsed, receipts: Mapping[str, StoredReceipt],
+              devices: Mapping[tuple[str, str, str], DeviceRecord]) -> _Authentic | Outcome:
+        header = p.header
+        if p.unsupported is not None:
+            return self._reject(header, "unsupported-version", p.unsupported)
+        first = receipts.get(str(header.message_id))
+        if first is not None and first.envelope_hash == p.env_hash:
             status: Status = "accepted" if first.status == "accepted" else "rejected"
             return Outcome(first.receipt, first.reason, status, header.message_id, header.tenant,
                            header.device_id, duplicate=True, recorded=True,
                            detail="same bytes as an already recorded delivery: first receipt returned")
-        device = self.store.get_device(header.tenant, header.device_id, header.device_key_id)
+        device = devices.get(_device_key(header))
         if device is None:
             return self._reject(
                 header, "unknown-device",
@@ -233,16 +266,17 @@ class Receiver:
                                 f"{header.tenant}/{header.device_id} key {header.device_key_id} is revoked")
         try:
             verify_key = crypto.verify_key_from_bytes(device.public_key)
-            opened = open_envelope(envelope, device_public_key=verify_key,
+            opened = open_envelope(p.envelope, device_public_key=verify_key,
                                    carrier_private_keys=self.keys.hpke)
         except EnvelopeError as e:
             return self._reject(header, e.reason, e.message)
         except KeyStoreError as e:  # a corrupt registry row: not the sender's fault
             raise CarrierError(f"registry: enrolled key of {header.device_id} unusable: {e.message}",
                                reason="registry-error") from e
-        return self._decide(index, header, opened, env_hash, now_ms)
+        return _Authentic(p, opened)
 
-    def _decide(self, index: int, header: Header, opened: Opened, env_hash: bytes, now_ms: int) -> _Pending:
+    def _decide(self, a: _Authentic, refs: Mapping[tuple[str, str], Reference], now_ms: int) -> _Pending:
+        index, header, env_hash, opened = a.parsed.index, a.parsed.header, a.parsed.env_hash, a.opened
         p = opened.payload
         mid = str(header.message_id)
 
@@ -262,7 +296,7 @@ class Receiver:
             return _Pending(index, header, commit("stale", self._sign(header, "stale"), consumes=False),
                             None, None, detail)
         model = (p.template.model_id, p.template.model_version)
-        ref = self.references.get(header.tenant, p.reference)
+        ref = refs.get((header.tenant, p.reference))
         score: float | None = None
         threshold: float | None = None
         if ref is None:
@@ -339,3 +373,30 @@ def _route_unsupported(envelope: bytes) -> Header | None:
         return split(patched)[0]
     except EnvelopeError:
         return None
+
+
+_Stage = Union[_Parsed, _Authentic, "_Pending", Outcome]
+
+
+def _device_key(header: Header) -> tuple[str, str, str]:
+    return (header.tenant, header.device_id, header.device_key_id)
+
+
+def _parse(index: int, envelope: bytes, config: CarrierConfig) -> _Parsed | Outcome:
+    """Size limit, then the clear header (no keys, no crypto)."""
+    raw: object = envelope
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        return Outcome(None, "malformed", None, detail=f"expected bytes, got {type(raw).__name__}")
+    data = bytes(raw)
+    limit = config.max_envelope_bytes
+    if len(data) > limit:
+        # Too long to read: do not even parse the header.
+        return Outcome(None, "malformed", None, detail=f"expected at most {limit} bytes, got {len(data)}")
+    try:
+        header = peek_header(data)
+    except EnvelopeError as e:
+        routable = _route_unsupported(data) if e.reason == "unsupported-version" else None
+        if routable is None:
+            return Outcome(None, e.reason, None, detail=e.message)
+        return _Parsed(index, data, routable, b"", unsupported=e.message)
+    return _Parsed(index, data, header, hashlib.sha256(data).digest())

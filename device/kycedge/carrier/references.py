@@ -8,6 +8,7 @@ template itself only encrypted at rest (AAD = table, tenant, reference, model).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,6 +126,12 @@ class References:
         if rec is None:
             return None
         return self.decrypt(rec)
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Reference]:
+        """References by ``(tenant, reference)`` in one storage round trip; missing are absent."""
+        if not keys:
+            return {}
+        return {k: self.decrypt(rec) for k, rec in self.store.get_references(keys).items()}
 
     def decrypt(self, rec: ReferenceRecord) -> Reference:
         hit = _CACHE.get(rec.template_ct)

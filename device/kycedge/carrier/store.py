@@ -478,12 +478,7 @@ class SqlStore:
                 "created_at_ms FROM reference_templates WHERE tenant = ? AND reference = ?",
                 (tenant, reference),
             )
-            if not row:
-                return None
-            return ReferenceRecord(
-                str(row[0]), str(row[1]), str(row[2]), str(row[3]), float(row[4]), int(row[5]),
-                bytes(row[6]), int(row[7]),
-            )
+            return _reference(row) if row else None
 
         out: ReferenceRecord | None = self._read("reference lookup", get)
         return out
@@ -497,6 +492,75 @@ class SqlStore:
 
         out: bool = self._run("reference delete", rm)
         return out
+
+    # -- batch lookups (one statement per chunk of keys, not one per envelope) -----------
+
+    def get_devices(self, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], DeviceRecord]:
+        """Enrolments by ``(tenant, device_id, key_id)``; missing keys are absent."""
+
+        if not keys:
+            return {}
+
+        def get() -> dict[tuple[str, str, str], DeviceRecord]:
+            out: dict[tuple[str, str, str], DeviceRecord] = {}
+            for chunk in _chunks(sorted(set(keys)), LOOKUP_CHUNK):
+                rows = self._exec(
+                    "SELECT d.tenant, d.device_id, d.key_id, d.public_key, d.status, d.enrolled_at_ms, "  # noqa: S608
+                    f"d.revoked_at_ms FROM (VALUES {_values(len(chunk), 3)}) AS k JOIN devices AS d "
+                    "ON d.tenant = k.column1 AND d.device_id = k.column2 AND d.key_id = k.column3",
+                    [v for key in chunk for v in key],
+                ).fetchall()
+                for r in rows:
+                    rec = _device(r)
+                    out[(rec.tenant, rec.device_id, rec.key_id)] = rec
+            return out
+
+        res: dict[tuple[str, str, str], DeviceRecord] = self._read("device lookup", get)
+        return res
+
+    def find_receipts(self, message_ids: Sequence[str]) -> dict[str, StoredReceipt]:
+        """Recorded receipts by message id; unrecorded ids are absent."""
+
+        if not message_ids:
+            return {}
+
+        def get() -> dict[str, StoredReceipt]:
+            out: dict[str, StoredReceipt] = {}
+            for chunk in _chunks(sorted(set(message_ids)), LOOKUP_CHUNK):
+                rows = self._exec(
+                    "SELECT message_id, envelope_hash, receipt, status, reason FROM receipts "  # noqa: S608
+                    f"WHERE message_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for r in rows:
+                    out[str(r[0])] = StoredReceipt(bytes(r[1]), bytes(r[2]), str(r[3]), str(r[4]))
+            return out
+
+        res: dict[str, StoredReceipt] = self._read("receipt lookup", get)
+        return res
+
+    def get_references(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ReferenceRecord]:
+        """Reference rows by ``(tenant, reference)``; missing keys are absent."""
+
+        if not keys:
+            return {}
+
+        def get() -> dict[tuple[str, str], ReferenceRecord]:
+            out: dict[tuple[str, str], ReferenceRecord] = {}
+            for chunk in _chunks(sorted(set(keys)), LOOKUP_CHUNK):
+                rows = self._exec(
+                    "SELECT r.tenant, r.reference, r.model_id, r.model_version, r.threshold, r.dim, "  # noqa: S608
+                    f"r.template_ct, r.created_at_ms FROM (VALUES {_values(len(chunk), 2)}) AS k "
+                    "JOIN reference_templates AS r ON r.tenant = k.column1 AND r.reference = k.column2",
+                    [v for key in chunk for v in key],
+                ).fetchall()
+                for r in rows:
+                    rec = _reference(r)
+                    out[(rec.tenant, rec.reference)] = rec
+            return out
+
+        res: dict[tuple[str, str], ReferenceRecord] = self._read("reference lookup", get)
+        return res
 
     # -- ingest -------------------------------------------------------------------------
 
@@ -514,84 +578,114 @@ class SqlStore:
         return out
 
     def record_batch(self, commits: Sequence[Commit], on_conflict: ConflictHandler) -> list[Recorded]:
-        """Write each commit atomically, all in ONE transaction (one fsync per batch).
+        """Write every commit atomically, all in ONE transaction (one fsync per batch).
 
-        Per commit (3 statements in the common case):
-        1. a commit that consumes a sequence claims it with one INSERT … SELECT … WHERE
-           NOT EXISTS that also checks the chain against its stored neighbours
-           (``seq - 1``'s digest must equal our ``prev_digest``; ``seq + 1``'s
-           ``prev_digest`` must equal our digest) and inserts ``(device, key, seq)``;
-           a used sequence or a broken chain calls ``on_conflict`` for a replacement
-           (the ``replayed`` rejection);
-        2. the receipt is inserted (``ON CONFLICT DO NOTHING`` on the message id): if the
-           id is already recorded (redelivery, or another process won the race) the FIRST
-           receipt is returned and the sequence row we claimed is deleted again;
-        3. an accepted template is inserted.
+        1. Per commit that consumes a sequence number (one statement): claim
+           ``(tenant, device, key, seq)`` with INSERT … SELECT … WHERE NOT EXISTS, which
+           also checks the chain against the stored neighbours (``seq - 1``'s digest must
+           equal our ``prev_digest``; ``seq + 1``'s ``prev_digest`` must equal our digest).
+           If that fails and the message id is not already recorded, ``on_conflict``
+           gives the replacement (the ``replayed`` rejection).
+        2. All receipts in one multi-row ``INSERT … ON CONFLICT (message_id) DO NOTHING
+           RETURNING message_id``. A message id that was not inserted is already recorded
+           (a redelivery, or another receiver process won the race): its FIRST receipt is
+           returned, and the sequence row this batch claimed for it is deleted again.
+        3. The accepted templates in one multi-row INSERT.
+
+        A message id appearing twice in ``commits`` is written once; the later copies get
+        the first's receipt with ``first=False``. Rows are written in message-id order, so
+        concurrent batches holding the same messages lock in the same order (no deadlock
+        on PostgreSQL).
         """
-
-        # Write in message-id order: concurrent batches holding the same messages then take
-        # their row locks in the same order (no deadlock on PostgreSQL).
-        order = sorted(range(len(commits)), key=lambda i: commits[i].message_id)
+        firsts: dict[str, int] = {}
+        for i in sorted(range(len(commits)), key=lambda i: commits[i].message_id):
+            firsts.setdefault(commits[i].message_id, i)
 
         def batch() -> list[Recorded]:
-            done: dict[int, Recorded] = {}
-            for i in order:
-                done[i] = self._record_one(commits[i], on_conflict)
-            return [done[i] for i in range(len(commits))]
+            done: dict[str, Recorded] = {}
+            final: dict[str, Commit] = {}
+            claimed: set[str] = set()
+            for mid, i in firsts.items():
+                c = commits[i]
+                if c.seq is not None:
+                    if self._claim(c):
+                        claimed.add(mid)
+                    else:
+                        existing = self._existing(mid)
+                        if existing is not None:
+                            done[mid] = existing
+                            continue
+                        why = (self._sequence_conflict(c)
+                               or f"sequence {c.seq} already used by another message")
+                        c = on_conflict(c, why)
+                        if c.seq is not None or c.template is not None:  # pragma: no cover - misuse
+                            raise CarrierError("on_conflict must return a commit without seq and template")
+                final[mid] = c
+            inserted = self._insert_receipts(list(final.values()))
+            for mid, c in final.items():
+                if mid in inserted:
+                    done[mid] = Recorded(mid, c.receipt, c.status, c.reason, first=True)
+                    continue
+                if mid in claimed:
+                    self._exec(
+                        "DELETE FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ? "
+                        "AND message_id = ?",
+                        (c.tenant, c.device_id, c.key_id, c.seq, mid),
+                    )
+                existing = self._existing(mid)
+                if existing is None:  # pragma: no cover - the conflicting row must exist
+                    raise CarrierError(f"receipt for {mid}: expected a stored receipt, got none")
+                done[mid] = existing
+            self._insert_templates([c for mid, c in final.items() if mid in inserted and c.template])
+            return [
+                done[c.message_id] if firsts[c.message_id] == i
+                else dataclasses.replace(done[c.message_id], first=False)
+                for i, c in enumerate(commits)
+            ]
 
         out: list[Recorded] = self._run("ingest", batch)
         return out
 
-    def _record_one(self, c: Commit, on_conflict: ConflictHandler) -> Recorded:
-        claimed = False
-        if c.seq is not None:
-            # Claim the sequence number unless it is taken (PRIMARY KEY) or a stored
-            # neighbour contradicts the chain: ONE statement in the common case.
-            cur = self._exec(
-                "INSERT INTO sequences (tenant, device_id, key_id, seq, message_id, digest, prev_digest, "
-                "received_at_ms) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
-                "SELECT 1 FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq IN (?, ?) "
-                "AND ((seq = ? AND digest <> ?) OR (seq = ? AND prev_digest <> ?))) ON CONFLICT DO NOTHING",
-                (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest, c.prev_digest,
-                 c.received_at_ms, c.tenant, c.device_id, c.key_id, c.seq - 1, c.seq + 1,
-                 c.seq - 1, c.prev_digest, c.seq + 1, c.digest),
-            )
-            claimed = cur.rowcount == 1
-            why = None
-            if not claimed:
-                why = self._sequence_conflict(c) or f"sequence {c.seq} already used by another message"
-            if why is not None and self._existing(c.message_id) is None:
-                c = on_conflict(c, why)
-                if c.seq is not None or c.template is not None:  # pragma: no cover - misuse
-                    raise CarrierError("on_conflict must return a commit without seq and template")
+    def _claim(self, c: Commit) -> bool:
+        assert c.seq is not None
         cur = self._exec(
-            "INSERT INTO receipts (message_id, tenant, device_id, envelope_hash, status, reason, receipt, "
-            "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (c.message_id, c.tenant, c.device_id, c.envelope_hash, c.status, c.reason, c.receipt,
-             c.received_at_ms),
+            "INSERT INTO sequences (tenant, device_id, key_id, seq, message_id, digest, prev_digest, "
+            "received_at_ms) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
+            "SELECT 1 FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq IN (?, ?) "
+            "AND ((seq = ? AND digest <> ?) OR (seq = ? AND prev_digest <> ?))) ON CONFLICT DO NOTHING",
+            (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest, c.prev_digest,
+             c.received_at_ms, c.tenant, c.device_id, c.key_id, c.seq - 1, c.seq + 1,
+             c.seq - 1, c.prev_digest, c.seq + 1, c.digest),
         )
-        if cur.rowcount != 1:
-            # The message id is already recorded (a redelivery, or another receiver process
-            # won the race): its FIRST receipt stands and this delivery has no effect.
-            if claimed:
-                self._exec(
-                    "DELETE FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq = ? "
-                    "AND message_id = ?",
-                    (c.tenant, c.device_id, c.key_id, c.seq, c.message_id),
-                )
-            first = self._existing(c.message_id)
-            if first is None:  # pragma: no cover - the conflicting row must exist
-                raise CarrierError(f"receipt for {c.message_id}: expected a stored receipt, got none")
-            return first
-        if c.template is not None:
-            t = c.template
+        return bool(cur.rowcount == 1)
+
+    def _insert_receipts(self, commits: list[Commit]) -> set[str]:
+        inserted: set[str] = set()
+        for chunk in _chunks(commits, WRITE_CHUNK):
+            rows = self._exec(
+                "INSERT INTO receipts (message_id, tenant, device_id, envelope_hash, status, reason, "  # noqa: S608
+                f"receipt, received_at_ms) VALUES {_values(len(chunk), 8)} "
+                "ON CONFLICT DO NOTHING RETURNING message_id",
+                [v for c in chunk for v in (c.message_id, c.tenant, c.device_id, c.envelope_hash, c.status,
+                                            c.reason, c.receipt, c.received_at_ms)],
+            ).fetchall()
+            inserted.update(str(r[0]) for r in rows)
+        return inserted
+
+    def _insert_templates(self, commits: list[Commit]) -> None:
+        for chunk in _chunks(commits, WRITE_CHUNK):
+            params: list[Any] = []
+            for c in chunk:
+                t = c.template
+                assert t is not None
+                params += (c.message_id, c.tenant, c.device_id, t.reference, t.model_id, t.model_version,
+                           t.captured_at_ms, c.received_at_ms, t.template_ct)
             self._exec(
-                "INSERT INTO templates (message_id, tenant, device_id, reference, model_id, model_version, "
-                "captured_at_ms, received_at_ms, template_ct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (c.message_id, c.tenant, c.device_id, t.reference, t.model_id, t.model_version,
-                 t.captured_at_ms, c.received_at_ms, t.template_ct),
+                "INSERT INTO templates (message_id, tenant, device_id, reference, model_id, model_version, "  # noqa: S608
+                f"captured_at_ms, received_at_ms, template_ct) VALUES {_values(len(chunk), 9)} "
+                "ON CONFLICT DO NOTHING",
+                params,
             )
-        return Recorded(c.message_id, c.receipt, c.status, c.reason, first=True)
 
     def _existing(self, message_id: str) -> Recorded | None:
         row = self._one("SELECT receipt, status, reason FROM receipts WHERE message_id = ?", (message_id,))
@@ -694,6 +788,27 @@ def _device(row: Sequence[Any]) -> DeviceRecord:
         "active" if status == "active" else "revoked",
         int(row[5]), None if row[6] is None else int(row[6]),
     )
+
+
+def _reference(row: Sequence[Any]) -> ReferenceRecord:
+    return ReferenceRecord(
+        str(row[0]), str(row[1]), str(row[2]), str(row[3]), float(row[4]), int(row[5]), bytes(row[6]),
+        int(row[7]),
+    )
+
+
+# Multi-row statements interpolate only "?" placeholders (never values) into the SQL.
+LOOKUP_CHUNK = 256  # keys per lookup statement (parameters stay far below both backends' limits)
+WRITE_CHUNK = 128  # rows per multi-row INSERT
+
+
+def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+def _values(rows: int, cols: int) -> str:
+    one = "(" + ", ".join("?" * cols) + ")"
+    return ", ".join([one] * rows)
 
 
 def now_ms() -> int:
