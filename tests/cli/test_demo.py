@@ -1,4 +1,7 @@
-"""`kycedge demo` (vision part) on the bundled fixtures."""
+"""`kycedge demo`, vision part (`vision_demo`) on the bundled fixtures.
+
+The whole-flow continuation (`kycedge.demo.run_flow`) is tested by its owner.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +9,25 @@ import io
 from pathlib import Path
 
 import pytest
-from kycedge.cli import main
 
 
-def test_demo_runs_and_decides_every_pair(repo_root: Path, faces_dir: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    models = repo_root / "models"
+def test_vision_demo_decides_every_pair(repo_root: Path, faces_dir: Path) -> None:
+    from kycedge.vision import default_models_dir
+
+    models = default_models_dir()
     if not (models / "manifest.json").exists():
         pytest.skip(f"no model manifest at {models}")
-    assert main(["demo", "--models", str(models)]) == 0
-    out = capsys.readouterr().out
-    assert "obama.jpg" in out
-    assert "template made" in out
-    assert "genuine" in out
-    assert "impostor" in out
-    assert "WRONG" not in out
-
     from kycedge.cli.demo import vision_demo
     from kycedge.vision import Pipeline
 
-    demo = vision_demo(Pipeline.load(models), faces_dir, out=io.StringIO())
+    out = io.StringIO()
+    demo = vision_demo(Pipeline.load(models), faces_dir, out=out)
+    text = out.getvalue()
+    assert "obama.jpg" in text
+    assert "template made" in text
+    assert "genuine" in text
+    assert "impostor" in text
+    assert "WRONG" not in text
     assert len(demo.templates) == 5
     assert len(demo.pairs) == 10
     assert demo.all_correct

@@ -11,7 +11,9 @@ from kycedge.cli import main
 
 @pytest.fixture(scope="module")
 def models(repo_root: Path) -> Path:
-    m = repo_root / "models"
+    from kycedge.vision import default_models_dir
+
+    m = default_models_dir()
     if not (m / "manifest.json").exists():
         pytest.skip(f"no model manifest at {m}")
     return m
