@@ -153,3 +153,33 @@ def test_missing_gst_launch_is_capture_unavailable() -> None:
     with pytest.raises(CaptureError) as e:
         g._popen(["/nonexistent/gst-launch-1.0", "-q"])
     assert e.value.reason == "capture-unavailable"
+
+
+def test_real_pipe_from_a_child_process() -> None:
+    """The same parsing over a real OS pipe (a child writes 3 frames, then exits)."""
+    import subprocess
+    import sys
+
+    script = (f"import sys,time\nfor i in range(3):\n    sys.stdout.buffer.write(bytes([i + 1]) * {FB})\n"
+              "    sys.stdout.buffer.flush(); time.sleep(0.05)\n"
+              "sys.stderr.write('EOS on shutdown requested\\n')\n")
+
+    def spawn(cmd: Sequence[str]) -> subprocess.Popen[bytes]:
+        assert cmd[0] == "gst-launch-1.0"
+        return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, bufsize=0)
+
+    src = GStreamerSource("videotestsrc", W, H, spawn=spawn)
+    src.open()
+    got: list[int] = []
+
+    def read_all() -> None:
+        while True:
+            got.append(int(src.read(timeout_s=5).rgb[0, 0, 0]))
+
+    with pytest.raises(CaptureError, match="exited with code 0") as e:
+        read_all()
+    assert got[-1] == 3
+    assert got == sorted(got)
+    assert "EOS on shutdown" in str(e.value)
+    src.close()
