@@ -95,3 +95,19 @@ def test_cli_check_and_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert sch["required"] == ["daemon", "uplink"]
     assert sch["properties"]["session"]["properties"]["timeout_s"]["maximum"] == 600.0
     assert sch["additionalProperties"] is False
+
+
+def test_a_provisioned_units_config_passes_the_full_check(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from kycedge.daemon.lab import Lab
+
+    lab = Lab.create(tmp_path / "lab")
+    lab.provision(tmp_path / "models", {})
+    lab.scene.mkdir(exist_ok=True)
+    s = settings.load(lab.config_path)
+    assert settings.check_files(s) == []
+    assert main(["config", "check", str(lab.config_path)]) == 0
+    assert "camera replay" in capsys.readouterr().out
+    (lab.unit_state / "device-tls.pem").unlink()
+    assert main(["config", "check", str(lab.config_path)]) == 2
+    assert "uplink.key_file: expected an existing file, got missing path" in capsys.readouterr().err
