@@ -183,8 +183,10 @@ class Receiver:
         statements); open and verify each; look up all references (one statement); decide
         and sign each; record all (one transaction). Receipts are returned only after that
         transaction committed, so a receipt the unit acts on is always backed by durable
-        state. Raises CarrierError only if the storage fails (then nothing in the batch
-        was recorded).
+        state (more than ``batch_max`` pending envelopes take several transactions).
+        Raises CarrierError only if the storage fails: acknowledge nothing of the batch;
+        delivering it again is safe, since whatever was recorded answers with its first
+        receipt.
         """
         outcomes: list[Outcome | None] = [None] * len(envelopes)
         now_ms = int(self.clock() * 1000)
