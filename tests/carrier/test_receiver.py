@@ -388,3 +388,13 @@ def test_several_receivers_on_one_database(world: World, db_target: str) -> None
     assert {o.reason for o in results[0]} == {"no-reference"}
     counts = world.receiver.store.counts()
     assert (counts["receipts"], counts["templates"], counts["sequences"]) == (len(envs),) * 3
+
+
+def test_header_swap_between_units_is_undecryptable(world: World) -> None:
+    a, b = world.unit("unit-a"), world.unit("unit-b")
+    ea, eb = a.seal(), b.seal()
+    _, ha, _ = split(ea)
+    _, _, body_b = split(eb)
+    out = world.receiver.handle(ha + body_b)  # unit-a's header on unit-b's ciphertext
+    assert (out.reason, out.device_id) == ("undecryptable", "unit-a")
+    assert world.receiver.handle(eb).reason == "no-reference"  # the genuine one is unaffected
