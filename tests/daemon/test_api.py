@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,23 @@ def test_config_refuses_non_loopback() -> None:
         ApiConfig(tcp_host="0.0.0.0", tcp_port=4501)
     with pytest.raises(ValueError, match="got neither"):
         ApiConfig(socket_path="", tcp_port=0)
+
+
+def test_a_reader_that_goes_away_frees_its_connection_slot(short_dir: Path) -> None:
+    cfg = SessionConfig(settle_s=0.0, best_of=1, receipt_wait_s=600)
+    cam = FakeCamera([frame(GOOD)])
+    m = SessionManager(cam, FakeAnalyzer(), FakeSealer(), FakeQueue(), cfg)
+    api = ApiServer(ApiConfig(socket_path=str(short_dir / "api.sock"), max_connections=2), m,
+                    lambda: {"status": "ready"}, lambda mid: None)
+    api.start()
+    try:
+        c = ApiClient(unix_socket=str(short_dir / "api.sock"), timeout_s=10)
+        for i in range(4):  # more abandoned streams than slots
+            sid = c.start_session(f"REG-slot-{i}")["session"]
+            for ev in c.events(sid):
+                if ev["event"] == "queued":
+                    break  # the app stops listening while the receipt is awaited
+            time.sleep(0.7)  # one poll of the server's stream
+        assert c.info()["status"] == "ready"
+    finally:
+        api.close()

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import select
 import socket
 import socketserver
 import stat
@@ -328,11 +329,21 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.close_connection = True
             self._access(200)
-            for ev in s.stream(poll_s=0.5, stop=api.stopping):
+            for ev in s.stream(poll_s=0.5, stop=api.stopping, alive=self._peer_alive):
                 line = json.dumps(ev, separators=(",", ":"))
                 out = f"event: {ev['event']}\ndata: {line}\n\n" if sse else line + "\n"
                 self.wfile.write(out.encode())
                 self.wfile.flush()
+
+        def _peer_alive(self) -> bool:
+            """False once the client closed its end (so a waiting stream frees its slot)."""
+            try:
+                ready, _, _ = select.select([self.connection], [], [], 0)
+                if not ready:
+                    return True
+                return bool(self.connection.recv(1, socket.MSG_PEEK) != b"")
+            except (OSError, ValueError):
+                return False
 
     return Handler
 

@@ -256,18 +256,20 @@ class Session:
                     "message_id": self.message_id, "result": self.result,
                     "events": self.emitted}
 
-    def stream(self, *, poll_s: float = 1.0, stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    def stream(self, *, poll_s: float = 1.0, stop: threading.Event | None = None,
+               alive: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
         """Yield every event from the first; ends after a terminal event.
 
         While waiting for the receipt, a stream gives up after ``receipt_wait_s`` with a
         ``receipt-pending`` event (the envelope stays queued). ``None`` is never yielded;
-        the caller may use ``stop`` to end early (shutdown).
+        the caller may use ``stop`` to end early (shutdown) and ``alive`` (checked every
+        ``poll_s`` while waiting) to end when the reader has gone away.
         """
         i = 0
         while True:
             with self.cond:
                 while i >= self.emitted and self.result is None:
-                    if stop is not None and stop.is_set():
+                    if (stop is not None and stop.is_set()) or (alive is not None and not alive()):
                         return
                     if self._receipt_wait_over():
                         self._emit_pending_locked()
