@@ -128,6 +128,7 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--database", default="", help="default: SQLite in a temp dir; or a postgresql:// DSN")
     args = ap.parse_args()
     logging.getLogger("kycedge.carrier").setLevel(logging.ERROR)  # stale/replayed warnings are expected
     rng = random.Random(args.seed)
@@ -136,7 +137,7 @@ def main() -> int:
     strategies: collections.Counter[str] = collections.Counter()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kycedge-fuzz-") as tmp:
-        cfg = CarrierConfig(state_dir=Path(tmp))
+        cfg = CarrierConfig(state_dir=Path(tmp), database=args.database)
         init_keys(cfg)
         with Receiver.from_config(cfg) as rx:
             corpus = Corpus(rx, rng, int(time.time() * 1000))
