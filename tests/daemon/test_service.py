@@ -255,3 +255,37 @@ poll_jitter_s = 0.0
     d.stop_event.set()
     t.join(15)
     assert code == [0]
+
+
+def test_no_template_or_frame_bytes_in_the_daemons_log_lines(lab: Lab, systemd: Systemd) -> None:
+    import base64
+    import io
+    import logging
+
+    import numpy as np
+    from kycedge.daemon.logs import JsonFormatter
+
+    buf = io.StringIO()
+    h = logging.StreamHandler(buf)
+    h.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(h)
+    try:
+        good = frame(GOOD, 123)
+        d, _, t, code = start(lab, systemd, [frame(NO_FACE), good])
+        c = lab.client()
+        sid = c.start_session("registration-ref-000F")["session"]
+        assert list(c.events(sid))[-1]["event"] == "receipt"
+        d.stop_event.set()
+        t.join(15)
+        assert code == [0]
+    finally:
+        logging.getLogger().removeHandler(h)
+    text = buf.getvalue()
+    assert "template queued" in text
+    template = FakeAnalyzer().process_frame(good).template
+    assert template is not None
+    raw = np.asarray(template, "<f4").tobytes()
+    for form in (raw[:16].hex(), base64.b64encode(raw[:24]).decode(), repr(float(template[0])),
+                 f"{float(template[0]):.6f}", good.tobytes()[:16].hex()):
+        assert form not in text, form
+    assert raw[:16].decode("latin-1") not in text

@@ -90,9 +90,10 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> logging.
     """Route every ``kycedge.*`` (and root) record to ``stream`` as JSON lines."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.set_name("kycedge-json")
     root = logging.getLogger()
     for h in list(root.handlers):
-        if isinstance(h.formatter, JsonFormatter):
+        if h.get_name() == "kycedge-json":  # ours from an earlier call: replace it
             root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
