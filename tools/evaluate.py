@@ -276,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--write-threshold", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--dump", type=Path, default=None,
+                    help="write per-image reason, faces and quality measures as JSON lines")
     args = ap.parse_args(argv)
 
     from kycedge.vision.pipeline import Pipeline, VisionConfig
@@ -305,6 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = embed_all(paths, pipe, not args.no_progress)
     wall = time.perf_counter() - t0
     summary = evaluate(results, pairs_file, root, folds, pairs)
+    if args.dump:
+        with open(args.dump, "w") as fh:
+            for p in paths:
+                r = results[p]
+                fh.write(json.dumps({"path": str(p.relative_to(root)), "reason": r.reason, "faces": r.faces,
+                                     "quality": dict(r.quality)}) + "\n")
     summary.update({
         "data": f"{folder.resolve().name} ({len(paths)} images, {pairs_file.name})",
         "gates": args.gates,

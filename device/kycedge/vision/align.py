@@ -15,6 +15,7 @@ __all__ = [
     "SFACE_SIZE",
     "SFACE_TEMPLATE",
     "align_face",
+    "alignment_matrix",
     "box_reduce",
     "invert_affine",
     "landmarks_from_four",
@@ -113,14 +114,26 @@ def warp_affine(
 ) -> U8Image:
     """Output pixel (x, y) = bilinear sample of ``img`` at ``inverse(m) @ (x, y, 1)``.
 
-    ``m`` maps source coordinates to output coordinates (OpenCV convention). Samples
-    outside the source get ``border``.
+    ``m`` maps source coordinates to output coordinates (OpenCV convention, pixel centres
+    at integer coordinates). Samples outside the source get ``border``.
     """
     a = np.asarray(m, dtype=np.float64)
+    # touch only the source region the output covers (a face crop of a large frame is cheap)
+    h, w = img.shape[:2]
     scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
+    pad = 3 + (int(np.ceil(1.0 / scale)) if 0.0 < scale < 0.5 else 0)
+    corners = transform_points(invert_affine(a), [[0, 0], [width - 1, 0], [0, height - 1],
+                                                   [width - 1, height - 1]])
+    x_lo = min(max(int(np.floor(corners[:, 0].min())) - pad, 0), w - 1)
+    x_hi = max(min(int(np.ceil(corners[:, 0].max())) + pad, w), x_lo + 1)
+    y_lo = min(max(int(np.floor(corners[:, 1].min())) - pad, 0), h - 1)
+    y_hi = max(min(int(np.ceil(corners[:, 1].max())) + pad, h), y_lo + 1)
+    if (x_lo, y_lo, x_hi, y_hi) != (0, 0, w, h):
+        img = img[y_lo:y_hi, x_lo:x_hi]
+        a = a @ np.array([[1.0, 0.0, x_lo], [0.0, 1.0, y_lo], [0.0, 0.0, 1.0]])
     if 0.0 < scale < 0.5:
         k = int(np.floor(1.0 / scale))
-        if k > 1:
+        if k > 1 and min(img.shape[:2]) >= k:
             img = box_reduce(img, k)
             a = a @ np.array([[k, 0.0, (k - 1) / 2.0], [0.0, k, (k - 1) / 2.0], [0.0, 0.0, 1.0]])
     inv = invert_affine(a).astype(np.float32)
@@ -175,7 +188,11 @@ def landmarks_from_four(eye_r: npt.ArrayLike, eye_l: npt.ArrayLike, nose: npt.Ar
     return np.stack([er, el, np.asarray(nose, dtype=np.float64), mc - half, mc + half])
 
 
+def alignment_matrix(landmarks: npt.ArrayLike, size: int = SFACE_SIZE) -> FloatArray:
+    """2x3 similarity moving ``landmarks`` (5x2, image pixels) onto the SFace template."""
+    return similarity_transform(landmarks, SFACE_TEMPLATE * (size / SFACE_SIZE))
+
+
 def align_face(img: U8Image, landmarks: npt.ArrayLike, size: int = SFACE_SIZE) -> U8Image:
-    """The ``size x size`` crop with ``landmarks`` (5x2) moved onto the SFace template."""
-    m = similarity_transform(landmarks, SFACE_TEMPLATE * (size / SFACE_SIZE))
-    return warp_affine(img, m, size, size)
+    """The ``size x size`` crop with ``landmarks`` (5x2) moved onto the SFace template (numpy)."""
+    return warp_affine(img, alignment_matrix(landmarks, size), size, size)

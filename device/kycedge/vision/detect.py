@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kycedge.vision.align import landmarks_from_four, warp_affine
+from kycedge.vision.align import landmarks_from_four
+from kycedge.vision.decode import warp_affine
 from kycedge.vision.runtime import Model
 
 __all__ = [

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from kycedge.vision.align import invert_affine, transform_points, warp_affine
+from kycedge.vision.align import invert_affine, transform_points
+from kycedge.vision.decode import warp_affine
 from kycedge.vision.runtime import Model
 
 __all__ = ["FaceMesh", "five_from_mesh", "roi_matrix"]

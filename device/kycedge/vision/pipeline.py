@@ -29,8 +29,8 @@ import numpy.typing as npt
 
 from kycedge.config import section
 from kycedge.errors import ImageError, ModelError
-from kycedge.vision.align import align_face
-from kycedge.vision.decode import DecodeConfig, decode_image
+from kycedge.vision.align import SFACE_SIZE, alignment_matrix
+from kycedge.vision.decode import DecodeConfig, decode_image, warp_affine
 from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector
 from kycedge.vision.embed import Embedder
 from kycedge.vision.mesh import FaceMesh
@@ -212,7 +212,7 @@ class Pipeline:
         ms["detect"] = _ms(t)
         t = time.perf_counter()
         try:
-            crop = align_face(rgb, landmarks)
+            crop = warp_affine(rgb, alignment_matrix(landmarks), SFACE_SIZE, SFACE_SIZE)
         except ValueError as e:
             ms["align"] = _ms(t)
             return _fail("no-face", f"face landmarks unusable: {e}", len(faces), ms, t_start,
