@@ -408,12 +408,15 @@ class SqlStore:
     def record_batch(self, commits: Sequence[Commit], on_conflict: ConflictHandler) -> list[Recorded]:
         """Write every commit atomically, all in ONE transaction (one fsync per batch).
 
-        1. Per commit that consumes a sequence number (one statement): claim
-           ``(tenant, device, key, seq)`` with INSERT … SELECT … WHERE NOT EXISTS, which
-           also checks the chain against the stored neighbours (``seq - 1``'s digest must
-           equal our ``prev_digest``; ``seq + 1``'s ``prev_digest`` must equal our digest).
-           If that fails and the message id is not already recorded, ``on_conflict``
-           gives the replacement (the ``replayed`` rejection).
+        1. Sequence claims: one SELECT fetches the stored ``seq - 1``, ``seq``, ``seq + 1``
+           rows of every commit that consumes a sequence number; a number already taken,
+           or a neighbour contradicting the chain (``seq - 1``'s digest must equal our
+           ``prev_digest``; ``seq + 1``'s ``prev_digest`` must equal our digest; earlier
+           commits of this batch count as stored) is a conflict. The claims are inserted
+           in one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``; a claim another
+           process inserted meanwhile is a conflict too. A conflicting message id that is
+           already recorded keeps its first receipt; otherwise ``on_conflict`` gives the
+           replacement (the ``replayed`` rejection).
         2. All receipts in one multi-row ``INSERT … ON CONFLICT (message_id) DO NOTHING
            RETURNING message_id``. A message id that was not inserted is already recorded
            (a redelivery, or another receiver process won the race): its FIRST receipt is
@@ -432,25 +435,31 @@ class SqlStore:
         def batch() -> list[Recorded]:
             done: dict[str, Recorded] = {}
             final: dict[str, Commit] = {}
-            claimed: set[str] = set()
-            for mid, i in firsts.items():
-                c = commits[i]
-                if c.seq is not None:
-                    if self._claim(c):
-                        claimed.add(mid)
-                    else:
-                        existing = self._existing(mid)
-                        if existing is not None:
-                            done[mid] = existing
-                            continue
-                        why = (self._sequence_conflict(c)
-                               or f"sequence {c.seq} already used by another message")
-                        c = on_conflict(c, why)
-                        if c.seq is not None or c.template is not None:  # pragma: no cover - misuse
-                            raise CarrierError("on_conflict must return a commit without seq and template")
-                final[mid] = c
-            inserted = self._insert_receipts(list(final.values()))
-            for mid, c in final.items():
+            conflicts: list[tuple[Commit, str]] = []
+            claims = self._check_claims([commits[i] for i in firsts.values()], conflicts)
+            claimed = self._insert_sequences(claims)
+            for c in claims:
+                if c.message_id in claimed:
+                    final[c.message_id] = c
+                else:
+                    conflicts.append((c, f"sequence {c.seq} taken meanwhile by another message"))
+            for i in firsts.values():
+                if commits[i].seq is None:
+                    final[commits[i].message_id] = commits[i]
+            if conflicts:
+                existing = self._existing_many([c.message_id for c, _ in conflicts])
+                for c, why in conflicts:
+                    if c.message_id in existing:
+                        done[c.message_id] = existing[c.message_id]
+                        continue
+                    r = on_conflict(c, why)
+                    if r.seq is not None or r.template is not None:  # pragma: no cover - misuse
+                        raise CarrierError("on_conflict must return a commit without seq and template")
+                    final[c.message_id] = r
+            ordered = [final[mid] for mid in sorted(final)]
+            inserted = self._insert_receipts(ordered)
+            for c in ordered:
+                mid = c.message_id
                 if mid in inserted:
                     done[mid] = Recorded(mid, c.receipt, c.status, c.reason, first=True)
                     continue
@@ -460,11 +469,11 @@ class SqlStore:
                         "AND message_id = ?",
                         (c.tenant, c.device_id, c.key_id, c.seq, mid),
                     )
-                existing = self._existing(mid)
-                if existing is None:  # pragma: no cover - the conflicting row must exist
+                first = self._existing_many([mid]).get(mid)
+                if first is None:  # pragma: no cover - the conflicting row must exist
                     raise CarrierError(f"receipt for {mid}: expected a stored receipt, got none")
-                done[mid] = existing
-            self._insert_templates([c for mid, c in final.items() if mid in inserted and c.template])
+                done[mid] = first
+            self._insert_templates([c for c in ordered if c.message_id in inserted and c.template])
             return [
                 done[c.message_id] if firsts[c.message_id] == i
                 else dataclasses.replace(done[c.message_id], first=False)
@@ -474,18 +483,58 @@ class SqlStore:
         out: list[Recorded] = self._run("ingest", batch)
         return out
 
-    def _claim(self, c: Commit) -> bool:
-        assert c.seq is not None
-        cur = self._exec(
-            "INSERT INTO sequences (tenant, device_id, key_id, seq, message_id, digest, prev_digest, "
-            "received_at_ms) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS ("
-            "SELECT 1 FROM sequences WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq IN (?, ?) "
-            "AND ((seq = ? AND digest <> ?) OR (seq = ? AND prev_digest <> ?))) ON CONFLICT DO NOTHING",
-            (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest, c.prev_digest,
-             c.received_at_ms, c.tenant, c.device_id, c.key_id, c.seq - 1, c.seq + 1,
-             c.seq - 1, c.prev_digest, c.seq + 1, c.digest),
-        )
-        return bool(cur.rowcount == 1)
+    def _check_claims(self, commits: list[Commit], conflicts: list[tuple[Commit, str]]) -> list[Commit]:
+        """The sequence-consuming commits (in message-id order) whose claim is consistent
+        with the stored sequences and with the earlier claims of this batch; the others
+        go to ``conflicts`` with the reason."""
+        wanted = [c for c in commits if c.seq is not None]
+        if not wanted:
+            return []
+        keys = sorted({(c.tenant, c.device_id, c.key_id, n)
+                       for c in wanted for n in (c.seq - 1, c.seq, c.seq + 1)})  # type: ignore[operator]
+        known: dict[tuple[str, str, str, int], tuple[str, bytes, bytes]] = {}
+        for chunk in _chunks(keys, LOOKUP_CHUNK):
+            rows = self._exec(
+                "SELECT s.tenant, s.device_id, s.key_id, s.seq, s.message_id, s.digest, s.prev_digest "  # noqa: S608
+                f"FROM (VALUES {_values(len(chunk), 4)}) AS k JOIN sequences AS s ON s.tenant = k.column1 "
+                "AND s.device_id = k.column2 AND s.key_id = k.column3 AND s.seq = k.column4",
+                [v for key in chunk for v in key],
+            ).fetchall()
+            for r in rows:
+                known[(str(r[0]), str(r[1]), str(r[2]), int(r[3]))] = (str(r[4]), bytes(r[5]), bytes(r[6]))
+        ok: list[Commit] = []
+        for c in wanted:
+            assert c.seq is not None
+            why = None
+            taken, prev, nxt = (known.get((c.tenant, c.device_id, c.key_id, c.seq + d)) for d in (0, -1, 1))
+            if taken is not None:
+                why = f"sequence {c.seq} already used by message {taken[0]}"
+            elif prev is not None and prev[1] != c.prev_digest:
+                why = (f"chain broken: prev_digest expected {prev[1].hex()[:16]}… (message {prev[0]}, "
+                       f"sequence {c.seq - 1}), got {c.prev_digest.hex()[:16]}…")
+            elif nxt is not None and nxt[2] != c.digest:
+                why = (f"chain broken: message {nxt[0]} (sequence {c.seq + 1}) names a different "
+                       f"predecessor ({nxt[2].hex()[:16]}…) than this envelope")
+            if why is None:
+                known[(c.tenant, c.device_id, c.key_id, c.seq)] = (c.message_id, c.digest, c.prev_digest)
+                ok.append(c)
+            else:
+                conflicts.append((c, why))
+        return ok
+
+    def _insert_sequences(self, claims: list[Commit]) -> set[str]:
+        """Insert the claims; the message ids whose row was inserted (others lost a race)."""
+        inserted: set[str] = set()
+        for chunk in _chunks(claims, WRITE_CHUNK):
+            rows = self._exec(
+                "INSERT INTO sequences (tenant, device_id, key_id, seq, message_id, digest, "  # noqa: S608
+                f"prev_digest, received_at_ms) VALUES {_values(len(chunk), 8)} "
+                "ON CONFLICT DO NOTHING RETURNING message_id",
+                [v for c in chunk for v in (c.tenant, c.device_id, c.key_id, c.seq, c.message_id, c.digest,
+                                            c.prev_digest, c.received_at_ms)],
+            ).fetchall()
+            inserted.update(str(r[0]) for r in rows)
+        return inserted
 
     def _insert_receipts(self, commits: list[Commit]) -> set[str]:
         inserted: set[str] = set()
@@ -515,32 +564,17 @@ class SqlStore:
                 params,
             )
 
-    def _existing(self, message_id: str) -> Recorded | None:
-        row = self._one("SELECT receipt, status, reason FROM receipts WHERE message_id = ?", (message_id,))
-        return Recorded(message_id, bytes(row[0]), str(row[1]), str(row[2]), first=False) if row else None
-
-    def _sequence_conflict(self, c: Commit) -> str | None:
-        """Why ``c`` cannot take its sequence number (used, or the chain forks), or None."""
-        assert c.seq is not None
-        rows = self._exec(
-            "SELECT seq, message_id, digest, prev_digest FROM sequences "
-            "WHERE tenant = ? AND device_id = ? AND key_id = ? AND seq BETWEEN ? AND ?",
-            (c.tenant, c.device_id, c.key_id, c.seq - 1, c.seq + 1),
-        ).fetchall()
-        for seq, mid, digest, prev_digest in rows:
-            if seq == c.seq:
-                return f"sequence {c.seq} already used by message {mid}"
-            if seq == c.seq - 1 and bytes(digest) != c.prev_digest:
-                return (
-                    f"chain broken: prev_digest expected {bytes(digest).hex()[:16]}… "
-                    f"(message {mid}, sequence {seq}), got {c.prev_digest.hex()[:16]}…"
-                )
-            if seq == c.seq + 1 and bytes(prev_digest) != c.digest:
-                return (
-                    f"chain broken: message {mid} (sequence {seq}) names a different "
-                    f"predecessor ({bytes(prev_digest).hex()[:16]}…) than this envelope"
-                )
-        return None
+    def _existing_many(self, message_ids: list[str]) -> dict[str, Recorded]:
+        out: dict[str, Recorded] = {}
+        for chunk in _chunks(sorted(set(message_ids)), LOOKUP_CHUNK):
+            rows = self._exec(
+                "SELECT message_id, receipt, status, reason FROM receipts "  # noqa: S608
+                f"WHERE message_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            for r in rows:
+                out[str(r[0])] = Recorded(str(r[0]), bytes(r[1]), str(r[2]), str(r[3]), first=False)
+        return out
 
     def get_template(self, message_id: str) -> TemplateRow | None:
         def get() -> TemplateRow | None:
