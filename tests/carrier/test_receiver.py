@@ -398,3 +398,22 @@ def test_header_swap_between_units_is_undecryptable(world: World) -> None:
     out = world.receiver.handle(ha + body_b)  # unit-a's header on unit-b's ciphertext
     assert (out.reason, out.device_id) == ("undecryptable", "unit-a")
     assert world.receiver.handle(eb).reason == "no-reference"  # the genuine one is unaffected
+
+
+def test_sequence_and_chain_conflicts_inside_one_batch(world: World) -> None:
+    from kycedge.envelope import new_message_id
+
+    def mid(k: int):  # type: ignore[no-untyped-def]
+        # the batch is written in message-id order: make that order explicit
+        return new_message_id(now_ms=NOW_MS + k, random_bytes=bytes(10))
+
+    unit = world.unit()
+    e1 = unit.seal(message_id=mid(1))  # seq 1
+    e2 = unit.seal(message_id=mid(2))  # seq 2, chained to e1
+    reuse = unit.seal(seq=2, prev=unit.sent[0].digest, message_id=mid(3))  # another message, sequence 2
+    fork = unit.seal(seq=3, prev=bytes(32), message_id=mid(4))  # names a predecessor that is not e2
+    outs = world.receiver.handle_batch([e1, e2, reuse, fork])
+    assert [o.reason for o in outs] == ["no-reference", "no-reference", "replayed", "replayed"]
+    assert world.receiver.store.last_sequence(TENANT, unit.device_id, unit.sent[0].header.device_key_id) == 2
+    # each replayed outcome is itself recorded: redelivery gives the same receipt
+    assert world.receiver.handle(reuse).receipt == outs[2].receipt
