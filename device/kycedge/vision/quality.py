@@ -57,16 +57,22 @@ class QualityConfig:
     """Quality gate limits (defaults let normal frontal photos pass)."""
 
     enabled: bool = section(True, help="apply the gates (off only for evaluation)")
-    min_eye_distance_px: float = section(20.0, min=4.0, max=1000.0, help="smallest inter-eye distance")
-    max_yaw_deg: float = section(40.0, min=5.0, max=90.0, help="largest estimated yaw")
-    max_pitch_deg: float = section(35.0, min=5.0, max=90.0, help="largest estimated pitch")
-    max_roll_deg: float = section(30.0, min=5.0, max=90.0, help="largest eye-line tilt")
+    min_eye_distance_px: float = section(30.0, min=4.0, max=1000.0, help="smallest inter-eye distance")
+    max_yaw_deg: float = section(45.0, min=5.0, max=90.0, help="largest estimated yaw")
+    max_pitch_deg: float = section(40.0, min=5.0, max=90.0, help="largest estimated pitch")
+    max_roll_deg: float = section(25.0, min=5.0, max=90.0, help="largest eye-line tilt")
     min_brightness: float = section(40.0, min=0.0, max=255.0, help="darkest mean face luminance")
     max_brightness: float = section(225.0, min=0.0, max=255.0, help="brightest mean face luminance")
     min_sharpness: float = section(15.0, min=0.0, max=10000.0, help="lowest Laplacian variance")
     max_second_face_ratio: float = section(
-        0.8, min=0.1, max=1.0,
+        0.85, min=0.1, max=1.0,
         help="refuse when another face is at least this fraction of the subject's width",
+    )
+    frontal_nose_height: float = section(
+        0.5685, min=0.2, max=0.8,
+        help="nose height between the eye line (0) and the mouth line (1) on a frontal face, for "
+        "the shipped landmarks (FaceMesh; median of the frontal fixture portraits; the SFace "
+        "template itself gives 0.494)",
     )
 
 
@@ -106,19 +112,20 @@ def _offsets(pts: npt.NDArray[np.float64]) -> tuple[float, float]:
 _T_SIDE, _T_HEIGHT = _offsets(np.stack([_T_EYE_R, _T_EYE_L, _T_NOSE, _T_MOUTH, _T_MOUTH]))
 
 
-def pose_angles(landmarks: npt.ArrayLike) -> tuple[float, float, float]:
+def pose_angles(landmarks: npt.ArrayLike, frontal_height: float = _T_HEIGHT) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees, estimated from 5 landmarks; 0, 0, 0 for the template.
 
-    Roll is exact for the eye line. Yaw and pitch are monotonic estimates: the nose's
-    offset is treated as the sine of the angle over a nose depth of half an eye distance
-    (yaw) and of half the eye-to-mouth height (pitch).
+    Roll is exact for the eye line. Yaw and pitch are monotonic geometric estimates with a
+    nose tip standing 0.55 eye distances in front of the eyes: the sideways nose offset
+    (in eye distances, eyes foreshortened alike) is 0.55 tan(yaw); the nose's height
+    between eye line and mouth line moves by 0.47 sin(pitch) from ``frontal_height``.
     """
     pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     er, el = pts[0], pts[1]
     roll = math.degrees(math.atan2(el[1] - er[1], el[0] - er[0]))
     side, height = _offsets(pts)
-    yaw = math.degrees(math.asin(max(-1.0, min(1.0, (side - _T_SIDE) / 0.5))))
-    pitch = math.degrees(math.asin(max(-1.0, min(1.0, (height - _T_HEIGHT) / 0.5))))
+    yaw = math.degrees(math.atan((side - _T_SIDE) / 0.55))
+    pitch = math.degrees(math.asin(max(-1.0, min(1.0, (height - frontal_height) / 0.47))))
     return yaw, pitch, roll
 
 
@@ -155,7 +162,7 @@ def assess(landmarks: npt.ArrayLike, aligned: npt.NDArray[np.uint8], second_face
     """Measure everything; the first failing gate (in the table's order) gives the reason."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     eye_d = float(np.linalg.norm(pts[1] - pts[0]))
-    yaw, pitch, roll = pose_angles(pts)
+    yaw, pitch, roll = pose_angles(pts, config.frontal_nose_height)
     # the central face region of the 112x112 crop (eyebrows to chin, cheek to cheek)
     h, w = aligned.shape[:2]
     gray = to_gray(aligned[int(h * 0.2):int(h * 0.92), int(w * 0.2):int(w * 0.8)])
