@@ -2,10 +2,10 @@
 
 The SQL here is written once, with ``?`` placeholders and portable types spelled as
 ``{blob}`` / ``{real}`` / ``{bigint}`` tokens that each backend fills in
-(:mod:`kycedge.carrier.store_sqlite`, :mod:`kycedge.carrier.store_pg`); the schema and record
-types are in :mod:`kycedge.carrier.store_schema`. Both backends speak DB-API
-through a tiny seam (``_exec``), run in autocommit mode and open explicit transactions,
-so the transaction boundaries are visible in this file.
+(:mod:`kycedge.carrier.store_sqlite`, :mod:`kycedge.carrier.store_pg`). The schema and
+record types are in :mod:`kycedge.carrier.store_schema`, the batched ingest statements in
+:mod:`kycedge.carrier.store_ingest`. Both backends speak DB-API through a tiny seam
+(``_exec``), run in autocommit mode and open explicit transactions (``_run``).
 
 Concurrency model (several receiver processes on one database):
 
