@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kycedge.capture.fake import FakeCamera
 from kycedge.daemon.api import ApiConfig, ApiServer
 from kycedge.daemon.client import ApiClient, ApiClientError
@@ -187,3 +189,43 @@ def test_a_reader_that_goes_away_frees_its_connection_slot(short_dir: Path) -> N
         assert c.info()["status"] == "ready"
     finally:
         api.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=300),
+                      st.dictionaries(st.text(max_size=8),
+                                      st.one_of(st.none(), st.integers(), st.text(max_size=20), st.floats()),
+                                      max_size=3).map(lambda d: json.dumps(d).encode())),
+       path=st.sampled_from(["/v1/sessions", "/v1/info", "/v1/sessions/" + "a" * 32, "/v1/messages/x"]),
+       method=st.sampled_from(["POST", "GET", "DELETE", "PUT"]))
+def test_any_request_gets_an_answer_never_a_crash(short_dir: Path, body: bytes, path: str,
+                                                  method: str) -> None:
+    _, m, _ = serve_once(short_dir)
+    text = _raw(short_dir, method, path, body, {"Content-Type": "application/json"})
+    payload = json.loads(text)
+    assert isinstance(payload, dict)
+    if "error" in payload:
+        assert payload["error"]["code"]
+    active = m.active
+    if active is not None:
+        m.cancel(active.id)
+
+
+_SERVERS: dict[str, tuple[ApiServer, SessionManager]] = {}
+
+
+def serve_once(d: Path) -> tuple[ApiServer, SessionManager, None]:
+    """One server per directory for the property test (hypothesis reuses the fixture)."""
+    if str(d) not in _SERVERS:
+        api, m, _ = serve(d, [frame(NO_FACE)])
+        _SERVERS[str(d)] = (api, m)
+    api, m = _SERVERS[str(d)]
+    return api, m, None
+
+
+@pytest.fixture(autouse=True)
+def _close_property_servers() -> Iterator[None]:
+    yield
+    for api, _ in _SERVERS.values():
+        api.close()
+    _SERVERS.clear()

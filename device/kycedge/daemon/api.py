@@ -292,9 +292,11 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
             if n < 0:
                 raise _ApiError(HTTPStatus.LENGTH_REQUIRED, "bad-request", "Content-Length required")
             if n > MAX_BODY:
+                self._body_done = n > 4 * MAX_BODY  # small excess is drained, big is not read
                 raise _ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "bad-request",
                                 f"body: expected at most {MAX_BODY} bytes, got {n}")
             raw = self.rfile.read(n)
+            self._body_done = True
             try:
                 body = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -317,8 +319,24 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
 
         def _send_error(self, e: _ApiError) -> None:
             self.close_connection = True
+            self._drain_body()
             with contextlib.suppress(OSError):
                 self._send(e.status, {"error": {"code": e.code, "message": e.message}})
+
+        def _drain_body(self) -> None:
+            """Read an unread small request body, so closing does not reset the connection
+            (the client would lose our error answer)."""
+            if getattr(self, "_body_done", False):
+                return
+            self._body_done = True
+            try:
+                n = int(self.headers.get("Content-Length") or "0")
+            except ValueError:
+                return
+            if 0 < n <= 4 * MAX_BODY:
+                with contextlib.suppress(OSError, ValueError):
+                    self.connection.settimeout(1.0)
+                    self.rfile.read(n)
 
         def _stream(self, s: Any) -> None:
             sse = "text/event-stream" in (self.headers.get("Accept") or "")
