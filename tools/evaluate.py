@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pairs = [q for q in pairs if q[0] in keep and q[2] in keep]
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     cfg = VisionConfig(threads=args.threads, quality=QualityConfig(enabled=args.gates == "on"))
-    pipe = Pipeline.load(args.models, config=cfg, overrides=overrides or None)
+    pipe = Pipeline.load(args.models, config=cfg, overrides=overrides or None,
+                         calibrating=args.write_threshold)
     t0 = time.perf_counter()
     results = embed_all(paths, pipe, not args.no_progress)
     wall = time.perf_counter() - t0

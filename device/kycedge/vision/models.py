@@ -31,6 +31,7 @@ ROLES = ("detector", "landmarks", "embedder")
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
+    id: str
     file: str
     sha256: str
     version: str
@@ -111,7 +112,8 @@ def _entries(path: Path, models: Any) -> dict[str, ModelEntry]:
         if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise ModelError(f"{path}: models.{name}.sha256: expected 64 lowercase hex digits, got {sha!r}")
         version = m.get("version")
-        out[name] = ModelEntry(name=name, file=file, sha256=sha,
+        model_id = m.get("id", name)
+        out[name] = ModelEntry(name=name, id=str(model_id) if model_id else name, file=file, sha256=sha,
                                version=str(version) if version else sha[:16], raw=m)
     return out
 

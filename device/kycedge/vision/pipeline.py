@@ -120,7 +120,8 @@ class Pipeline:
     """Loaded models plus settings; one instance per thread (the interpreters are not re-entrant)."""
 
     def __init__(self, manifest: Manifest, detector: BlazeFaceDetector | YuNetDetector,
-                 mesh: FaceMesh | None, embedder: Embedder, config: VisionConfig) -> None:
+                 mesh: FaceMesh | None, embedder: Embedder, config: VisionConfig,
+                 calibrating: bool = False) -> None:
         self.manifest = manifest
         self.detector = detector
         self.mesh = mesh
@@ -128,19 +129,24 @@ class Pipeline:
         self.config = config
         entry = manifest.role("embedder")
         assert entry is not None
-        self.model_id: str = str(manifest.pipeline.get("model_id", entry.name))
+        self.model_id: str = str(manifest.pipeline.get("model_id", entry.id))
         self.model_version: str = str(manifest.pipeline.get("model_version", entry.version))
-        self.threshold: float = manifest.threshold
-        self.far: float = manifest.far
+        if calibrating and "threshold" not in manifest.matching:
+            self.threshold, self.far = math.nan, math.nan
+        else:
+            self.threshold = manifest.threshold
+            self.far = manifest.far
 
     @classmethod
     def load(cls, models_dir: Path, threads: int = 1, config: VisionConfig | None = None,
-             overrides: Mapping[str, Any] | None = None) -> Pipeline:
+             overrides: Mapping[str, Any] | None = None, calibrating: bool = False) -> Pipeline:
         """Read ``models_dir/manifest.json``, check every model's sha256, build the interpreters.
 
         ``threads`` is used when no ``config`` is given (otherwise ``config.threads``).
         ``overrides`` replaces keys of the manifest's ``pipeline`` section (``detector``,
         ``detector_kind``, ``landmarks``, ``flip_average``): for evaluation runs only.
+        ``calibrating`` tolerates a manifest without ``matching.threshold`` (the calibration
+        run that writes it); ``threshold`` and ``far`` are then NaN and ``decide`` refuses them.
         """
         cfg = config if config is not None else VisionConfig(threads=threads)
         manifest = load_manifest(Path(models_dir))
@@ -172,7 +178,7 @@ class Pipeline:
             embedder = Embedder(emb_model, flip_average=bool(settings.get("flip_average", False)))
         except ValueError as e:
             raise ModelError(f"{manifest.path}: model does not fit its role: {e}") from e
-        return cls(manifest, detector, mesh, embedder, cfg)
+        return cls(manifest, detector, mesh, embedder, cfg, calibrating=calibrating)
 
     def process_image_bytes(self, data: bytes) -> PipelineResult:
         """Decode untrusted bytes (JPEG/PNG) and process the frame."""

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Write the VISION-owned ``pipeline`` section of ``models/manifest.json``.
+
+    .venv/bin/python tools/vision_manifest.py [--models models]
+
+The ``models`` section belongs to the conversion tool, ``matching`` is written by
+``tools/evaluate.py --write-threshold``; this script changes ``pipeline`` only (read,
+modify, write to a temp file, fsync, ``os.replace``). The choice and its figures are in
+docs/decisions/0002-detector-and-alignment.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PIPELINE = {
+    "detector": "blazeface",
+    "detector_kind": "blazeface",
+    "landmarks": "facemesh",
+    "embedder": "sface",
+    "flip_average": False,
+    "alignment": "5-point similarity (Umeyama) onto the SFace template, 112x112, bilinear; "
+                 "eye centres, nose tip and mouth corners from FaceMesh (eye contour means, 1, 61, 291)",
+    "decision": "docs/decisions/0002-detector-and-alignment.md",
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", type=Path, default=ROOT / "models")
+    args = ap.parse_args()
+    path = args.models / "manifest.json"
+    data = json.loads(path.read_text())
+    roles = ("detector", "landmarks", "embedder")
+    missing = [PIPELINE[r] for r in roles if PIPELINE[r] not in data["models"]]
+    if missing:
+        raise SystemExit(f"{path}: models section lacks {missing}; has {sorted(data['models'])}")
+    data["pipeline"] = PIPELINE
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    print(f"wrote pipeline section to {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
