@@ -228,6 +228,49 @@ def evaluate(results: dict[Path, Any], pairs_file: Path, root: Path, folds: int,
     }
 
 
+def faithfulness(results: dict[Path, Any], onnx: Path, pairs_file: Path, root: Path, folds: int,
+                 pairs: list[tuple[str, int, str, int, bool, int]], progress: bool) -> dict[str, Any]:
+    """Same aligned crops through the original ONNX (OpenCV DNN): per-image cosine, accuracy."""
+    import dataclasses
+
+    import cv2
+    from kycedge.vision.align import SFACE_SIZE, alignment_matrix
+    from kycedge.vision.decode import decode_image, warp_affine
+    from kycedge.vision.match import l2_normalize
+
+    cv2.setNumThreads(1)
+    rec = cv2.FaceRecognizerSF.create(str(onnx), "")
+    ok = [p for p in sorted(results) if results[p].ok]
+    try:
+        from tqdm import tqdm
+        it: Any = tqdm(ok, desc="reference", unit="img", file=sys.stderr, disable=not progress)
+    except ImportError:
+        it = ok
+    ref_results, cos = dict(results), []
+    for p in it:
+        r = results[p]
+        m = alignment_matrix(r.landmarks)
+        crop = warp_affine(decode_image(p.read_bytes()), m, SFACE_SIZE, SFACE_SIZE)
+        ref = l2_normalize(rec.feature(np.ascontiguousarray(crop[:, :, ::-1])).reshape(-1))
+        cos.append(float(np.dot(ref, r.template)))
+        ref_results[p] = dataclasses.replace(r, template=ref)
+    c = np.asarray(cos)
+    ref_eval = evaluate(ref_results, pairs_file, root, folds, pairs)
+    out = {
+        "reference": f"{onnx.name} via OpenCV {cv2.__version__} DNN on the same aligned crops",
+        "faces": int(c.size),
+        "cosine_median": float(np.median(c)), "cosine_p1": float(np.percentile(c, 1)),
+        "cosine_min": float(c.min()), "faces_below_0_98": int((c < 0.98).sum()),
+        "reference_accuracy": ref_eval["accuracy"]["mean"],
+        "reference_tar_all": {k: v["tar"] for k, v in ref_eval["tar_at_far_all_cross_identity"].items()},
+    }
+    print(f"int8 vs original on {c.size} faces: cosine median {out['cosine_median']:.4f}, p1 "
+          f"{out['cosine_p1']:.4f}, min {out['cosine_min']:.4f}, {out['faces_below_0_98']} below 0.98; "
+          f"original accuracy {out['reference_accuracy'] * 100:.2f} %, TAR all {out['reference_tar_all']}",
+          file=sys.stderr)
+    return out
+
+
 def write_threshold(models_dir: Path, summary: dict[str, Any], command: str) -> None:
     """Set manifest ``matching`` (FAR 1e-4 over all cross-identity pairs); other sections kept."""
     path = models_dir / "manifest.json"
@@ -276,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--write-threshold", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--reference-onnx", type=Path, default=None,
+                    help="the original SFace ONNX: embed every enrolled face's aligned crop with it too "
+                    "(OpenCV DNN, bench extra) and report int8-vs-original cosine and accuracy")
     ap.add_argument("--dump", type=Path, default=None,
                     help="write per-image reason, faces and quality measures as JSON lines")
     args = ap.parse_args(argv)
@@ -308,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = embed_all(paths, pipe, not args.no_progress)
     wall = time.perf_counter() - t0
     summary = evaluate(results, pairs_file, root, folds, pairs)
+    if args.reference_onnx:
+        summary["faithfulness"] = faithfulness(results, args.reference_onnx, pairs_file, root, folds, pairs,
+                                               not args.no_progress)
     if args.dump:
         with open(args.dump, "w") as fh:
             for p in paths:
