@@ -11,7 +11,6 @@ timestamp metadata.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -41,40 +40,36 @@ Embed = Callable[[Path, Sequence[Path]], list[list[float]]]
 
 
 def describe_models(models_dir: Path) -> tuple[list[ModelEntry], Matching, list[str]]:
-    """Model entries, matching and the files to ship, from the vision ``manifest.json``."""
-    raw = json.loads((models_dir / "manifest.json").read_text())
-    models_raw = raw.get("models", {})
-    items = list(models_raw.items()) if isinstance(models_raw, dict) else \
-        [(str(m.get("name", "")), m) for m in models_raw]
-    pipeline = raw.get("pipeline", {})
-    roles = {v: k for k, v in pipeline.items() if k in ("detector", "landmarks", "embedder")
-             and isinstance(v, str)}
+    """Model entries, matching and the files to ship, read with the vision manifest loader.
+
+    Ids, versions and the threshold are taken exactly as :class:`kycedge.vision.Pipeline`
+    reports them (and as templates will carry them).
+    """
+    from kycedge.vision.models import load_manifest
+
+    vm = load_manifest(models_dir)
+    roles = {}
+    for role in ("detector", "landmarks", "embedder"):
+        entry = vm.role(role)
+        if entry is not None:
+            roles[entry.name] = role
+    emb = vm.role("embedder")
+    if emb is None:
+        raise RepoError(f"{models_dir}/manifest.json: expected pipeline.embedder naming a model, got none")
+    model_id = str(vm.pipeline.get("model_id", getattr(emb, "id", emb.name)))
+    model_version = str(vm.pipeline.get("model_version", emb.version))
     entries: list[ModelEntry] = []
     files = ["manifest.json"]
-    for name, m in items:
-        file = str(m.get("file", m.get("path")))
-        digest, size = sha256_file(models_dir / file)
-        if digest != m.get("sha256"):
-            raise RepoError(f"{models_dir / file}: expected sha256 {m.get('sha256')} (manifest), "
-                            f"got {digest}")
-        version = str(m.get("version") or digest[:16])
-        inp = m.get("input") or m.get("inputs") or {}
-        entries.append(ModelEntry(roles.get(name, "unused"), name, version, file, digest, size,
+    for name, e in vm.models.items():
+        digest, size = sha256_file(models_dir / e.file)
+        if digest != e.sha256:
+            raise RepoError(f"{models_dir / e.file}: expected sha256 {e.sha256} (manifest), got {digest}")
+        inp = e.raw.get("input") or e.raw.get("inputs") or {}
+        ident = (model_id, model_version) if e is emb else (str(getattr(e, "id", name)), e.version)
+        entries.append(ModelEntry(roles.get(name, "unused"), ident[0], ident[1], e.file, digest, size,
                                   inp if isinstance(inp, Mapping) else {"tensors": inp}))
-        files.append(file)
-    emb_name = pipeline.get("embedder")
-    emb = next((e for e in entries if e.id == emb_name), None)
-    if emb is None:
-        raise RepoError(f"{models_dir}/manifest.json: expected pipeline.embedder naming a model, got "
-                        f"{emb_name!r}")
-    model_id = str(pipeline.get("model_id", emb.id))
-    model_version = str(pipeline.get("model_version", emb.version))
-    if (model_id, model_version) != (emb.id, emb.version):
-        # The pipeline reports these names in templates: make the bundle say the same.
-        entries = [ModelEntry(e.role, model_id, model_version, e.file, e.sha256, e.size, e.input)
-                   if e is emb else e for e in entries]
-    matching = raw.get("matching", {})
-    m = Matching(model_id, model_version, float(matching["threshold"]), float(matching["far"]))
+        files.append(e.file)
+    m = Matching(model_id, model_version, vm.threshold, vm.far)
     lic = models_dir / "LICENSES"
     if lic.is_dir():
         files += [str(p.relative_to(models_dir)) for p in sorted(lic.rglob("*")) if p.is_file()]
