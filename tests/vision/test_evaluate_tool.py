@@ -1,0 +1,68 @@
+"""tools/evaluate.py: the protocol arithmetic (threshold at FAR, k-fold, all-pairs, pairs file)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ev():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("kycedge_tool_evaluate", ROOT / "tools" / "evaluate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_threshold_at_far(ev) -> None:  # type: ignore[no-untyped-def]
+    imp = np.arange(10000, dtype=np.float32) / 10000  # 0.0000 .. 0.9999
+    t = ev.threshold_at_far(imp, 1e-3)
+    assert (imp >= t).sum() == 10  # exactly FAR x N accepted
+    t4 = ev.threshold_at_far(imp, 1e-4)
+    assert (imp >= t4).sum() == 1
+    t0 = ev.threshold_at_far(imp, 1e-5)
+    assert (imp >= t0).sum() == 0
+    tar, _ = ev.tar_at(np.array([0.5, 0.99985, 1.0]), imp, 1e-4)  # t is just above 0.9998
+    assert tar == pytest.approx(2 / 3)
+
+
+def test_best_threshold_and_kfold(ev) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    same = np.array([True] * 300 + [False] * 300)
+    scores = np.where(same, rng.normal(0.7, 0.1, 600), rng.normal(0.1, 0.1, 600))
+    t = ev.best_threshold(scores, same)
+    assert 0.3 < t < 0.5
+    folds = np.repeat(np.arange(5), 120)
+    acc = ev.kfold_accuracy(scores, same, np.tile(folds.reshape(5, 120), 1).reshape(-1), 5)
+    assert acc["mean"] > 0.99
+    assert len(acc["per_fold"]) == 5
+
+
+def test_all_pair_scores(ev) -> None:  # type: ignore[no-untyped-def]
+    emb = np.eye(4, dtype=np.float32)
+    emb[1] = emb[0]
+    ident = np.array(["a", "a", "b", "c"])
+    imp, gen = ev.all_pair_scores(emb, ident, block=3)
+    assert gen.tolist() == [1.0]
+    assert sorted(imp.tolist()) == [0.0] * 5
+
+
+def test_parse_pairs(ev, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    p = tmp_path / "pairs.txt"
+    p.write_text("2\t1\nA\t1\t2\nA\t1\tB\t1\nC\t1\t3\nC\t2\tD\t4\n")
+    folds, pairs = ev.parse_pairs(p)
+    assert folds == 2
+    assert pairs[0] == ("A", 1, "A", 2, True, 0)
+    assert pairs[3] == ("C", 2, "D", 4, False, 1)
+    p.write_text("2\t1\nA\t1\t2\n")
+    with pytest.raises(SystemExit):
+        ev.parse_pairs(p)
