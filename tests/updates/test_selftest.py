@@ -118,3 +118,56 @@ def test_unit_on_real_models_survives_a_failing_bundle(tmp_path: Path,
         assert served["pipe"].process_image_bytes(GOLDEN[2].read_bytes()).ok
     finally:
         fleet.close()
+
+
+@pytest.mark.slow
+def test_templates_carry_the_model_version_the_unit_runs(tmp_path: Path,
+                                                         real_bundle: tuple[Path, BundleManifest]) -> None:
+    """After an update the templates name the new model version, and the carrier matches a
+    probe only against a reference of the same version (model-mismatch otherwise)."""
+    import json
+
+    import numpy as np
+    from kycedge.carrier.match import decide
+    from kycedge.envelope import Template
+    from kycedge.vision import Pipeline
+
+    models2 = tmp_path / "models2"
+    shutil.copytree(MODELS, models2)
+    manifest = json.loads((models2 / "manifest.json").read_text())
+    manifest["pipeline"]["model_version"] = "2021dec-kycedge.99"
+    (models2 / "manifest.json").write_text(json.dumps(manifest))
+    b2 = build_bundle(models2, tmp_path / "bundle-2", version=2, golden=GOLDEN)
+
+    fleet = Fleet(tmp_path / "fleet")
+    try:
+        served: dict[str, Any] = {}
+
+        def reload_models(path: Path) -> None:
+            served["pipe"] = Pipeline.load(path)
+
+        publish_dir(fleet, real_bundle[0], 1)
+        agent = UpdateAgent(unit_config(tmp_path, fleet), device_id="unit-1", reload_models=reload_models,
+                            health_check=lambda: True)
+        assert agent.check_now().bundle_version == 1
+        old = served["pipe"]
+        ref_v1 = old.process_image_bytes(GOLDEN[0].read_bytes()).template
+
+        publish_dir(fleet, tmp_path / "bundle-2", 2)
+        st = agent.check_now()
+        assert (st.outcome, st.model_version) == ("updated", "2021dec-kycedge.99"), st
+        pipe = served["pipe"]
+        res = pipe.process_image_bytes(GOLDEN[1].read_bytes())
+        assert res.ok
+        assert res.template is not None
+        t = Template.from_array(res.template, model_id=pipe.model_id, model_version=pipe.model_version)
+        assert (t.model_id, t.model_version) == (b2.matching.model_id, "2021dec-kycedge.99")
+        probe = np.frombuffer(t.vector, dtype="<f4")
+        v1 = (real_bundle[1].matching.model_id, real_bundle[1].matching.model_version)
+        assert decide(probe, (t.model_id, t.model_version), ref_v1, v1, pipe.threshold).outcome == \
+            "model-mismatch"
+        ref_v2 = pipe.process_image_bytes(GOLDEN[0].read_bytes()).template
+        assert decide(probe, (t.model_id, t.model_version), ref_v2, (t.model_id, t.model_version),
+                      pipe.threshold).outcome == "match"
+    finally:
+        fleet.close()
