@@ -171,3 +171,23 @@ def test_templates_carry_the_model_version_the_unit_runs(tmp_path: Path,
                       pipe.threshold).outcome == "match"
     finally:
         fleet.close()
+
+
+def test_cli_bundle_build(tmp_path: Path, real_bundle: tuple[Path, BundleManifest],
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    from kycedge.fleet.cli import main
+
+    out = tmp_path / "b"
+    assert main(["bundle", "build", "--models", str(MODELS), "--version", "4", "--out", str(out),
+                 "--golden", *map(str, GOLDEN)]) == 0
+    assert "threshold" in capsys.readouterr().out
+    m = load_manifest(out)
+    assert m.bundle_version == 4
+    assert m.matching == real_bundle[1].matching
+    assert main(["bundle", "build", "--models", str(MODELS), "--version", "5", "--out", str(out),
+                 "--golden", *map(str, GOLDEN)]) == 2                     # refuses to overwrite
+    bad = tmp_path / "noface.jpg"
+    bad.write_bytes(b"not an image")
+    assert main(["bundle", "build", "--models", str(MODELS), "--version", "5", "--out", str(tmp_path / "c"),
+                 "--golden", str(GOLDEN[0]), str(GOLDEN[1]), str(bad)]) == 2
+    assert "golden image" in capsys.readouterr().err
