@@ -8,11 +8,14 @@ forwarder + paho session (in this process), real sealed envelopes, the carrier r
 (``kycedge.carrier.serve``) as separate processes sharing one subscription, signed
 receipts verified by the unit before each envelope leaves the outbox.
 
-1. backlog drain, one receiver: ``--backlog`` envelopes are queued while the broker is
-   down; the clock starts when the broker starts (the unit reconnects by itself) and
-   stops when the outbox is empty (every envelope receipted): templates/s and seconds;
-2. the same with two receivers (shared subscription) and the ratio;
-3. capture-to-receipt latency with the broker up: envelopes sealed at ``--rate`` per
+1. one unit's backlog: ``--backlog`` envelopes are queued while the broker is down; the
+   clock starts when the broker starts (the unit reconnects by itself) and stops when the
+   outbox is empty (every envelope receipted): seconds and templates/s, one receiver;
+2. receiver scaling: ``--units`` unit processes (``tests/support/roles.py``) queue
+   ``--fleet-backlog`` envelopes in total while the broker is down; time from broker
+   start until every outbox is empty, with ONE receiver process;
+3. the same with TWO receiver processes (shared subscription), and the ratio;
+4. capture-to-receipt latency with the broker up: envelopes sealed at ``--rate`` per
    second, time from the start of sealing to the verified receipt; p50 / p99 / max.
 """
 
@@ -43,10 +46,12 @@ from support.roles import spawn, write_world  # noqa: E402
 TENANT = "acme"
 
 
-def start_receivers(world: Path, n: int, log: Path) -> list[subprocess.Popen[str]]:
+def start_receivers(world: Path, n: int, log: Path, group: str) -> list[subprocess.Popen[str]]:
+    """``n`` receiver processes in share group ``group`` (a fresh group per phase, so a
+    receiver session left over from an earlier phase is never handed templates)."""
     procs = []
     for i in range(n):
-        p = spawn("receiver", world, "--instance", str(i + 1), log=log)
+        p = spawn("receiver", world, "--instance", f"{group}-{i + 1}", "--group", group, log=log)
         assert p.stdout is not None
         line = p.stdout.readline().strip()
         if line != "READY":
@@ -77,7 +82,10 @@ class Bench:
         self.t0_ms = int(time.time() * 1000)
         self.world = work / "world.json"
         write_world(self.world, broker=self.broker, pki=self.pki, carrier_dir=self.carrier.dir, tenant=TENANT,
-                    t0_ms=self.t0_ms, run="", serve={"group": "bench", "batch_max": args.rx_batch})
+                    t0_ms=self.t0_ms, run="", serve={"group": "bench", "batch_max": args.rx_batch},
+                    uplink={"max_inflight": args.window},
+                    outbox={"inflight_window": args.window, "retry_initial_s": 30.0, "retry_max_s": 120.0},
+                    forwarder={"batch_max": args.batch, "idle_poll_s": 0.05})
         self.ob_cfg = OutboxConfig(inflight_window=args.window, retry_initial_s=30.0, retry_max_s=120.0,
                                    max_count=1_000_000, max_bytes=4 * 2**30)
         self.fw_cfg = ForwarderConfig(batch_max=args.batch, idle_poll_s=0.05)
@@ -103,7 +111,7 @@ class Bench:
             ob.put(str(unit.message_id(i)), unit.seal(i).data)
         print(f"  queued {n} sealed envelopes in {time.perf_counter() - t:.1f} s "
               f"({ob.stats().bytes / n:.0f} B each)", flush=True)
-        procs = start_receivers(self.world, receivers, self.log)
+        procs = start_receivers(self.world, receivers, self.log, name)
         self.broker.stop()  # the link is down: the unit cannot deliver
         fw = self.forwarder(unit, ob)
         fw.start()
@@ -120,10 +128,45 @@ class Bench:
         assert fw.counters["accepted"] == n, fw.counters
         return elapsed, n
 
+    def fleet(self, units: int, receivers: int, per_unit: int) -> tuple[float, int]:
+        """``units`` unit processes each queue ``per_unit`` envelopes while the broker is
+        down; seconds from broker start until every unit's outbox is empty."""
+        tag = f"f{units}x{receivers}"
+        procs = start_receivers(self.world, receivers, self.log, tag)
+        self.broker.stop()
+        us = [spawn("unit", self.world, "--device", f"{tag}u{i}", "--count", str(per_unit),
+                    "--exit-when-drained", log=self.log) for i in range(units)]
+        queued = [threading.Event() for _ in us]
+        drained = [threading.Event() for _ in us]
+
+        def read(i: int) -> None:
+            assert us[i].stdout is not None
+            for line in us[i].stdout:
+                if line.startswith(f"P {per_unit - 1}"):
+                    queued[i].set()
+                elif line.startswith("DRAINED"):
+                    drained[i].set()
+
+        for i in range(units):
+            threading.Thread(target=read, args=(i,), daemon=True).start()
+        for ev in queued:
+            if not ev.wait(600):
+                raise RuntimeError(f"units did not queue their backlog (see {self.log})")
+        start = time.perf_counter()
+        self.broker.start()
+        for ev in drained:
+            if not ev.wait(600):
+                raise RuntimeError(f"units did not drain (see {self.log})")
+        elapsed = time.perf_counter() - start
+        for u in us:
+            u.wait(30)
+        stop_all(procs)
+        return elapsed, units * per_unit
+
     def latency(self) -> list[float]:
         unit = self.unit("latency")
         ob = Outbox(self.work / "latency.sqlite", self.ob_cfg)
-        procs = start_receivers(self.world, 1, self.log)
+        procs = start_receivers(self.world, 1, self.log, "latency")
         started: dict[str, float] = {}
         done: dict[str, float] = {}
         ev = threading.Event()
@@ -156,6 +199,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backlog", type=int, default=10_000)
     ap.add_argument("--latency-n", type=int, default=500)
+    ap.add_argument("--units", type=int, default=2, help="unit processes in the receiver scaling runs")
+    ap.add_argument("--fleet-backlog", type=int, default=6000,
+                    help="envelopes over all units per scaling run")
     ap.add_argument("--rate", type=float, default=50.0, help="captures per second in the latency run")
     ap.add_argument("--window", type=int, default=512, help="outbox in-flight window")
     ap.add_argument("--batch", type=int, default=128, help="forwarder publish batch")
@@ -167,16 +213,24 @@ def main() -> int:
     print(f"bench_uplink: mosquitto 127.0.0.1:{b.broker.port} (mTLS, ACL, persistence), window={a.window} "
           f"batch={a.batch} rx_batch={a.rx_batch}; work={work}", flush=True)
     try:
-        print("[1] backlog drain after reconnect, one receiver", flush=True)
+        print(f"[1] one unit, backlog of {a.backlog} queued while the broker is down, one receiver",
+              flush=True)
         s1, n1 = b.backlog(1)
-        r1 = n1 / s1
-        print(f"  one receiver: {n1} templates in {s1:.2f} s = {r1:.0f} templates/s", flush=True)
-        print("[2] backlog drain after reconnect, two receivers (shared subscription)", flush=True)
-        s2, n2 = b.backlog(2)
-        r2 = n2 / s2
-        print(f"  two receivers: {n2} templates in {s2:.2f} s = {r2:.0f} templates/s", flush=True)
+        r0 = n1 / s1
+        print(f"  drained {n1} templates in {s1:.2f} s after the broker started = {r0:.0f} templates/s",
+              flush=True)
+        per = a.fleet_backlog // a.units
+        print(f"[2] {a.units} unit processes x {per} queued while the broker is down, ONE receiver",
+              flush=True)
+        s2a, n2a = b.fleet(a.units, 1, per)
+        r1 = n2a / s2a
+        print(f"  one receiver: {n2a} templates in {s2a:.2f} s = {r1:.0f} templates/s", flush=True)
+        print("[3] the same with TWO receivers (shared subscription)", flush=True)
+        s2b, n2b = b.fleet(a.units, 2, per)
+        r2 = n2b / s2b
+        print(f"  two receivers: {n2b} templates in {s2b:.2f} s = {r2:.0f} templates/s", flush=True)
         print(f"  ratio two/one = {r2 / r1:.2f}", flush=True)
-        print(f"[3] capture-to-receipt latency, broker up, {a.rate:.0f} captures/s, n={a.latency_n}",
+        print(f"[4] capture-to-receipt latency, broker up, {a.rate:.0f} captures/s, n={a.latency_n}",
               flush=True)
         lat = sorted(b.latency())
         if len(lat) < a.latency_n:
@@ -184,7 +238,8 @@ def main() -> int:
         q = statistics.quantiles(lat, n=100)
         print(f"  latency p50={q[49] * 1000:.1f} ms p99={q[98] * 1000:.1f} ms max={lat[-1] * 1000:.1f} ms",
               flush=True)
-        print(f"RESULT one_rx={r1:.0f}/s two_rx={r2:.0f}/s ratio={r2 / r1:.2f} "
+        print(f"RESULT unit_backlog_rx1={r0:.0f}/s fleet_rx1={r1:.0f}/s fleet_rx2={r2:.0f}/s "
+              f"ratio={r2 / r1:.2f} "
               f"backlog_{n1}_drain_s={s1:.1f} latency_p50_ms={q[49] * 1000:.1f} "
               f"latency_p99_ms={q[98] * 1000:.1f}")
     finally:

@@ -24,7 +24,7 @@ def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_
     conf.write_text(
         f'[carrier]\nstate_dir = "{carrier.dir}"\n\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nca_file = "{rx.ca}"\n'
-        f'cert_file = "{rx.cert}"\nkey_file = "{rx.key}"\nsession_expiry_s = 0\n\n'
+        f'cert_file = "{rx.cert}"\nkey_file = "{rx.key}"\nsession_expiry_s = 60\n\n'
         '[serve]\ngroup = "g1"\n'
     )
     cmd = [sys.executable, "-m", "kycedge.carrier.cli", "serve", "--config", str(conf), "--instance"]

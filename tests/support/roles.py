@@ -44,9 +44,10 @@ def write_world(path: Path, *, broker: Any, pki: Any, carrier_dir: Path, tenant:
         "receiver_cert": str(rx.cert), "receiver_key": str(rx.key),
         "carrier_dir": str(carrier_dir), "tenant": tenant, "t0_ms": t0_ms, "run": run,
         "uplink": uplink or {},
-        # receivers: no session kept after a disconnect, so a dead receiver is never handed
-        # its share of templates (see docs/decisions/0005-outbox-and-uplink.md)
-        "receiver_uplink": {"session_expiry_s": 0, **(receiver_uplink or {})},
+        # receivers: a short session (survives a broker restart with persistence and a quick
+        # receiver restart; a receiver that stays dead holds its share of templates for at
+        # most this long) -- see docs/decisions/0005-outbox-and-uplink.md
+        "receiver_uplink": {"session_expiry_s": 60, **(receiver_uplink or {})},
         "outbox": outbox or {}, "forwarder": forwarder or {}, "serve": serve or {},
     }
     path.write_text(json.dumps(world, indent=1))
@@ -130,7 +131,10 @@ def run_receiver(world: dict[str, Any], a: argparse.Namespace) -> int:
     transport = MqttClient(_uplink(world, world["receiver_cert"], world["receiver_key"],
                                    world.get("receiver_uplink")),
                            client_id=f"carrier-receiver-{a.instance}", manual_ack=True)
-    svc = ReceiverService(rx, transport, from_mapping(ServeConfig, world["serve"]))
+    serve = dict(world["serve"])
+    if a.group:
+        serve["group"] = a.group
+    svc = ReceiverService(rx, transport, from_mapping(ServeConfig, serve))
     svc.start()
     if not transport.wait_connected(10):
         print(f"FAILED {transport.last_error}", flush=True)
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval-s", type=float, default=0.0)
     p.add_argument("--exit-when-drained", action="store_true")
     p.add_argument("--instance", default="1")
+    p.add_argument("--group", default="", help="receiver: override the world's share group")
     a = p.parse_args(argv)
     logging.basicConfig(level=os.environ.get("KYCEDGE_LOG", "WARNING"),
                         format=f"%(asctime)s {a.role} %(levelname)s %(name)s: %(message)s")

@@ -54,7 +54,7 @@ class World:
         return self.carrier.enroll(self.tmp / "units" / device, TENANT, device, t0_ms=self.t0_ms)
 
     def receiver(self, instance: str = "1") -> ReceiverService:
-        t = MqttClient(self.broker.uplink_config(self.pki.service(), session_expiry_s=0),
+        t = MqttClient(self.broker.uplink_config(self.pki.service(), session_expiry_s=60),
                        client_id=f"rx-{instance}", manual_ack=True)
         svc = ReceiverService(self.carrier.receiver(), t, ServeConfig(group="g"))
         svc.start()
