@@ -130,11 +130,11 @@ class FakeDaemon:
     def __init__(self) -> None:
         self.loaded: Path | None = None
         self.healthy: Callable[[], bool] = lambda: True
-        self.fail_load_for: set[str] = set()
+        self.fail_load_prefix: str | None = None
         self.reports: list[UpdateStatus] = []
 
     def reload_models(self, path: Path) -> None:
-        if path.name in self.fail_load_for:
+        if self.fail_load_prefix and path.name.startswith(self.fail_load_prefix):
             raise RuntimeError(f"cannot load {path.name}")
         verify_set(path)
         self.loaded = path

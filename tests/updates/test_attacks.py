@@ -232,15 +232,7 @@ def test_health_check_failure_rolls_back(unit_on_v1: UpdateAgent, fleet: Fleet, 
 def test_new_models_fail_to_load_rolls_back(unit_on_v1: UpdateAgent, fleet: Fleet,
                                             daemon: FakeDaemon) -> None:
     fleet.release(2)
-    daemon.fail_load_for = {p.name for p in [unit_on_v1.store.sets_dir / "x"]}
-    original = daemon.reload_models
-
-    def reload(path: Path) -> None:
-        if path.name.startswith("b000002"):
-            raise RuntimeError("interpreter refused the model")
-        original(path)
-
-    unit_on_v1._reload = reload
+    daemon.fail_load_prefix = "b000002"                 # the interpreter refuses the new model
     st = unit_on_v1.check_now()
     assert (st.outcome, st.reason) == ("rolled-back", "load-failed"), st
     assert_on_v1(unit_on_v1, daemon)
