@@ -70,7 +70,8 @@ def test_announce_and_status_through_mosquitto(unit_on_v1: UpdateAgent, broker: 
         try:
             unit_on_v1.attach(unit, "acme")
             assert wait_for(unit_on_v1._wake.is_set, 10)
-            status = {"state": "online", "updates": unit_on_v1.status.to_dict()}
+            status = {"state": "online", "model": {"id": "emb", "version": "v1"},
+                      "update": unit_on_v1.status.to_dict()}
             unit.publish("kyc/v1/acme/unit-1/status", json.dumps(status).encode(), retain=True)
         finally:
             unit.stop()
@@ -87,3 +88,6 @@ def test_parse_status_shapes() -> None:
                                       "outcome": "rolled-back", "reason": "crash-loop"}).encode())
     assert (s.bundle_version, s.model, s.reason) == (3, "m@1", "crash-loop")
     assert parse_status("u", b"[1,2]").bundle_version is None
+    s = parse_status("u", json.dumps({"state": "online", "model": {"id": "sface", "version": "2"}}).encode())
+    assert (s.online, s.model, s.bundle_version) == (True, "sface@2", None)
+    assert parse_status("u", json.dumps({"state": "offline"}).encode()).online is False

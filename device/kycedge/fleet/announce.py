@@ -64,11 +64,19 @@ def parse_status(device: str, payload: bytes) -> UnitStatus:
     if not isinstance(obj, dict):
         text = payload[:40].decode("utf-8", "replace")
         return UnitStatus(device, text != "offline" and bool(text), None, "?", "unknown", text, {})
-    nested = obj.get("updates")
+    # The daemon publishes {"state": "online", "model": {"id", "version"}, "firmware",
+    # "update": UpdateStatus…}; "update" is absent until the first update outcome.
+    nested = obj.get("update", obj.get("updates"))
     upd: dict[str, Any] = nested if isinstance(nested, dict) else obj
-    online = obj.get("state", obj.get("status", "online")) != "offline"
+    online = obj.get("state", "online") != "offline"
     version = upd.get("bundle_version")
-    model = f"{upd.get('model_id', '?')}@{upd.get('model_version', '?')}"
+    model_obj = obj.get("model")
+    if "model_id" in upd:
+        model = f"{upd.get('model_id')}@{upd.get('model_version', '?')}"
+    elif isinstance(model_obj, dict):
+        model = f"{model_obj.get('id', '?')}@{model_obj.get('version', '?')}"
+    else:
+        model = "?"
     return UnitStatus(device, bool(online), version if isinstance(version, int) else None, model,
                       str(upd.get("outcome", "")), str(upd.get("reason", "")), obj)
 
