@@ -166,3 +166,12 @@ def test_threads_and_flip_setting(models_dir: Path, faces_dir: Path) -> None:
     p2 = Pipeline.load(models_dir, threads=2)
     res = p2.process_image_bytes((faces_dir / "obama.jpg").read_bytes())
     assert res.ok
+
+
+def test_multi_face_photos_from_shared_data(pipe, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    couple = pipe.process_image_bytes((shared_data / "faces-small" / "couple.jpg").read_bytes())
+    assert couple.faces == 2
+    assert couple.reason == "multiple-faces"  # two faces of nearly the same size
+    crowd = pipe.process_image_bytes((shared_data / "faces-small" / "selfie-many-people.jpg").read_bytes())
+    assert crowd.faces >= 3
+    assert crowd.box is not None  # a subject was chosen: the largest, most central face
