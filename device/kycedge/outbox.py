@@ -475,25 +475,37 @@ class Outbox:
             return removed
         try:
             with self._tx(durable=False) as c:
+                attempts: dict[str, int] = {}
+                ids = list(dict.fromkeys(a.message_id for a in acks))
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    attempts.update(c.execute(
+                        f"SELECT message_id, attempts FROM outbox WHERE message_id IN ({marks})",  # noqa: S608
+                        chunk,
+                    ).fetchall())
+                rows = []
+                counts = {"accepted": 0, "rejected": 0}
                 for a in acks:
-                    row = c.execute(
-                        "SELECT attempts FROM outbox WHERE message_id=?", (a.message_id,)
-                    ).fetchone()
-                    if row is None:
+                    n = attempts.pop(a.message_id, None)
+                    if n is None:  # not queued (any more), or a repeat within this batch
                         continue
-                    c.execute("DELETE FROM outbox WHERE message_id=?", (a.message_id,))
-                    c.execute(
-                        "INSERT OR REPLACE INTO receipts (message_id, status, reason, received_at, attempts,"
-                        " receipt) VALUES (?, ?, ?, ?, ?, ?)",
-                        (a.message_id, a.status, a.reason, ts, int(row[0]), bytes(a.receipt)),
-                    )
-                    name = "accepted" if a.status == "accepted" else "rejected"
-                    c.execute(
-                        "INSERT INTO counters (name, value) VALUES (?, 1)"
-                        " ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                        (name,),
-                    )
+                    rows.append((a.message_id, a.status, a.reason, ts, int(n), bytes(a.receipt)))
+                    counts["accepted" if a.status == "accepted" else "rejected"] += 1
                     removed.append(a.message_id)
+                c.executemany("DELETE FROM outbox WHERE message_id=?", [(r[0],) for r in rows])
+                c.executemany(
+                    "INSERT OR REPLACE INTO receipts (message_id, status, reason, received_at, attempts,"
+                    " receipt) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                for name, k in counts.items():
+                    if k:
+                        c.execute(
+                            "INSERT INTO counters (name, value) VALUES (?, ?)"
+                            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                            (name, k),
+                        )
                 self._acks_since_prune += len(removed)
                 if self._acks_since_prune >= PRUNE_EVERY or ts >= self._next_prune:
                     self._prune_receipts(c, ts)
