@@ -47,3 +47,33 @@ def test_every_shipped_model_loads_and_runs(models_dir: Path) -> None:
         assert all(o.dtype == np.float32 and np.all(np.isfinite(o)) for o in outs)
         with pytest.raises(ModelError):
             model.run()
+
+
+def test_falls_back_to_tflite_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+    import types
+
+    from kycedge.vision import runtime
+
+    real = importlib.import_module
+
+    def no_litert(name: str, *a: object, **k: object) -> object:
+        if name.startswith("ai_edge_litert"):
+            raise ImportError("ai_edge_litert not installed (simulated)")
+        return real(name, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime.importlib, "import_module", no_litert)
+    monkeypatch.delitem(sys.modules, "tflite_runtime.interpreter", raising=False)
+    with pytest.raises(ModelError) as e:
+        runtime.runtime_name()
+    assert e.value.reason == "no-runtime"
+    assert "tflite_runtime" in e.value.message
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    fake = types.ModuleType("tflite_runtime.interpreter")
+    fake.Interpreter = Interpreter  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
+    assert runtime.runtime_name() == "tflite_runtime.interpreter"
