@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kycedge.vision.match import cosine, decide
 from PIL import Image, ImageFilter
 
@@ -175,3 +177,42 @@ def test_multi_face_photos_from_shared_data(pipe, shared_data: Path) -> None:  #
     crowd = pipe.process_image_bytes((shared_data / "faces-small" / "selfie-many-people.jpg").read_bytes())
     assert crowd.faces >= 3
     assert crowd.box is not None  # a subject was chosen: the largest, most central face
+
+
+KNOWN_REASONS = {"ok", "no-face", "multiple-faces", "move-closer", "face-the-camera", "too-dark",
+                 "too-bright", "blurry", "bad-frame", "pipeline-error", "empty-image", "truncated-image",
+                 "unknown-format", "image-too-small", "image-too-large", "corrupt-image", "file-too-large"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 400), st.integers(1, 400), st.integers(0, 2**32 - 1),
+       st.sampled_from(["noise", "flat", "bars"]))
+def test_any_frame_gives_a_result(pipe, h: int, w: int, seed: int, kind: str) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        frame = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    elif kind == "flat":
+        frame = np.full((h, w, 3), seed % 256, np.uint8)
+    else:
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[:, ::7] = 255
+    res = pipe.process_frame(frame)
+    assert res.reason in KNOWN_REASONS
+    assert res.ok == (res.template is not None)
+
+
+_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "faces"
+_FACE_JPEG = jpeg(scaled(rgb_of(_FIXTURES / "obama2.jpg"), 0.3))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6), st.integers(0, 10**6))
+def test_mutated_face_jpeg_gives_a_result(pipe, flips: list[tuple[int, int]], cut: int) -> None:  # type: ignore[no-untyped-def]
+    data = bytearray(_FACE_JPEG)
+    for pos, val in flips:
+        data[pos % len(data)] = val
+    if cut % 3 == 0:
+        data = data[: max(1, len(data) - cut % len(data))]
+    res = pipe.process_image_bytes(bytes(data))
+    assert res.reason in KNOWN_REASONS
+    assert res.ok == (res.template is not None)

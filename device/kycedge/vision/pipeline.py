@@ -58,7 +58,8 @@ class PipelineResult:
     ``reason`` is ``"ok"`` or a stable code (decode: ``empty-image``, ``truncated-image``,
     ``unknown-format``, ``image-too-small``, ``image-too-large``, ``corrupt-image``,
     ``file-too-large``, ``bad-frame``; detection: ``no-face``; quality: ``multiple-faces``,
-    ``move-closer``, ``face-the-camera``, ``too-dark``, ``too-bright``, ``blurry``).
+    ``move-closer``, ``face-the-camera``, ``too-dark``, ``too-bright``, ``blurry``;
+    ``pipeline-error`` for numeric corner cases such as degenerate landmarks).
     ``template`` is float32, 1-D, L2-normalised, present only when ``ok``.
     ``box``/``landmarks`` locate the chosen face (image pixels) when one was found.
     """
@@ -187,7 +188,7 @@ class Pipeline:
             rgb = decode_image(data, self.config.decode)
         except ImageError as e:
             return _fail(e.reason, e.message, 0, {"decode": _ms(t0)}, t0)
-        return self._process(rgb, {"decode": _ms(t0)}, t0)
+        return self._guarded(rgb, {"decode": _ms(t0)}, t0)
 
     def process_frame(self, rgb: npt.NDArray[np.uint8]) -> PipelineResult:
         """Process an HxWx3 uint8 RGB frame already in RAM (never copied to disk)."""
@@ -199,7 +200,15 @@ class Pipeline:
             return _fail("bad-frame", f"expected an HxWx3 uint8 RGB frame with sides >= "
                          f"{self.config.decode.min_side_px}, got shape {shape} dtype {dtype}",
                          0, {"decode": 0.0}, t0)
-        return self._process(np.ascontiguousarray(rgb), {"decode": 0.0}, t0)
+        return self._guarded(np.ascontiguousarray(rgb), {"decode": 0.0}, t0)
+
+    def _guarded(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
+        # numeric corner cases (degenerate geometry, a non-finite model output) become a
+        # result with a reason, never an exception out of the pipeline
+        try:
+            return self._process(rgb, ms, t_start)
+        except (ValueError, ArithmeticError, ModelError) as e:
+            return _fail("pipeline-error", f"frame could not be processed: {e}", 0, ms, t_start)
 
     def _process(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
         h, w = rgb.shape[:2]
@@ -212,8 +221,11 @@ class Pipeline:
         face = faces[idx]
         landmarks = face.landmarks
         if self.mesh is not None:
-            refined = self.mesh.refine(rgb, face.box, face.keypoints[0], face.keypoints[1])
-            if refined is not None:
+            try:
+                refined = self.mesh.refine(rgb, face.box, face.keypoints[0], face.keypoints[1])
+            except ValueError:  # degenerate box or eye points: keep the detector's landmarks
+                refined = None
+            if refined is not None and np.all(np.isfinite(refined[0])):
                 landmarks = refined[0]
         ms["detect"] = _ms(t)
         t = time.perf_counter()
