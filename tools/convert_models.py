@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stages", default="sface,mediapipe,yunet")
     ap.add_argument("--eval-faces", type=int, default=330, help="lfw-dev faces for SFace faithfulness")
     ap.add_argument("--runs", type=int, default=200, help="timed runs per latency figure")
-    ap.add_argument("--yunet-sizes", default="640,320,256,224,192,160",
-                    help="square input sizes to convert and check; 640 first")
+    ap.add_argument("--yunet-int8-sizes", default="640,320,160", help="square input sizes, int8")
+    ap.add_argument("--yunet-fp16-sizes", default="320,160", help="square input sizes, float16 weights")
     args = ap.parse_args(argv)
     stages = set(args.stages.split(","))
     work: Path = args.work
@@ -154,13 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"expected real faces under {args.data} (faces-small/, lfw-dev/images/)")
     entries: dict[str, dict[str, Any]] = {}
 
+    log("aligning calibration faces (faces-small + fixtures/faces)")
+    calib = [c for _, c in faces.aligned_faces(aligner, calib_paths, max_faces=8)]
+    calib = calib + [np.ascontiguousarray(c[:, ::-1]) for c in calib]  # + mirror images
+    tflite_tools.write_onnx2tf_sample(work, calib)
+
     if "sface" in stages:
-        log("SFace: aligning calibration faces (faces-small + fixtures/faces)")
-        calib = [c for _, c in faces.aligned_faces(aligner, calib_paths, max_faces=8)]
-        calib = calib + [np.ascontiguousarray(c[:, ::-1]) for c in calib]  # + mirror images
         eval_faces = [c for _, c in faces.aligned_faces(aligner, faces.lfw_eval_paths(lfw, args.eval_faces),
                                                         limit=args.eval_faces)]
-        tflite_tools.write_onnx2tf_sample(work, calib)
         out = MODELS / "sface_2021dec_int8.tflite"
         log(f"SFace: converting and quantising ({len(calib)} calibration faces incl. mirrors)")
         recipe = sface_stage.build(sface_fp32, work, calib, out)
@@ -229,73 +230,91 @@ def main(argv: list[str] | None = None) -> int:
         manifest.update(MODELS / "manifest.json", entries)
 
     if "yunet" in stages:
-        sizes = [int(s) for s in args.yunet_sizes.split(",")]
-        results = run_yunet(sizes, yunet_fp32, yunet_prep, vf, work, calib_paths, lfw, args.runs)
+        int8_sizes = [int(s) for s in args.yunet_int8_sizes.split(",") if s]
+        fp16_sizes = [int(s) for s in args.yunet_fp16_sizes.split(",") if s]
+        results = run_yunet(int8_sizes, fp16_sizes, yunet_fp32, yunet_prep, vf, work, calib_paths, lfw,
+                            args.runs)
         entries.update(results)
         manifest.update(MODELS / "manifest.json", entries)
     log("manifest written: models/manifest.json")
     return 0
 
 
-def run_yunet(sizes: list[int], fp32: Path, prep: dict[str, Any], vf: Path, work: Path,
-              calib_paths: list[Path], lfw: Path, runs: int) -> dict[str, dict[str, Any]]:
+def run_yunet(int8_sizes: list[int], fp16_sizes: list[int], fp32: Path, prep: dict[str, Any], vf: Path,
+              work: Path, calib_paths: list[Path], lfw: Path, runs: int) -> dict[str, dict[str, Any]]:
     eval_paths = faces.lfw_eval_paths(lfw, 120)[:120]
     calib_imgs = [cv2.imread(str(p)) for p in calib_paths]
     calib_imgs = [i for i in calib_imgs if i is not None]
     out_entries: dict[str, dict[str, Any]] = {}
-    report: dict[int, Any] = {}
-    for size in sizes:
+    report: dict[str, Any] = {}
+    for size in sorted(set(int8_sizes) | set(fp16_sizes), reverse=True):
         log(f"YuNet {size}x{size}: converting")
         ref = yunet_stage.Reference(fp32, size)
         imgs = yunet_stage.eval_images(eval_paths, size)
-        try:
-            float_tflite = yunet_stage.to_tflite(fp32, work, size)
-        except RuntimeError as e:
-            report[size] = {"error": str(e)}
-            log(f"  {e}")
-            continue
+        saved = yunet_stage.to_saved_model(fp32, work, size)
+        float_tflite = work / f"yunet_{size}_float32.tflite"
+        float_tflite.write_bytes(tflite_tools.saved_model_to_tflite(saved))
         float_fig = yunet_stage.compare(ref, float_tflite, imgs, size)
-        out = MODELS / f"yunet_2023mar_{size}_int8.tflite"
-        yunet_stage.quantise(float_tflite, [yunet_stage.letterbox(i, size)[0] for i in calib_imgs], out)
-        int8_fig = yunet_stage.compare(ref, out, imgs, size)
-        lat = tflite_tools.Runner(out, threads=1).latency_ms(yunet_stage.nhwc(imgs[0]), runs=runs)
-        verdict = yunet_stage.verdict(float_fig, int8_fig)
-        report[size] = {"float32_vs_onnx": float_fig, "int8_vs_onnx": int8_fig, "latency": lat, **verdict}
-        log(f"  {size}: {json.dumps(report[size])}")
-        if not verdict["faithful"]:
-            out.unlink()
-            continue
-        t = yunet_stage.Tflite(out)
-        spec = tflite_tools.io_spec(out)
-        out_entries[f"yunet_{size}"] = {
-            **file_entry(out), "role": "detect", "id": f"yunet-2023mar-{size}-int8",
-            "version": "2023mar-kycedge.1", "source": source_entry(sources.YUNET_ONNX, vf), "licence": "MIT",
-            "licence_file": "LICENSES/MIT.txt",
-            "input": {**spec["inputs"][0], "layout": "NHWC", "color": "BGR",
-                      "range": "0..255 pixels, no normalisation; the int8 tensor holds pixel - 128 (read "
-                               "scale/zero point from the model)",
-                      "resize": f"scale the frame to fit {size}x{size} keeping aspect, pad bottom/right "
-                                "with zeros"},
-            "outputs": [{**next(o for o in spec["outputs"] if o["name"] == t.tensor_names[k]), "onnx_name": k}
-                        for k in yunet_stage.ONNX_OUTPUTS],
-            "decode": yunet_stage.DECODE_DOC,
-            "source_preparation": prep,
-            "quantisation": {
-                "toolchain": "dequantise block-int8 weights (numpy) -> fixed input size -> onnx2tf -> "
-                             "SavedModel -> TFLiteConverter (float32, serving_default) -> ai-edge-quantizer "
-                             "static_wi8_ai8 (min/max)",
-                "weights": "int8 symmetric per output channel",
-                "activations": "int8 asymmetric per tensor",
-                "input": "int8, range pinned to 0..255 (scale 1.0, zero point -128)",
-                "calibration": {"set": "faces-small + fixtures/faces full photos, letterboxed",
-                                "count": len(calib_imgs), "excludes": "lfw-dev (evaluation set)"}},
-            "faithfulness": {"reference": "onnxruntime on the dequantised original at the same input size",
-                             **int8_fig, "float32_conversion_vs_onnx": float_fig, "command": COMMAND},
-            "latency_ms_1thread": lat["median"],
-            "latency_detail": {**lat, "threads": 1, "runtime": "ai-edge-litert (XNNPACK)"},
-        }
+        variants = []
+        if size in int8_sizes:
+            out = MODELS / f"yunet_2023mar_{size}_int8.tflite"
+            yunet_stage.quantise(float_tflite, [yunet_stage.letterbox(i, size)[0] for i in calib_imgs], out)
+            variants.append(("int8", out))
+        if size in fp16_sizes:
+            out = MODELS / f"yunet_2023mar_{size}_fp16.tflite"
+            out.write_bytes(tflite_tools.saved_model_to_tflite(saved, float16=True))
+            variants.append(("fp16", out))
+        for kind, out in variants:
+            fig = yunet_stage.compare(ref, out, imgs, size)
+            lat = tflite_tools.Runner(out, threads=1).latency_ms(yunet_stage.nhwc(imgs[0]), runs=runs)
+            verdict = yunet_stage.verdict(float_fig, fig, kind)
+            report[f"{size}_{kind}"] = {"float32_vs_onnx": float_fig, f"{kind}_vs_onnx": fig, "latency": lat,
+                                        **verdict}
+            log(f"  {size} {kind}: {json.dumps(report[f'{size}_{kind}'])}")
+            out_entries[f"yunet_{size}_{kind}"] = yunet_entry(size, kind, out, fig, float_fig, verdict, lat,
+                                                              prep, vf, len(calib_imgs))
     (work / "yunet_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     return out_entries
+
+
+def yunet_entry(size: int, kind: str, out: Path, fig: dict[str, Any], float_fig: dict[str, Any],
+                verdict: dict[str, Any], lat: dict[str, Any], prep: dict[str, Any], vf: Path,
+                n_calib: int) -> dict[str, Any]:
+    t = yunet_stage.Tflite(out)
+    spec = tflite_tools.io_spec(out)
+    base = ("dequantise block-int8 weights (numpy) -> fixed input size -> onnx2tf -> SavedModel -> "
+            "TFLiteConverter (serving_default signature)")
+    if kind == "int8":
+        quant = {"toolchain": base + " float32 -> ai-edge-quantizer static_wi8_ai8 (min/max)",
+                 "weights": "int8 symmetric per output channel", "activations": "int8 asymmetric per tensor",
+                 "input": "int8, range pinned to 0..255 (scale 1.0, zero point -128)",
+                 "calibration": {"set": "faces-small + fixtures/faces full photos, letterboxed",
+                                 "count": n_calib, "excludes": "lfw-dev (evaluation set)"}}
+        rng = ("0..255 pixels, no normalisation; the int8 tensor holds pixel - 128 (read scale/zero point "
+               "from the model)")
+    else:
+        quant = {"toolchain": base + " with float16 weights (Optimize.DEFAULT, supported_types float16)",
+                 "weights": "float16 (dequantised to float32 at load)", "activations": "float32",
+                 "calibration": None}
+        rng = "0..255 pixels as float32, no normalisation"
+    return {
+        **file_entry(out), "role": "detect", "id": f"yunet-2023mar-{size}-{kind}",
+        "version": "2023mar-kycedge.1", "source": source_entry(sources.YUNET_ONNX, vf), "licence": "MIT",
+        "licence_file": "LICENSES/MIT.txt",
+        "input": {**spec["inputs"][0], "layout": "NHWC", "color": "BGR", "range": rng,
+                  "resize": f"scale the frame to fit {size}x{size} keeping aspect, pad bottom/right "
+                            "with zeros"},
+        "outputs": [{**next(o for o in spec["outputs"] if o["name"] == t.tensor_names[k]), "onnx_name": k}
+                    for k in yunet_stage.ONNX_OUTPUTS],
+        "decode": yunet_stage.DECODE_DOC,
+        "source_preparation": prep,
+        "quantisation": quant,
+        "faithfulness": {"reference": "onnxruntime on the dequantised original at the same input size",
+                         "criterion": yunet_stage.CRITERION,
+                         **verdict, **fig, "float32_conversion_vs_onnx": float_fig, "command": COMMAND},
+        "latency_ms_1thread": lat["median"],
+        "latency_detail": {**lat, "threads": 1, "runtime": "ai-edge-litert (XNNPACK)"},
+    }
 
 
 if __name__ == "__main__":

@@ -87,13 +87,14 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 
 
 def smoothing_pairs(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto]]:
-    """(conv1, prelu, conv2) triples where conv1's output only reaches conv2 via prelu."""
+    """(conv1, act, conv2) triples where conv1's output only reaches conv2 via act (PReLU or ReLU,
+    both positively homogeneous: act(x / s) = act(x) / s for s > 0)."""
     g = model.graph
     cons = _consumers(g)
     producer = {o: n for n in g.node for o in n.output}
     pairs = []
     for p in g.node:
-        if p.op_type != "PRelu":
+        if p.op_type not in ("PRelu", "Relu"):
             continue
         c1 = producer.get(p.input[0])
         users = cons.get(p.output[0], [])

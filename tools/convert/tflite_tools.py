@@ -60,11 +60,15 @@ def onnx_to_saved_model(onnx_path: Path, workdir: Path, name: str) -> Path:
     return out
 
 
-def saved_model_to_tflite(saved_model: Path) -> bytes:
-    """Float32 TFLite with the SavedModel's serving_default signature (needed by ai-edge-quantizer)."""
+def saved_model_to_tflite(saved_model: Path, float16: bool = False) -> bytes:
+    """TFLite with the SavedModel's serving_default signature (needed by ai-edge-quantizer);
+    float32, or float16 weights (dequantised at load, float32 compute) when float16."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if float16:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
     return bytes(conv.convert())
 
 
