@@ -12,8 +12,8 @@ receipts verified by the unit before each envelope leaves the outbox.
    clock starts when the broker starts (the unit reconnects by itself) and stops when the
    outbox is empty (every envelope receipted): seconds and templates/s, one receiver;
 2. receiver scaling: ``--units`` unit processes (``tests/support/roles.py``) queue
-   ``--fleet-backlog`` envelopes in total while the broker is down; time from broker
-   start until every outbox is empty, with ONE receiver process;
+   ``--fleet-backlog`` envelopes in total with their forwarders held; time from starting
+   all forwarders (broker and receivers up) until every outbox is empty, ONE receiver;
 3. the same with TWO receiver processes (shared subscription), and the ratio;
 4. capture-to-receipt latency with the broker up: envelopes sealed at ``--rate`` per
    second, time from the start of sealing to the verified receipt; p50 / p99 / max.
@@ -84,9 +84,9 @@ class Bench:
         write_world(self.world, broker=self.broker, pki=self.pki, carrier_dir=self.carrier.dir, tenant=TENANT,
                     t0_ms=self.t0_ms, run="", serve={"group": "bench", "batch_max": args.rx_batch},
                     uplink={"max_inflight": args.window},
-                    outbox={"inflight_window": args.window, "retry_initial_s": 30.0, "retry_max_s": 120.0},
+                    outbox={"inflight_window": args.window, "retry_initial_s": 10.0, "retry_max_s": 120.0},
                     forwarder={"batch_max": args.batch, "idle_poll_s": 0.05})
-        self.ob_cfg = OutboxConfig(inflight_window=args.window, retry_initial_s=30.0, retry_max_s=120.0,
+        self.ob_cfg = OutboxConfig(inflight_window=args.window, retry_initial_s=10.0, retry_max_s=120.0,
                                    max_count=1_000_000, max_bytes=4 * 2**30)
         self.fw_cfg = ForwarderConfig(batch_max=args.batch, idle_poll_s=0.05)
 
@@ -129,20 +129,21 @@ class Bench:
         return elapsed, n
 
     def fleet(self, units: int, receivers: int, per_unit: int) -> tuple[float, int]:
-        """``units`` unit processes each queue ``per_unit`` envelopes while the broker is
-        down; seconds from broker start until every unit's outbox is empty."""
+        """``units`` unit processes each queue ``per_unit`` envelopes with their forwarder
+        held; then all forwarders start at once (broker and receivers up): seconds until
+        every unit's outbox is empty."""
         tag = f"f{units}x{receivers}"
         procs = start_receivers(self.world, receivers, self.log, tag)
-        self.broker.stop()
         us = [spawn("unit", self.world, "--device", f"{tag}u{i}", "--count", str(per_unit),
-                    "--exit-when-drained", log=self.log) for i in range(units)]
+                    "--exit-when-drained", "--hold", log=self.log, stdin=subprocess.PIPE)
+              for i in range(units)]
         queued = [threading.Event() for _ in us]
         drained = [threading.Event() for _ in us]
 
         def read(i: int) -> None:
             assert us[i].stdout is not None
             for line in us[i].stdout:
-                if line.startswith(f"P {per_unit - 1}"):
+                if line.startswith("QUEUED"):
                     queued[i].set()
                 elif line.startswith("DRAINED"):
                     drained[i].set()
@@ -153,7 +154,10 @@ class Bench:
             if not ev.wait(600):
                 raise RuntimeError(f"units did not queue their backlog (see {self.log})")
         start = time.perf_counter()
-        self.broker.start()
+        for u in us:
+            assert u.stdin is not None
+            u.stdin.write("go\n")
+            u.stdin.flush()
         for ev in drained:
             if not ev.wait(600):
                 raise RuntimeError(f"units did not drain (see {self.log})")
@@ -220,7 +224,7 @@ def main() -> int:
         print(f"  drained {n1} templates in {s1:.2f} s after the broker started = {r0:.0f} templates/s",
               flush=True)
         per = a.fleet_backlog // a.units
-        print(f"[2] {a.units} unit processes x {per} queued while the broker is down, ONE receiver",
+        print(f"[2] {a.units} unit processes x {per} queued, then all forwarders start; ONE receiver",
               flush=True)
         s2a, n2a = b.fleet(a.units, 1, per)
         r1 = n2a / s2a

@@ -53,12 +53,13 @@ def write_world(path: Path, *, broker: Any, pki: Any, carrier_dir: Path, tenant:
     path.write_text(json.dumps(world, indent=1))
 
 
-def spawn(role: str, world: Path, *args: str, log: Path | None = None) -> subprocess.Popen[str]:
+def spawn(role: str, world: Path, *args: str, log: Path | None = None,
+          stdin: int | None = None) -> subprocess.Popen[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     out = open(log, "a") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     p = subprocess.Popen([sys.executable, "-m", "support.roles", role, str(world), *args],
-                         stdout=subprocess.PIPE, stderr=out, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=out, text=True, env=env, stdin=stdin)
     if log:
         out.close()  # type: ignore[union-attr]
     return p
@@ -95,7 +96,8 @@ def run_unit(world: dict[str, Any], a: argparse.Namespace) -> int:
                            client_id=f"dev-{tenant}-{device}", will=offline_will(tenant, device))
     fw = Forwarder(ob, transport, tenant=tenant, device=device, verify_receipt=unit.verify,
                    config=from_mapping(ForwarderConfig, world["forwarder"]))
-    fw.start()
+    if not a.hold:
+        fw.start()
     for i in range(a.start, a.start + a.count):
         mid = str(unit.message_id(i))
         if ob.contains(mid) or ob.receipt(mid) is not None:
@@ -110,6 +112,10 @@ def run_unit(world: dict[str, Any], a: argparse.Namespace) -> int:
         print(f"P {i}", flush=True)
         if a.interval_s:
             time.sleep(a.interval_s)
+    if a.hold:
+        print("QUEUED", flush=True)
+        sys.stdin.readline()
+        fw.start()
     while True:
         if ob.stats().count == 0:
             print("DRAINED", flush=True)
@@ -159,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--interval-s", type=float, default=0.0)
     p.add_argument("--exit-when-drained", action="store_true")
+    p.add_argument("--hold", action="store_true", help="unit: queue everything, print QUEUED, start "
+                   "forwarding when a line arrives on stdin")
     p.add_argument("--instance", default="1")
     p.add_argument("--group", default="", help="receiver: override the world's share group")
     a = p.parse_args(argv)
