@@ -40,11 +40,13 @@ def main() -> int:
     ap.add_argument("--starts", type=int, default=5)
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--models", type=Path, default=None)
+    ap.add_argument("--jpeg", action="store_true",
+                    help="replay the JPEG files (decoded in the daemon) instead of raw camera-size frames")
     args = ap.parse_args()
     faces = repo_root() / "fixtures" / "faces"
     models = (args.models or default_models_dir()).resolve()
     lab = Lab.create(session_timeout_s=20.0, receipt_wait_s=30.0, selftest_image=faces / "obama.jpg",
-                     settle_s=0.0, best_of=1)
+                     settle_s=0.0, best_of=1, raw_frames=not args.jpeg)
     try:
         lab.provision(models, {"bench-ref-genuine-0001": faces / "obama.jpg"})
         lab.start_broker()

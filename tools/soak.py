@@ -34,12 +34,15 @@ from kycedge.vision import default_models_dir
 REF = "soak-ref-customer-{:06d}"
 
 
-def rss_fds(pid: int) -> tuple[float, int]:
-    rss = 0
+def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    return rss / 1024, len(os.listdir(f"/proc/{pid}/fd"))
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_fds(pid: int) -> tuple[float, int]:
+    return status_kb(pid, "VmRSS") / 1024, len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def main() -> int:
@@ -50,16 +53,19 @@ def main() -> int:
     ap.add_argument("--flap-s", type=float, default=20.0, help="broker up this long between outages")
     ap.add_argument("--down-s", type=float, default=4.0, help="each broker outage")
     ap.add_argument("--models", type=Path, default=None)
+    ap.add_argument("--jpeg", action="store_true",
+                    help="replay the JPEG files (decoded in the daemon) instead of raw camera-size frames")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon's environment")
     args = ap.parse_args()
     faces = repo_root() / "fixtures" / "faces"
     models = (args.models or default_models_dir()).resolve()
     lab = Lab.create(session_timeout_s=10.0, receipt_wait_s=1.0, settle_s=0.0, best_of=1,
-                     selftest_image=faces / "obama.jpg",
+                     selftest_image=faces / "obama.jpg", raw_frames=not args.jpeg,
                      daemon_env=dict(kv.split("=", 1) for kv in args.env))
     stop = threading.Event()
     flaps = [0]
     samples: list[dict[str, Any]] = []
+    peak_mb = 0.0
     counts: dict[str, int] = {}
     queued: list[str] = []
     t_start = time.monotonic()
@@ -134,6 +140,7 @@ def main() -> int:
             time.sleep(0.5)
         lost = [m for m in queued if c.message(m).get("state") != "receipted"]
         rss, fds = rss_fds(pid)
+        peak_mb = round(status_kb(pid, "VmHWM") / 1024, 1)
         samples.append({"at": "drained", "sessions": args.sessions, "rss_mb": round(rss, 1), "fds": fds})
         code, stop_s = lab.stop_daemon()
     finally:
@@ -145,7 +152,9 @@ def main() -> int:
         "sessions": args.sessions, "broker_outages": flaps[0], "outcomes": dict(sorted(counts.items())),
         "queued": len(queued), "receipted": len(queued) - len(lost), "lost": len(lost),
         "rss_mb": {"ready": samples[0]["rss_mb"], "after_warmup": warm["rss_mb"], "end": end["rss_mb"],
-                   "growth_after_warmup": round(end["rss_mb"] - warm["rss_mb"], 1)},
+                   "growth_after_warmup": round(end["rss_mb"] - warm["rss_mb"], 1), "peak": peak_mb,
+                   "min_after_warmup": min(s["rss_mb"] for s in samples[1:]),
+                   "max_after_warmup": max(s["rss_mb"] for s in samples[1:])},
         "fds": {"ready": samples[0]["fds"], "after_warmup": warm["fds"], "end": end["fds"]},
         "samples": samples, "stop": {"exit_code": code, "seconds": round(stop_s, 2)},
         "elapsed_s": round(time.monotonic() - t_start, 1),

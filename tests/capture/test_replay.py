@@ -167,3 +167,39 @@ def test_directory_with_a_clip_and_images(tmp_path: Path) -> None:
     assert seen == [200, 0, 0, 200]  # the image, both clip frames, loop
     with pytest.raises(CaptureError, match=r"point replay_path at the \.y4m file"):
         ReplaySource(tmp_path, decoder=fake_decoder, cache_max_bytes=80).open()
+
+
+def test_frames_larger_than_the_configured_camera_are_scaled_down(tmp_path: Path) -> None:
+    from kycedge.capture.replay import fit_within
+
+    img = np.zeros((40, 100, 3), np.uint8)
+    img[:, 50:] = 200
+    small = fit_within(img, 50, 50)
+    assert small.shape == (20, 50, 3)
+    assert int(small[0, 0, 0]) == 0
+    assert int(small[0, -1, 0]) == 200
+    assert fit_within(img, 200, 200) is img
+    write(tmp_path, "a.png", bytes([9]))
+    src = ReplaySource(tmp_path, decoder=lambda b: np.full((30, 60, 3), b[0], np.uint8), max_size=(20, 20))
+    src.open()
+    f = src.read()
+    assert f.rgb.shape == (10, 20, 3)
+    assert int(f.rgb.max()) == 9
+
+
+def test_unchanged_files_are_not_decoded_again_on_reopen(tmp_path: Path) -> None:
+    calls: list[bytes] = []
+
+    def counting(data: bytes) -> np.ndarray:
+        calls.append(data)
+        return fake_decoder(data)
+
+    write(tmp_path, "a.png", bytes([1]))
+    src = ReplaySource(tmp_path, decoder=counting)
+    src.open()
+    src.open()
+    assert len(calls) == 1
+    write(tmp_path, "b.png", bytes([2]))
+    src.open()
+    assert len(calls) == 2
+    assert sorted(int(src.read().rgb[0, 0, 0]) for _ in range(2)) == [1, 2]

@@ -12,7 +12,7 @@ def make_source(cfg: CaptureConfig) -> FrameSource:
     if cfg.source == "replay":
         from kycedge.capture.replay import ReplaySource
 
-        return ReplaySource(cfg.replay_path, fps=cfg.replay_fps)
+        return ReplaySource(cfg.replay_path, fps=cfg.replay_fps, max_size=(cfg.width, cfg.height))
     if cfg.source == "picamera":
         from kycedge.capture.picamera import PiCameraSource
 

@@ -10,8 +10,10 @@ order (it must fit the frame cache; point ``replay_path`` at a long video instea
 The directory is re-scanned on every ``open()``: a demo or a bench can point the
 "camera" at a different scene between sessions by changing the directory's contents
 (symlinks to fixture files are fine). Decoded frames are cached up to
-``cache_max_bytes`` so a long soak does not re-decode JPEGs; each ``read()`` returns a
-fresh copy the caller owns.
+``cache_max_bytes`` (and kept across ``open()`` for files that did not change), so a
+long soak does not re-decode JPEGs; each ``read()`` returns a fresh copy the caller
+owns. With ``max_size`` (the configured camera resolution) a larger image is scaled
+down to fit, as a camera would deliver it.
 
 ``.y4m`` (YUV4MPEG2) is the uncompressed video container every encoder can write
 (``ffmpeg -i in.mp4 -pix_fmt yuv420p out.y4m``); it is parsed here with numpy alone
@@ -31,7 +33,7 @@ import numpy as np
 from kycedge.capture.base import CaptureTimeoutError, Frame, SourceClosedError, check_rgb
 from kycedge.errors import CaptureError, KycEdgeError
 
-__all__ = ["IMAGE_SUFFIXES", "ReplaySource", "Y4MReader", "yuv_to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "ReplaySource", "Y4MReader", "fit_within", "yuv_to_rgb"]
 
 log = logging.getLogger("kycedge.capture.replay")
 
@@ -57,9 +59,13 @@ class ReplaySource:
         decoder: Decoder | None = None,
         max_file_bytes: int = 20 * 2**20,
         cache_max_bytes: int = 64 * 2**20,
+        max_size: tuple[int, int] | None = None,
     ) -> None:
         self._path = Path(path)
         self._fps = fps
+        self._max_size = max_size
+        self._decoded: dict[tuple[str, int, int, int], np.ndarray] = {}
+        self._clips: dict[tuple[str, int, int, int], list[np.ndarray]] = {}
         self._decoder = decoder
         self._max_file_bytes = max_file_bytes
         self._cache_max_bytes = cache_max_bytes
@@ -103,23 +109,34 @@ class ReplaySource:
                 reason="capture-unavailable",
             )
         decoder = self._decoder or _default_decoder()
+        decoded: dict[tuple[str, int, int, int], np.ndarray] = {}  # what this scan keeps
+        clips: dict[tuple[str, int, int, int], list[np.ndarray]] = {}
         cached = 0
         frames: list[np.ndarray] = []
         kept: list[Path] = []
         for p in files:
             if p.suffix.lower() == ".y4m":
-                clip = self._clip_frames(p, self._cache_max_bytes - cached)
+                key = _file_key(p)
+                known = self._clips.get(key) if key is not None else None
+                clip = known if known is not None else self._clip_frames(p, self._cache_max_bytes - cached)
+                if key is not None:
+                    clips[key] = clip
                 frames += clip
                 cached += sum(f.nbytes for f in clip)
                 kept += [p] * len(clip)
                 continue
-            rgb = self._decode_file(p, decoder)
+            key = _file_key(p)
+            rgb = self._decoded.get(key) if key is not None else None
+            if rgb is None:
+                rgb = self._decode_file(p, decoder)
             if rgb is None:
                 continue
             kept.append(p)
             if cached + rgb.nbytes <= self._cache_max_bytes:
                 frames.append(rgb)
                 cached += rgb.nbytes
+                if key is not None:
+                    decoded[key] = rgb
         if not kept:
             raise CaptureError(
                 f"replay source {self._path}: none of {len(files)} image files decoded",
@@ -135,6 +152,8 @@ class ReplaySource:
             )
         self._frames = frames if len(frames) == len(kept) else []
         self._decoder = decoder
+        self._decoded = decoded  # unchanged files are not decoded again on the next open()
+        self._clips = clips
 
     def _clip_frames(self, p: Path, budget: int) -> list[np.ndarray]:
         try:
@@ -155,7 +174,7 @@ class ReplaySource:
                         f"replay source {self._path}: expected clips and images to fit "
                         f"{self._cache_max_bytes} bytes of frames, got more at {p.name}; "
                         "point replay_path at the .y4m file", reason="capture-unavailable")
-                out.append(frame)
+                out.append(self._fit(frame))
         finally:
             reader.close()
         return out
@@ -169,7 +188,7 @@ class ReplaySource:
                     extra={"file": p.name, "reason": "too-large", "bytes": size},
                 )
                 return None
-            return check_rgb(decoder(p.read_bytes()), f"replay {p.name}")
+            return self._fit(check_rgb(decoder(p.read_bytes()), f"replay {p.name}"))
         except KycEdgeError as e:
             log.warning("replay file skipped", extra={"file": p.name, "reason": e.reason})
         except OSError as e:
@@ -193,7 +212,7 @@ class ReplaySource:
 
     def _next_rgb(self) -> np.ndarray:
         if self._y4m is not None:
-            return self._y4m.next_frame(loop=True)
+            return self._fit(self._y4m.next_frame(loop=True))
         if self._frames:
             rgb: np.ndarray = self._frames[self._index % len(self._frames)].copy()
             self._index += 1
@@ -206,6 +225,12 @@ class ReplaySource:
             if decoded is not None:
                 return decoded
         raise CaptureError(f"{self.name}: no file decodes any more", reason="capture-failed")
+
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """Like a camera configured for ``max_size``: never deliver a larger frame."""
+        if self._max_size is None:
+            return rgb
+        return fit_within(rgb, *self._max_size)
 
     def close(self) -> None:
         self._open = False
@@ -312,18 +337,65 @@ def _chroma_size(w: int, h: int, chroma: str) -> tuple[int, int]:
 
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray | None, v: np.ndarray | None) -> np.ndarray:
-    """BT.601 limited-range YCbCr (chroma upsampled by repetition) to HxWx3 uint8 RGB."""
+    """BT.601 limited-range YCbCr (chroma upsampled by repetition) to HxWx3 uint8 RGB.
+
+    Computed one channel at a time (float32), so a frame costs a few planes of scratch
+    memory, never a full float copy of the RGB frame.
+    """
     h, w = y.shape
-    yf = (y.astype(np.float32) - 16.0) * (255.0 / 219.0)
+    yf = (y.astype(np.float32) - 16.0) * np.float32(255.0 / 219.0)
+    out: np.ndarray = np.empty((h, w, 3), np.uint8)
     if u is None or v is None:
-        out = np.clip(yf, 0, 255).astype(np.uint8)
-        return np.repeat(out[:, :, None], 3, axis=2)
+        np.clip(yf, 0, 255, out=yf)
+        out[...] = np.rint(yf)[..., None].astype(np.uint8)
+        return out
     ry, rx = -(-h // u.shape[0]), -(-w // u.shape[1])
-    uf = np.repeat(np.repeat(u, ry, axis=0), rx, axis=1)[:h, :w].astype(np.float32) - 128.0
-    vf = np.repeat(np.repeat(v, ry, axis=0), rx, axis=1)[:h, :w].astype(np.float32) - 128.0
-    scale = 255.0 / 224.0
-    r = yf + 1.402 * scale * vf
-    g = yf - 0.344136 * scale * uf - 0.714136 * scale * vf
-    b = yf + 1.772 * scale * uf
-    rgb: np.ndarray = np.clip(np.stack([r, g, b], axis=2), 0, 255).round().astype(np.uint8)
-    return rgb
+
+    def up(c: np.ndarray) -> np.ndarray:
+        full: np.ndarray = np.repeat(np.repeat(c, ry, axis=0), rx, axis=1)[:h, :w].astype(np.float32)
+        full -= 128.0
+        full *= np.float32(255.0 / 224.0)
+        return full
+
+    uf, vf = up(u), up(v)
+    for ch in range(3):
+        plane: np.ndarray
+        if ch == 0:
+            plane = yf + np.float32(1.402) * vf
+        elif ch == 1:
+            plane = yf - np.float32(0.344136) * uf - np.float32(0.714136) * vf
+        else:
+            plane = yf + np.float32(1.772) * uf
+        np.clip(plane, 0, 255, out=plane)
+        out[..., ch] = np.rint(plane)
+    return out
+
+
+def _file_key(p: Path) -> tuple[str, int, int, int] | None:
+    """Identity of a file's content for the decode cache (follows symlinks)."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (p.name, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def fit_within(rgb: np.ndarray, max_w: int, max_h: int) -> np.ndarray:
+    """``rgb`` scaled down (aspect kept, area averaging) to fit ``max_w`` x ``max_h``; else as is."""
+    h, w = rgb.shape[:2]
+    scale = min(max_w / w, max_h / h)
+    if scale >= 1.0:
+        return rgb
+    nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
+    # area averaging band by band (one output row at a time), so the extra memory is a
+    # few source rows, never a full-size copy of a large frame
+    ys = np.linspace(0, h, nh + 1).astype(np.int64)
+    xs = np.linspace(0, w, nw + 1).astype(np.int64)
+    widths = np.diff(xs)[:, None]
+    out: np.ndarray = np.empty((nh, nw, 3), np.uint8)
+    for i in range(nh):
+        band = rgb[ys[i]:ys[i + 1]].sum(axis=0, dtype=np.uint32)          # (w, 3)
+        sums = np.add.reduceat(band, xs[:-1], axis=0)                     # (nw, 3)
+        area = widths * (ys[i + 1] - ys[i])
+        out[i] = (sums + area // 2) // area
+    return out

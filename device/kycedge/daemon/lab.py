@@ -91,6 +91,11 @@ class Lab:
     best_of: int = 3
     session_extra: str = ""  # more [session] lines, e.g. "stuck_after_s = 2.0\n"
     selftest_image: Path | None = None  # [daemon] selftest_image
+    # True: the "camera" delivers raw frames at camera_size (photos are decoded and scaled
+    # here, in the lab process, and replayed as .y4m), as a real camera does; False: the
+    # daemon's replay source decodes the JPEG/PNG files itself
+    raw_frames: bool = False
+    camera_size: tuple[int, int] = (1280, 720)
     daemon_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     broker: subprocess.Popen[bytes] | None = None
@@ -220,6 +225,8 @@ status_interval_s = 1.0
 source = "replay"
 replay_path = "{self.scene}"
 replay_fps = 15.0
+width = {self.camera_size[0]}
+height = {self.camera_size[1]}
 
 [session]
 timeout_s = {self.session_timeout_s}
@@ -310,7 +317,21 @@ idle_poll_s = 0.2
         if empty:
             write_y4m(self.scene / "empty.y4m", [empty_scene()])
         for i, p in enumerate(photos):
-            (self.scene / f"{i:02d}-{p.name}").symlink_to(p.resolve())
+            if self.raw_frames:
+                (self.scene / f"{i:02d}-{p.stem}.y4m").symlink_to(self._raw_clip(p))
+            else:
+                (self.scene / f"{i:02d}-{p.name}").symlink_to(p.resolve())
+
+    def _raw_clip(self, photo: Path) -> Path:
+        from kycedge.capture.replay import fit_within
+        from kycedge.vision.decode import decode_image
+
+        out = self.root / "frames" / f"{photo.stem}.y4m"
+        if not out.exists():
+            out.parent.mkdir(exist_ok=True)
+            rgb = fit_within(decode_image(photo.read_bytes()), *self.camera_size)
+            write_y4m(out, [rgb])
+        return out
 
     def _start_notify(self) -> str:
         path = self.root / "run" / "notify.sock"
