@@ -88,6 +88,8 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temp dir, removed)")
     ap.add_argument("--drain-timeout-s", type=float, default=60.0)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--outage-s", type=float, default=0.0,
+                    help="first hold the broker down this long while a unit captures (and is killed once)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
@@ -112,6 +114,33 @@ def main() -> int:
               "undrained": 0}
     print(f"chaos: seed={seed} work={work}", file=sys.stderr)
     try:
+        if a.outage_s > 0:
+            # One long outage first: the broker is stopped for --outage-s while a unit keeps
+            # capturing (one registration per second) and is killed once mid-way.
+            device = "outage"
+            k = max(2, int(a.outage_s))
+            args = ["--device", device, "--count", str(k), "--interval-s", "1.0"]
+            broker.stop()
+            unit = spawn("unit", world, *args, log=log)
+            r1 = Reader(unit)
+            time.sleep(a.outage_s / 2)
+            unit.kill()
+            unit.wait()
+            got = r1.finish()
+            unit = spawn("unit", world, *args, log=log)
+            r2 = Reader(unit)
+            time.sleep(a.outage_s / 2)
+            broker.start()
+            t = time.monotonic()
+            if not r2.drained.wait(a.drain_timeout_s + k):
+                faults["undrained"] += 1
+            got |= r2.finish() if r2.drained.is_set() else r2.accepted
+            unit.kill()
+            unit.wait()
+            accepted[device] = got
+            print(f"outage: broker down {a.outage_s:.0f} s, {len(got)} accepted (one per second, also "
+                  f"after it came back), drained {time.monotonic() - t:.1f} s after it came back",
+                  file=sys.stderr, flush=True)
         for trial in range(a.trials):
             device = f"u{trial:04d}"
             k = rng.randint(5, 40)
