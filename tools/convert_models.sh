@@ -14,9 +14,15 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # Only the convert extra's requirements, not the package itself (read from pyproject.toml).
 REQS=$("$VENV/bin/python" - <<'PY'
-import tomllib
-with open("pyproject.toml", "rb") as f:
-    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["convert"]))
+try:
+    import tomllib
+except ImportError:  # Python 3.10: read the list literally
+    import re
+    block = re.search(r"^convert = \[(.*?)^\]", open("pyproject.toml").read(), re.S | re.M).group(1)
+    print("\n".join(re.findall(r'^\s*"([^"]+)"', block, re.M)))
+else:
+    with open("pyproject.toml", "rb") as f:
+        print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["convert"]))
 PY
 )
 # shellcheck disable=SC2086
