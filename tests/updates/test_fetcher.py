@@ -143,3 +143,24 @@ def test_metadata_is_never_resumed(tmp_path: Path) -> None:
     with fetcher(t, tmp_path).download_file("http://repo/metadata/timestamp.json", len(DATA)) as out:
         assert out.read() == DATA
     assert t.calls == [{}, {}]
+
+
+def test_slow_retrieval_is_cut_and_resumed(tmp_path: Path) -> None:
+    """A server dripping bytes cannot hold the unit: after the grace period a transfer
+    below the minimum average rate is cut, and the next attempt resumes with Range."""
+    now = [0.0]
+
+    class Drip(Resp):
+        def chunks(self) -> Iterator[bytes]:
+            for i in range(0, len(self._body), 1000):
+                now[0] += 10.0                        # 1000 bytes every 10 s: 100 B/s
+                self.read += 1
+                yield self._body[i:i + 1000]
+
+    t = FakeTransport([Drip(200, full(), DATA),
+                       Resp(206, {"Content-Range": f"bytes 4000-{len(DATA) - 1}/{len(DATA)}"}, DATA[4000:])])
+    f = ResumableFetcher(t, tmp_path / "partial", resumable_prefixes=("http://repo/targets/",), retries=1,
+                         backoff_s=0.0, min_bytes_per_s=1024, slow_grace_s=30.0, clock=lambda: now[0])
+    with f.download_file(URL, len(DATA)) as out:
+        assert out.read() == DATA
+    assert t.calls == [{}, {"Range": "bytes=4000-"}]

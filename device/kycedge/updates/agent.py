@@ -193,7 +193,8 @@ class UpdateAgent:
         return RepositoryClient(repository_url=c.repository_url, trusted_root=root,
                                 metadata_dir=c.state_dir / "tuf", partial_dir=c.state_dir / "partial",
                                 transport=transport, max_metadata_bytes=c.max_metadata_bytes,
-                                retries=c.download_retries, backoff_s=c.retry_backoff_s)
+                                retries=c.download_retries, backoff_s=c.retry_backoff_s,
+                                min_bytes_per_s=c.min_download_bytes_per_s)
 
     def check_now(self) -> UpdateStatus:
         """One full check; never raises for a bad repository, bundle or model."""

@@ -27,6 +27,8 @@ class UpdatesConfig:
     poll_jitter_s: float = section(300.0, min=0.0, max=86400.0, help="random delay added to each poll")
     connect_timeout_s: float = section(10.0, min=0.5, max=120.0, help="TCP/TLS connect timeout")
     read_timeout_s: float = section(30.0, min=0.5, max=600.0, help="timeout between received bytes")
+    min_download_bytes_per_s: int = section(
+        1024, min=0, max=2**30, help="cut a transfer slower than this on average after 30 s (0: off)")
     download_retries: int = section(5, min=0, max=100, help="resume attempts per file per check")
     retry_backoff_s: float = section(1.0, min=0.0, max=300.0, help="wait before a resume attempt")
     max_metadata_bytes: int = section(

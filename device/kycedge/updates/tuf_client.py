@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -119,13 +119,20 @@ class ResumableFetcher(FetcherInterface):
 
     def __init__(self, transport: Transport, partial_dir: Path, *,
                  resumable_prefixes: tuple[str, ...] = (), retries: int = 5,
-                 backoff_s: float = 1.0, hard_limit_bytes: int = 4 * 2**30) -> None:
+                 backoff_s: float = 1.0, hard_limit_bytes: int = 4 * 2**30,
+                 min_bytes_per_s: float = 0.0, slow_grace_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._transport = transport
         self._partial_dir = partial_dir
         self._prefixes = resumable_prefixes
         self._retries = retries
         self._backoff_s = backoff_s
         self._hard_limit = hard_limit_bytes
+        # Slow-retrieval guard: a transfer must average at least min_bytes_per_s after a
+        # grace period, else it is cut (and resumed later) instead of tying the unit up.
+        self._min_rate = min_bytes_per_s
+        self._grace_s = slow_grace_s
+        self._clock = clock
         self.resumed = 0  # number of Range resumptions that the server honoured
 
     def _fetch(self, url: str) -> Iterator[bytes]:
@@ -215,6 +222,7 @@ class ResumableFetcher(FetcherInterface):
                     f"{url}: expected at most {max_length} bytes, server announces "
                     f"{have + int(declared)}")
             total = have
+            started = self._clock()
             try:
                 for chunk in resp.chunks():
                     total += len(chunk)
@@ -222,6 +230,13 @@ class ResumableFetcher(FetcherInterface):
                         raise tuf_exc.DownloadLengthMismatchError(
                             f"{url}: expected at most {max_length} bytes, got more than that")
                     f.write(chunk)
+                    if self._min_rate > 0:
+                        elapsed = self._clock() - started
+                        if elapsed > self._grace_s and (total - have) < self._min_rate * elapsed:
+                            f.flush()
+                            raise _Transient(
+                                f"too slow: {total - have} bytes in {elapsed:.0f} s, expected at least "
+                                f"{self._min_rate:.0f} B/s after {self._grace_s:.0f} s")
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 f.flush()
                 raise _Transient(f"{type(e).__name__} after {total} bytes") from e
@@ -248,11 +263,12 @@ class RepositoryClient:
 
     def __init__(self, *, repository_url: str, trusted_root: bytes, metadata_dir: Path,
                  partial_dir: Path, transport: Transport, max_metadata_bytes: int = 512 * 1024,
-                 retries: int = 5, backoff_s: float = 1.0) -> None:
+                 retries: int = 5, backoff_s: float = 1.0, min_bytes_per_s: float = 0.0) -> None:
         base = repository_url.rstrip("/")
         self._targets_url = base + "/targets/"
         self.fetcher = ResumableFetcher(transport, partial_dir, resumable_prefixes=(self._targets_url,),
-                                        retries=retries, backoff_s=backoff_s)
+                                        retries=retries, backoff_s=backoff_s,
+                                        min_bytes_per_s=min_bytes_per_s)
         metadata_dir.mkdir(parents=True, exist_ok=True)
         cfg = UpdaterConfig(root_max_length=max_metadata_bytes, timestamp_max_length=min(
             max_metadata_bytes, 64 * 1024))
