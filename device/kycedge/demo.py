@@ -194,9 +194,9 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
           f"{any('STOPPING=1' in m for _, m in lab.notify_log)}\n")
         if res.stop[0] != 0:
             res.problems.append(f"daemon: expected exit code 0 on SIGTERM, got {res.stop[0]}")
-    except Exception as e:
+    except Exception as e:  # tell a newcomer what broke instead of a traceback
         res.problems.append(f"{type(e).__name__}: {e}")
-        raise
+        w(f"\n   stopped early: {type(e).__name__}: {e}\n")
     finally:
         lab.close(remove=not keep)
         logging.getLogger().removeHandler(log_handler)

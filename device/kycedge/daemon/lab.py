@@ -262,6 +262,9 @@ idle_poll_s = 0.2
 
     # ---- the broker ---------------------------------------------------------------------
     def start_broker(self, timeout_s: float = 10.0) -> None:
+        if not os.access(MOSQUITTO, os.X_OK):
+            raise RuntimeError(f"mosquitto not found at {MOSQUITTO}: install it (apt-get install mosquitto) "
+                               "or set KYCEDGE_MOSQUITTO")
         log = open(self.root / "broker" / "mosquitto.log", "ab")  # noqa: SIM115 - handed to the child
         self.broker = subprocess.Popen([MOSQUITTO, "-c", str(self.root / "broker" / "mosquitto.conf")],
                                        stdout=log, stderr=log)
