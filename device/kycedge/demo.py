@@ -85,7 +85,7 @@ def _registration(client: Any, ref: str, out: TextIO, *, timeout_s: float | None
 def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_dir: Path | None = None,
              keep: bool = False) -> FlowResult:
     """The whole flow (see the module docstring); prints a readable account to ``out``."""
-    from kycedge.daemon.lab import Lab, repo_root
+    from kycedge.daemon.lab import Lab, approach, repo_root
     from kycedge.vision import default_models_dir
 
     faces = faces_dir or repo_root() / "fixtures" / "faces"
@@ -111,7 +111,7 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
           f"(model {facts['model']}, threshold {facts['threshold']:.3f})\n")
         lab.start_receiver()
         w("   carrier receiver consuming the templates (shared subscription)\n")
-        lab.show(faces / "obama2.jpg")
+        lab.show_clip("approach", approach(faces / "obama2.jpg"))
         res.ready_s = lab.start_daemon()
         w(f"   unit daemon `kycedge run` started: READY=1 after {res.ready_s:.2f} s "
           "(models loaded and self-tested)\n")
@@ -120,7 +120,8 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
         w(f"   local API on {lab.api_socket}: status {info['status']}, "
           f"link {'up' if info['link']['connected'] else 'connecting'}\n\n")
 
-        w("A. Genuine customer: the camera sees obama2.jpg; the ID photo is obama.jpg\n")
+        w("A. Genuine customer walking up to the counter (obama2.jpg, far then near); "
+          "the ID photo is obama.jpg\n")
         s = _registration(client, REFS["genuine"], out)
         res.steps["genuine"] = s
         _expect(res, "genuine", s, receipt=True)

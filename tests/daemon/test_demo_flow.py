@@ -39,6 +39,7 @@ def test_demo_runs_every_step(flow: object) -> None:
     res, text = flow  # type: ignore[misc]
     assert res.ok, res.problems
     assert res.steps["genuine"]["receipt"]["reason"] == "match"
+    assert res.steps["genuine"]["guidance"][:3] == ["no-face", "move-closer", "ok"]
     assert res.steps["impostor"]["receipt"]["reason"] == "no-match"
     assert res.steps["bad"]["failed"]["reason"] == "timeout"
     assert res.steps["bad"]["failed"]["last_guidance"] == "no-face"

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MOSQUITTO", "Lab", "free_port", "repo_root", "write_y4m"]
+__all__ = ["MOSQUITTO", "Lab", "approach", "free_port", "repo_root", "write_y4m"]
 
 MOSQUITTO = os.environ.get("KYCEDGE_MOSQUITTO", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
 RECEIVER_NAME = "carrier-receiver"
@@ -78,6 +78,25 @@ def empty_scene(w: int = 640, h: int = 480) -> np.ndarray:
     rgb = np.stack([base, base * 0.95, base * 0.85], axis=2)
     out: np.ndarray = np.clip(rgb, 0, 255).astype(np.uint8)
     return out
+
+
+def approach(photo: Path, size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
+    """Frames of a customer walking up to the counter: far (no face found), then too small
+    (move closer), then in place. Made from a photo with the project's own decoder."""
+    from kycedge.capture.replay import fit_within
+    from kycedge.vision.decode import decode_image
+
+    img = decode_image(photo.read_bytes())
+    w, h = size
+    frames = []
+    for scale, n in ((0.3, 2), (0.6, 3), (1.0, 10)):
+        small = fit_within(img, int(w * scale), int(h * scale))
+        canvas = np.full((h, w, 3), 110, np.uint8)
+        sh, sw = small.shape[:2]
+        y0, x0 = (h - sh) // 2, (w - sw) // 2
+        canvas[y0:y0 + sh, x0:x0 + sw] = small
+        frames += [canvas] * n
+    return frames
 
 
 @dataclass
@@ -324,6 +343,12 @@ idle_poll_s = 0.2
                 (self.scene / f"{i:02d}-{p.stem}.y4m").symlink_to(self._raw_clip(p))
             else:
                 (self.scene / f"{i:02d}-{p.name}").symlink_to(p.resolve())
+
+    def show_clip(self, name: str, frames: list[np.ndarray]) -> None:
+        """The camera sees these frames in order (then loops), e.g. a customer walking up."""
+        for p in self.scene.iterdir():
+            p.unlink()
+        write_y4m(self.scene / f"{name}.y4m", frames)
 
     def _raw_clip(self, photo: Path) -> Path:
         from kycedge.capture.replay import fit_within
