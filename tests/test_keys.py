@@ -62,10 +62,12 @@ def test_cli_init_and_csr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert f"key_id: {ident.key_id}" in out
     assert f"public_key: {ident.public_key.hex()}" in out
     assert "status: created" in out
-    assert main(["keys", "csr", "--subject", "CN=dev-7", "--state-dir", str(tmp_path),
+    assert main(["keys", "csr", "--tenant", "acme", "--device", "dev-7", "--state-dir", str(tmp_path),
                  "--out", str(tmp_path / "x.csr")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("-----BEGIN CERTIFICATE REQUEST-----")
-    assert crypto.csr_common_name(crypto.csr_from_pem((tmp_path / "x.csr").read_bytes())) == "dev-7"
-    assert main(["keys", "csr", "--subject", "O=x,CN=y", "--state-dir", str(tmp_path)]) == 2
-    assert "expected a common name" in capsys.readouterr().err
+    assert crypto.csr_common_name(crypto.csr_from_pem((tmp_path / "x.csr").read_bytes())) == "acme/dev-7"
+    # The CN is the broker identity: an id that is not one safe topic level is refused.
+    assert main(["keys", "csr", "--tenant", "acme", "--device", "O=x,CN=y",
+                 "--state-dir", str(tmp_path)]) == 2
+    assert "expected device id of 1-64 characters" in capsys.readouterr().err

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help=f"state directory (default {DEFAULT_STATE_DIR}, env KYCEDGE_STATE_DIR)")
     init.set_defaults(handler=_init)
     csr = sub.add_parser("csr", help="write a PEM certificate signing request for the broker's mutual TLS")
-    csr.add_argument("--subject", required=True, help="subject CN, normally the device id")
+    csr.add_argument("--tenant", required=True, help="the carrier tenant this unit belongs to")
+    csr.add_argument("--device", required=True, help="the unit's device id")
     csr.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     csr.add_argument("--out", type=Path, default=None,
                      help="also write the CSR here ('-' = stdout only; default: <state-dir>/device-tls.csr)")
@@ -38,16 +39,12 @@ def _init(args: argparse.Namespace) -> int:
 
 def _csr(args: argparse.Namespace) -> int:
     from kycedge import crypto
+    from kycedge.fleet.provision import device_common_name
     from kycedge.keys import TLS_CSR_FILE, make_device_csr
 
-    subject: str = args.subject
-    if subject.upper().startswith("CN="):
-        subject = subject[3:]
-    if "=" in subject or "," in subject or "/" in subject:
-        from kycedge.errors import KeyStoreError
-
-        raise KeyStoreError(f"--subject: expected a common name such as dev-0001, got {args.subject!r}")
-    pem = make_device_csr(args.state_dir, subject)
+    # The broker takes the unit's identity (and so its ACL) from this CN: <tenant>/<device>,
+    # the same name `kycedge-fleet device issue --csr` insists on.
+    pem = make_device_csr(args.state_dir, device_common_name(args.tenant, args.device))
     if args.out is not None and str(args.out) != "-":
         crypto.write_public_file(args.out, pem)
         print(f"csr_file: {args.out}", file=sys.stderr)
