@@ -1,4 +1,4 @@
-"""``kycedge demo``: the capture pipeline over the bundled sample faces, explained.
+"""``kycedge demo``: the capture pipeline over the bundled sample faces, then the whole flow.
 
 For each image in ``fixtures/faces/`` it shows the decision (template made, or why not)
 and the time spent per stage; then it compares every pair of templates and shows the
@@ -98,9 +98,11 @@ def vision_demo(pipe: Pipeline, faces_dir: Path, out: TextIO = sys.stdout,
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="run the pipeline on the bundled sample faces",
-                              description="Run the capture pipeline over fixtures/faces and show "
-                              "decisions, timings and genuine/impostor scores.")
+    p = subparsers.add_parser("demo", help="the whole flow on the bundled sample faces",
+                              description="Run the capture pipeline over fixtures/faces (decisions, "
+                              "timings, genuine/impostor scores), then the whole flow: a local "
+                              "broker, the carrier receiver and the unit daemon doing registrations "
+                              "through the local API, receipts, and an outage the outbox rides out.")
     p.add_argument("--models", type=Path, default=None,
                    help="model directory (default: $KYCEDGE_MODELS or the repository's models/)")
     p.add_argument("--faces", type=Path, default=None, help="image folder (default: fixtures/faces)")
