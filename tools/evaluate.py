@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import resource
 import sys
 import time
@@ -42,6 +41,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "device"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from vision_manifest import write_manifest  # noqa: E402 - after the path set-up
 
 FARS = (1e-3, 1e-4)
 
@@ -291,12 +293,7 @@ def write_threshold(models_dir: Path, summary: dict[str, Any], command: str) -> 
             "command": command,
         },
     }
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(data, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_manifest(path, data)
 
 
 def parse_value(v: str) -> Any:

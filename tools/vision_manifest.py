@@ -31,6 +31,16 @@ PIPELINE = {
 }
 
 
+def write_manifest(path: Path, data: dict[str, object]) -> None:
+    """Canonical form (sorted keys, 2-space indent, as the conversion tool writes it), atomically."""
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=ROOT / "models")
@@ -42,12 +52,7 @@ def main() -> int:
     if missing:
         raise SystemExit(f"{path}: models section lacks {missing}; has {sorted(data['models'])}")
     data["pipeline"] = PIPELINE
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(data, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_manifest(path, data)
     print(f"wrote pipeline section to {path}", file=sys.stderr)
     return 0
 
