@@ -35,6 +35,25 @@ from kycedge.uplink.seam import AckHandler, ConnectListener, Handler, Will
 __all__ = ["MqttClient", "UplinkError", "filter_matches"]
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger("kycedge.uplink.paho")
+
+
+class _OutageChatter(logging.Filter):
+    """Demote paho's per-iteration "Client is not connected" ERROR to DEBUG.
+
+    While the broker is away paho logs that line at ERROR on every loop iteration; the
+    outage itself is already reported once at WARNING by our on_disconnect, so at ERROR
+    it is noise that buries real errors in the journal of a unit whose uplink comes and goes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return paho_log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+paho_log.addFilter(_OutageChatter())
 
 
 def filter_matches(topic_filter: str, topic: str) -> bool:
@@ -95,7 +114,7 @@ class MqttClient:
             manual_ack=manual_ack,
         )
         c = self._client
-        c.enable_logger(logging.getLogger("kycedge.uplink.paho"))
+        c.enable_logger(paho_log)
         c.max_inflight_messages_set(config.max_inflight)
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
