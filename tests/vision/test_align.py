@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kycedge.vision.align import (
@@ -125,3 +126,19 @@ def test_pillow_resampler_agrees_with_numpy_reference() -> None:
         diff = np.abs(ref - fast)[inside]
         assert diff.max() <= 2
         assert diff.mean() < 1.0
+
+
+def test_frame_image_warp_equals_array_warp() -> None:
+    # the pipeline shares one Pillow copy of the frame between its warps: same pixels
+    from kycedge.vision.decode import FrameImage
+    from kycedge.vision.decode import warp_affine as fast_warp
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, size=(600, 900, 3), dtype=np.uint8)
+    frame = FrameImage(img)
+    for m, size in ((similarity(1.3, 0.2, -40.0, -30.0), 192), (similarity(0.45, 0.0, 2.0, 10.0), 128),
+                    (similarity(0.2, 0.1, 5.0, 3.0), 112), (similarity(128 / 900, 0.0, 0.0, 21.0), 128)):
+        assert np.array_equal(fast_warp(frame, m, size, size), fast_warp(img, m, size, size))
+    assert frame.shape == img.shape
+    with pytest.raises(ValueError):
+        FrameImage(img[:, :, 0])

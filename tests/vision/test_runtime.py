@@ -77,3 +77,28 @@ def test_falls_back_to_tflite_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tflite_runtime", types.ModuleType("tflite_runtime"))
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", fake)
     assert runtime.runtime_name() == "tflite_runtime.interpreter"
+
+
+def test_run_filled_equals_run(models_dir: Path) -> None:
+    # writing the input straight into the tensor (via a pixel table when quantised) gives
+    # exactly what run() gives on the float input
+    from kycedge.vision.runtime import pixel_lut
+
+    manifest = load_manifest(models_dir)
+    rng = np.random.default_rng(2)
+    for role in ("detector", "landmarks", "embedder"):
+        entry = manifest.role(role)
+        if entry is None:
+            continue
+        model = Model(manifest.read_checked(entry), threads=1, name=entry.name)
+        spec = model.inputs[0]
+        pixels = rng.integers(0, 256, size=spec.shape, dtype=np.uint8)
+        lut = pixel_lut(spec, 1.0 / 255.0, -0.5)
+        expected = model.run(pixels.astype(np.float32) * np.float32(1.0 / 255.0) + np.float32(-0.5))
+
+        def fill(buf: np.ndarray, lut: np.ndarray = lut, pixels: np.ndarray = pixels) -> None:
+            np.take(lut, pixels, out=buf)
+
+        got = model.run_filled(fill)
+        assert all(np.array_equal(e, g) for e, g in zip(expected, got, strict=True))
+        assert model.run_filled(fill)[0].shape == expected[0].shape  # the view was released

@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from kycedge.config import section
 from kycedge.errors import ImageError
 
-__all__ = ["DecodeConfig", "ImageError", "decode_image", "sniff_format", "warp_affine"]
+__all__ = ["DecodeConfig", "FrameImage", "ImageError", "decode_image", "sniff_format", "warp_affine"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -189,16 +189,44 @@ def _to_rgb(img: Image.Image) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(out)
 
 
+class FrameImage:
+    """An RGB frame plus its Pillow copy, made at most once per frame and shared by all warps.
+
+    The pipeline warps one frame three times (detector view, FaceMesh crop, aligned face);
+    converting the frame to a Pillow image once instead of once per warp is the cheap part
+    of that work. Stays in RAM like the frame itself; :attr:`rgb` is the array given.
+    """
+
+    __slots__ = ("_image", "rgb")
+
+    def __init__(self, rgb: npt.NDArray[np.uint8]) -> None:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 frame, got shape {rgb.shape} dtype {rgb.dtype}")
+        self.rgb = rgb
+        self._image: Image.Image | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.rgb.shape)
+
+    def image(self) -> Image.Image:
+        if self._image is None:
+            self._image = Image.fromarray(np.ascontiguousarray(self.rgb))
+        return self._image
+
+
 def warp_affine(
-    img: npt.NDArray[np.uint8], m: npt.ArrayLike, width: int, height: int
+    img: npt.NDArray[np.uint8] | FrameImage, m: npt.ArrayLike, width: int, height: int
 ) -> npt.NDArray[np.uint8]:
     """Bilinear affine warp in Pillow's C code (the frame stays in RAM).
 
     Same contract as the numpy reference :func:`kycedge.vision.align.warp_affine`: ``m``
     (2x3) maps source pixels to output pixels with pixel centres at integer coordinates
-    (OpenCV convention), samples outside the source are black. Only the source region the
-    output covers is copied; when the warp shrinks by more than 2x that region is first
-    box-reduced by an integer factor (``Image.reduce``) so that the result does not alias.
+    (OpenCV convention), samples outside the source are black. When the warp shrinks by
+    more than 2x, the source region the output covers is first box-reduced by an integer
+    factor (``Image.reduce``) so that the result does not alias. ``img`` may be a
+    :class:`FrameImage` so that several warps of one frame share one Pillow image; a bare
+    array is converted for this call only (only the region the output covers is copied).
     """
     a = np.vstack([np.asarray(m, dtype=np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
     h, w = img.shape[:2]
@@ -214,18 +242,29 @@ def warp_affine(
     x_hi = max(min(int(np.ceil(corners[:, 0].max())) + pad, w), x_lo + 1)
     y_lo = min(max(int(np.floor(corners[:, 1].min())) - pad, 0), h - 1)
     y_hi = max(min(int(np.ceil(corners[:, 1].max())) + pad, h), y_lo + 1)
-    region = Image.fromarray(np.ascontiguousarray(img[y_lo:y_hi, x_lo:x_hi]))
+    reduce = k > 1 and min(x_hi - x_lo, y_hi - y_lo) >= k
+    # the coefficients are computed for the region (as if it were copied out), so that a
+    # FrameImage and a bare array give the same result; ``shift`` moves them onto the frame
+    shift_x = shift_y = 0.0
+    if not isinstance(img, FrameImage):
+        region = Image.fromarray(np.ascontiguousarray(img[y_lo:y_hi, x_lo:x_hi]))
+        if reduce:
+            region = region.reduce(k)
+    elif reduce:
+        region = img.image().reduce(k, box=(x_lo, y_lo, x_hi, y_hi))
+    else:
+        region, shift_x, shift_y = img.image(), float(x_lo), float(y_lo)  # no copy
     # region pixel (u, v) is source pixel (u + x_lo, v + y_lo)
     a = a @ np.array([[1.0, 0.0, x_lo], [0.0, 1.0, y_lo], [0.0, 0.0, 1.0]])
-    if k > 1 and min(region.size) >= k:
-        region = region.reduce(k)
+    if reduce:
         # reduced pixel u covers region pixels k*u .. k*u + k - 1: centre k*u + (k - 1) / 2
         a = a @ np.array([[k, 0.0, (k - 1) / 2.0], [0.0, k, (k - 1) / 2.0], [0.0, 0.0, 1.0]])
     inv = np.linalg.inv(a)
     ia, ib, ic = inv[0]
     id_, ie, if_ = inv[1]
     # Pillow samples output pixel centre (x + .5, y + .5) and puts input pixel centres at + .5
-    coeffs = (ia, ib, ic + 0.5 - 0.5 * (ia + ib), id_, ie, if_ + 0.5 - 0.5 * (id_ + ie))
+    coeffs = (ia, ib, ic + 0.5 - 0.5 * (ia + ib) + shift_x,
+              id_, ie, if_ + 0.5 - 0.5 * (id_ + ie) + shift_y)
     out = region.transform((width, height), Image.Transform.AFFINE, coeffs,
                            resample=Image.Resampling.BILINEAR)
     return np.asarray(out)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kycedge.vision.align import landmarks_from_four
-from kycedge.vision.decode import warp_affine
+from kycedge.vision.decode import FrameImage, warp_affine
 from kycedge.vision.runtime import Model
 
 __all__ = [
@@ -223,13 +223,21 @@ class BlazeFaceDetector:
         self._reg = model.output_index("regressors") if any(
             o.name == "regressors" for o in model.outputs) else 0
         self._cls = 1 - self._reg
+        self._direct = model.inputs[0].dtype == "float32"
 
-    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Face]:
+    def detect(self, rgb: npt.NDArray[np.uint8] | FrameImage) -> list[Face]:
         h, w = rgb.shape[:2]
         m = letterbox_matrix(w, h, self.size)
         view = warp_affine(rgb, m, self.size, self.size)
-        x = (view.astype(np.float32) / 127.5 - 1.0)[None]
-        outs = self.model.run(x)
+        if self._direct:
+            def fill(buf: npt.NDArray[np.float32]) -> None:
+                # pixel / 127.5 - 1 in float32, written straight into the input tensor
+                np.divide(view, np.float32(127.5), out=buf[0])
+                np.subtract(buf, np.float32(1.0), out=buf)
+
+            outs = self.model.run_filled(fill)
+        else:
+            outs = self.model.run((view.astype(np.float32) / 127.5 - 1.0)[None])
         found = decode_blazeface(
             outs[self._reg], outs[self._cls], score_threshold=self.score_threshold,
             iou_threshold=self.iou_threshold, size=self.size,
@@ -285,7 +293,7 @@ class YuNetDetector:
             self._heads["bbox"].append(groups[(rows, 4)][0])
             self._heads["kps"].append(groups[(rows, 10)][0])
 
-    def detect(self, rgb: npt.NDArray[np.uint8]) -> list[Face]:
+    def detect(self, rgb: npt.NDArray[np.uint8] | FrameImage) -> list[Face]:
         h, w = rgb.shape[:2]
         s = min(self.width / w, self.height / h)
         m = np.array([[s, 0.0, 0.0], [0.0, s, 0.0]])

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from kycedge.vision.align import SFACE_SIZE
 from kycedge.vision.match import l2_normalize
-from kycedge.vision.runtime import Model
+from kycedge.vision.runtime import Model, pixel_lut
 
 __all__ = ["Embedder"]
 
@@ -34,8 +34,18 @@ class Embedder:
             raise ValueError(f"SFace: expected a {SFACE_SIZE}x{SFACE_SIZE} input, got {shape}")
         self.flip_average = flip_average
         self.dim = int(np.prod(model.outputs[0].shape))
+        self._lut = pixel_lut(model.inputs[0])
 
     def _raw(self, crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        if not self.nchw:
+            lut = self._lut
+
+            def fill(buf: npt.NDArray[np.generic]) -> None:
+                # pixel values 0..255 in the input tensor's own type, via a 256-entry table
+                # (bit-identical to quantising the float crop)
+                np.take(lut, crop, out=buf[0])
+
+            return self.model.run_filled(fill)[0].reshape(-1)
         x = crop.astype(np.float32)[None]
         if self.nchw:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kycedge.vision.align import invert_affine, transform_points
-from kycedge.vision.decode import warp_affine
+from kycedge.vision.decode import FrameImage, warp_affine
 from kycedge.vision.runtime import Model
 
 __all__ = ["FaceMesh", "five_from_mesh", "roi_matrix"]
@@ -74,13 +74,20 @@ class FaceMesh:
         sizes = [int(np.prod(o.shape)) for o in model.outputs]
         self._pts = int(np.argmax(sizes))
         self._flag = int(np.argmin(sizes))
+        self._direct = model.inputs[0].dtype == "float32"
 
-    def refine(self, rgb: npt.NDArray[np.uint8], box: tuple[float, float, float, float],
+    def refine(self, rgb: npt.NDArray[np.uint8] | FrameImage, box: tuple[float, float, float, float],
                eye_r: npt.ArrayLike, eye_l: npt.ArrayLike) -> tuple[FloatArray, float] | None:
         """(five points in image pixels, face presence) or None if FaceMesh sees no face."""
         m = roi_matrix(box, eye_r, eye_l, self.size)
         crop = warp_affine(rgb, m, self.size, self.size)
-        outs = self.model.run((crop.astype(np.float32) / 255.0)[None])
+        if self._direct:
+            def fill(buf: npt.NDArray[np.float32]) -> None:
+                np.divide(crop, np.float32(255.0), out=buf[0])  # float32, into the input tensor
+
+            outs = self.model.run_filled(fill)
+        else:
+            outs = self.model.run((crop.astype(np.float32) / 255.0)[None])
         presence = float(1.0 / (1.0 + np.exp(-np.clip(outs[self._flag].reshape(-1)[0], -50, 50))))
         if presence < self.presence_threshold:
             return None

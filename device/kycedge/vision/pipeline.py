@@ -30,7 +30,7 @@ import numpy.typing as npt
 from kycedge.config import section
 from kycedge.errors import ImageError, ModelError
 from kycedge.vision.align import SFACE_SIZE, alignment_matrix
-from kycedge.vision.decode import DecodeConfig, decode_image, warp_affine
+from kycedge.vision.decode import DecodeConfig, FrameImage, decode_image, warp_affine
 from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector
 from kycedge.vision.embed import Embedder
 from kycedge.vision.mesh import FaceMesh
@@ -213,7 +213,8 @@ class Pipeline:
     def _process(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
         h, w = rgb.shape[:2]
         t = time.perf_counter()
-        faces = self.detector.detect(rgb)
+        frame = FrameImage(rgb)  # one Pillow copy of the frame shared by the three warps
+        faces = self.detector.detect(frame)
         if not faces:
             ms["detect"] = _ms(t)
             return _fail("no-face", MESSAGES["no-face"], 0, ms, t_start)
@@ -222,7 +223,7 @@ class Pipeline:
         landmarks = face.landmarks
         if self.mesh is not None:
             try:
-                refined = self.mesh.refine(rgb, face.box, face.keypoints[0], face.keypoints[1])
+                refined = self.mesh.refine(frame, face.box, face.keypoints[0], face.keypoints[1])
             except ValueError:  # degenerate box or eye points: keep the detector's landmarks
                 refined = None
             if refined is not None and np.all(np.isfinite(refined[0])):
@@ -230,7 +231,7 @@ class Pipeline:
         ms["detect"] = _ms(t)
         t = time.perf_counter()
         try:
-            crop = warp_affine(rgb, alignment_matrix(landmarks), SFACE_SIZE, SFACE_SIZE)
+            crop = warp_affine(frame, alignment_matrix(landmarks), SFACE_SIZE, SFACE_SIZE)
         except ValueError as e:
             ms["align"] = _ms(t)
             return _fail("no-face", f"face landmarks unusable: {e}", len(faces), ms, t_start,

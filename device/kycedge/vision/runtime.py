@@ -10,7 +10,7 @@ boundary, so callers never assume a tensor type.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from kycedge.errors import ModelError
 
-__all__ = ["Model", "TensorSpec", "runtime_name"]
+__all__ = ["Model", "TensorSpec", "pixel_lut", "runtime_name"]
 
 _INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
@@ -131,6 +131,43 @@ class Model:
         except (ValueError, RuntimeError) as e:  # pragma: no cover - runtime failure
             raise ModelError(f"{self.name}: inference failed: {e}") from e
         return [dequantize(self._interp.get_tensor(s.index), s) for s in self.outputs]
+
+    def run_filled(self, fill: Callable[[npt.NDArray[Any]], None]) -> list[npt.NDArray[np.float32]]:
+        """Run once with ``fill`` writing the single input straight into the model's own buffer.
+
+        ``fill`` gets a writable view of input 0 (the model's shape and dtype: already
+        quantised values for a quantised input, see :func:`pixel_lut`) and must fill all of
+        it; this skips the float copy, the quantised copy and ``set_tensor``'s copy of
+        :meth:`run`. The view is dropped before inference (the interpreter refuses to run
+        while one is alive), so ``fill`` must not keep it.
+        """
+        if len(self.inputs) != 1:
+            raise ModelError(f"{self.name}: run_filled expects a single-input model, got "
+                             f"{len(self.inputs)} inputs", reason="bad-input")
+        view = self._interp.tensor(self.inputs[0].index)()
+        try:
+            fill(view)
+        finally:
+            del view
+        try:
+            self._interp.invoke()
+        except (ValueError, RuntimeError) as e:  # pragma: no cover - runtime failure
+            raise ModelError(f"{self.name}: inference failed: {e}") from e
+        return [dequantize(self._interp.get_tensor(s.index), s) for s in self.outputs]
+
+
+def pixel_lut(spec: TensorSpec, scale: float = 1.0, offset: float = 0.0) -> npt.NDArray[Any]:
+    """The tensor value for each uint8 pixel value ``v``: ``quantize(v * scale + offset)``.
+
+    A 256-entry table in the tensor's dtype, computed with the same float32 arithmetic
+    as :func:`quantize` on ``np.float32(v) * scale + offset`` (bit-identical to it).
+    """
+    values = np.arange(256, dtype=np.float32)
+    if scale != 1.0:
+        values = values * np.float32(scale)
+    if offset != 0.0:
+        values = values + np.float32(offset)
+    return quantize(values, spec)
 
 
 def quantize(arr: npt.NDArray[Any], spec: TensorSpec) -> npt.NDArray[Any]:
