@@ -96,3 +96,12 @@ def test_face_geometry() -> None:
     assert f.height == 80
     assert f.area == 3200
     assert f.center == (30, 60)
+
+
+def test_weighted_nms_degenerate_box_terminates() -> None:
+    # a box with no area has IoU 0 even with itself: it must still leave the queue
+    boxes = np.array([[0.5, 0.5, 0.4, 0.4], [0.1, 0.1, 0.3, 0.3]])
+    scores = np.array([0.9, 0.8])
+    points = np.zeros((2, 6, 2))
+    out = weighted_nms(boxes, scores, points, 0.3)
+    assert [s for _, s, _ in out] == [0.9, 0.8]

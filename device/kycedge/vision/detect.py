@@ -101,7 +101,10 @@ def weighted_nms(
         box = (boxes[group] * w).sum(axis=0) / w.sum()
         pts = (points[group] * w[:, :, None]).sum(axis=0) / w.sum()
         out.append((box, float(scores[best]), pts))
-        remaining = remaining[overlaps <= iou_threshold]
+        # ``best`` always leaves (a degenerate box has IoU 0 with itself: no endless loop)
+        keep = overlaps <= iou_threshold
+        keep[0] = False
+        remaining = remaining[keep]
     return out
 
 
@@ -132,14 +135,15 @@ def decode_blazeface(
     size: int = 128,
 ) -> list[tuple[FloatArray, float, FloatArray]]:
     """BlazeFace outputs (896x16 regressors, 896 logits) to faces in normalised input coords."""
-    reg = np.asarray(regressors, dtype=np.float64).reshape(-1, 16)
     raw = np.clip(np.asarray(logits, dtype=np.float64).reshape(-1), -100.0, 100.0)
     scores = 1.0 / (1.0 + np.exp(-raw))
     keep = scores >= score_threshold
     if not np.any(keep):
         return []
     anchors = _BLAZE_ANCHORS if size == 128 else blazeface_anchors(size)
-    reg, scores, anc = reg[keep], scores[keep], anchors[keep]
+    # only the kept rows are converted to float64 (usually a few dozen of 896)
+    reg = np.asarray(regressors).reshape(-1, 16)[keep].astype(np.float64)
+    scores, anc = scores[keep], anchors[keep]
     cx = reg[:, 0] / size + anc[:, 0]
     cy = reg[:, 1] / size + anc[:, 1]
     w = reg[:, 2] / size

@@ -25,14 +25,16 @@ LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387
 NOSE_TIP = 1
 MOUTH_RIGHT = 61
 MOUTH_LEFT = 291
+_RIGHT_EYE = np.array(RIGHT_EYE, dtype=np.intp)
+_LEFT_EYE = np.array(LEFT_EYE, dtype=np.intp)
 
 
 def five_from_mesh(mesh: npt.ArrayLike) -> FloatArray:
     """SFace's five points from 468 mesh points (x, y): eye centres, nose tip, mouth corners."""
     p = np.asarray(mesh, dtype=np.float64)[:, :2]
     return np.stack([
-        p[list(RIGHT_EYE)].mean(axis=0),
-        p[list(LEFT_EYE)].mean(axis=0),
+        p[_RIGHT_EYE].mean(axis=0),
+        p[_LEFT_EYE].mean(axis=0),
         p[NOSE_TIP],
         p[MOUTH_RIGHT],
         p[MOUTH_LEFT],
@@ -91,6 +93,6 @@ class FaceMesh:
         presence = float(1.0 / (1.0 + np.exp(-np.clip(outs[self._flag].reshape(-1)[0], -50, 50))))
         if presence < self.presence_threshold:
             return None
-        mesh = outs[self._pts].reshape(-1, 3)[:, :2].astype(np.float64)
+        mesh = outs[self._pts].reshape(-1, 3)  # five_from_mesh takes x, y as float64
         five = transform_points(invert_affine(m), five_from_mesh(mesh))
         return five, presence
