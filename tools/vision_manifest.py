@@ -20,13 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 PIPELINE = {
-    "detector": "blazeface",
-    "detector_kind": "blazeface",
-    "landmarks": "facemesh",
+    "detector": "yunet_160_fp16",
+    "detector_kind": "yunet",
+    "landmarks": "none",
     "embedder": "sface",
     "flip_average": False,
     "alignment": "5-point similarity (Umeyama) onto the SFace template, 112x112, bilinear; "
-                 "eye centres, nose tip and mouth corners from FaceMesh (eye contour means, 1, 61, 291)",
+                 "eye centres, nose tip and mouth corners from YuNet (160x160 letterbox, float16)",
     "decision": "docs/decisions/0002-detector-and-alignment.md",
 }
 
@@ -48,7 +48,7 @@ def main() -> int:
     path = args.models / "manifest.json"
     data = json.loads(path.read_text())
     roles = ("detector", "landmarks", "embedder")
-    missing = [PIPELINE[r] for r in roles if PIPELINE[r] not in data["models"]]
+    missing = [PIPELINE[r] for r in roles if PIPELINE[r] != "none" and PIPELINE[r] not in data["models"]]
     if missing:
         raise SystemExit(f"{path}: models section lacks {missing}; has {sorted(data['models'])}")
     data["pipeline"] = PIPELINE
