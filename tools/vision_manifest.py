@@ -20,13 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 PIPELINE = {
-    "detector": "yunet_160_fp16",
-    "detector_kind": "yunet",
+    "detector": "blazeface",
+    "detector_kind": "blazeface",
     "landmarks": "none",
     "embedder": "sface",
     "flip_average": False,
     "alignment": "5-point similarity (Umeyama) onto the SFace template, 112x112, bilinear; "
-                 "eye centres, nose tip and mouth corners from YuNet (160x160 letterbox, float16)",
+                 "eye centres and nose tip from BlazeFace (128x128, float16), mouth corners placed "
+                 "beside its mouth centre at the template's mouth-width/eye-distance ratio",
     "decision": "docs/decisions/0002-detector-and-alignment.md",
 }
 

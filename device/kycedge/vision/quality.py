@@ -69,10 +69,11 @@ class QualityConfig:
         help="refuse when another face is at least this fraction of the subject's width",
     )
     frontal_nose_height: float = section(
-        0.5454, min=0.2, max=0.8,
+        0.5267, min=0.2, max=0.8,
         help="nose height between the eye line (0) and the mouth line (1) on a frontal face, for "
-        "the shipped landmarks (YuNet 160 points; median of the five frontal fixture portraits; "
-        "FaceMesh points gave 0.5685; the SFace template itself gives 0.494)",
+        "the shipped landmarks (BlazeFace points with geometric mouth corners; median of the five "
+        "frontal fixture portraits; YuNet-160 points give 0.5454, FaceMesh 0.5685, the SFace "
+        "template itself 0.494)",
     )
 
 
