@@ -21,8 +21,14 @@ from kycedge import __version__
 from kycedge.errors import KycEdgeError
 
 # Sub-command modules of `kycedge` (the unit), in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("kycedge.cli.demo", "kycedge.cli.embed", "kycedge.cli.keys", "kycedge.cli.config",
-                              "kycedge.cli.run", "kycedge.updates.cli")
+COMMANDS: tuple[str, ...] = (
+    "kycedge.cli.demo",
+    "kycedge.cli.embed",
+    "kycedge.cli.keys",
+    "kycedge.cli.config",
+    "kycedge.cli.run",
+    "kycedge.updates.cli",
+)
 
 
 def build_parser(prog: str, description: str, commands: Sequence[str]) -> argparse.ArgumentParser:
