@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -36,19 +35,16 @@ from kycedge.carrier.keyring import init_keys
 from kycedge.carrier.receiver import Receiver
 from kycedge.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Template, seal
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_envelope import measure
+
 MODEL = ("sface-2021dec-int8", "1.0.0")
 REF = "rBenchReference_0123abc"
 
 
 def per_call_us(fn: Callable[[], object], n: int) -> float:
-    for _ in range(min(100, n)):
-        fn()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - t0)
-    return statistics.median(samples) / 1000
+    """Median microseconds per call (bench_envelope's timer, so both tools measure alike)."""
+    return measure(fn, n)[0]
 
 
 def make_envelopes(rx: Receiver, n: int, devices: int, dim: int, now_ms: int) -> list[bytes]:
