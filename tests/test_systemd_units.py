@@ -21,8 +21,8 @@ pytestmark = pytest.mark.skipif(
 def _staged(unit: str, tmp_path: Path) -> Path:
     """The unit with ExecStart pointing at an executable that exists here (verify checks it)."""
     text = (ROOT / "systemd" / unit).read_text()
-    text = re.sub(r"^ExecStart=/opt/kycedge/\.venv/bin/\S+", f"ExecStart={sys.executable} -m kycedge.cli",
-                  text, flags=re.M)
+    exec_start = f"ExecStart={sys.executable} -m kycedge.unit.cli"
+    text = re.sub(r"^ExecStart=/opt/kycedge/\.venv/bin/\S+", exec_start, text, flags=re.M)
     out = tmp_path / unit
     out.write_text(text)
     return out

@@ -3,7 +3,7 @@
 
 Runs the real daemon (``kycedge run``, a subprocess, as systemd would) on a replay camera
 over the fixture faces, with a real Mosquitto (mutual TLS) and the carrier receiver, all
-set up by ``kycedge.daemon.lab.Lab`` in a temporary directory:
+set up by ``kycedge.lab.harness.Lab`` in a temporary directory:
 
 1. starts and stops the daemon ``--starts`` times; READY=1 is taken from the daemon's own
    sd_notify datagram (``$NOTIFY_SOCKET`` points at the lab), measured from the spawn;
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from kycedge.daemon.lab import Lab, repo_root
+from kycedge.lab.harness import Lab, repo_root
 from kycedge.vision import default_models_dir
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 from kycedge import crypto
-from kycedge.envelope import (
+from kycedge.protocol.envelope import (
     CarrierKey,
     Liveness,
     Payload,
@@ -30,9 +30,9 @@ from kycedge.envelope import (
     sign_receipt,
     verify_receipt,
 )
-from kycedge.envelope.cose import CT_TEMPLATE, sign1
-from kycedge.envelope.header import encode_header
-from kycedge.envelope.seal import encode_payload
+from kycedge.protocol.envelope.cose import CT_TEMPLATE, sign1
+from kycedge.protocol.envelope.header import encode_header
+from kycedge.protocol.envelope.seal import encode_payload
 
 
 def measure(fn: Callable[[], object], n: int) -> tuple[float, float]:

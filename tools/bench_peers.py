@@ -120,7 +120,7 @@ HWM = ("import sys\n"
        "    for line in open('/proc/self/status'):\n"
        "        if line.startswith('VmHWM'):\n"
        "            sys.stderr.write('KYCEDGE_VMHWM_KB ' + line.split()[1] + '\\n')\n")
-EMBED_CHILD = HWM + "from kycedge.cli import main\nrc = main(sys.argv[1:])\nhwm()\nsys.exit(rc)\n"
+EMBED_CHILD = HWM + "from kycedge.unit.cli import main\nrc = main(sys.argv[1:])\nhwm()\nsys.exit(rc)\n"
 
 
 def child_peak_rss_mb(cmd: list[str]) -> tuple[float, int]:
@@ -165,8 +165,8 @@ def main() -> int:
         return peer_rss_main(args)
 
     import cv2
+    from kycedge.protocol.match import cosine
     from kycedge.vision.decode import decode_image
-    from kycedge.vision.match import cosine
     from kycedge.vision.pipeline import Pipeline, VisionConfig
     from kycedge.vision.quality import QualityConfig
 

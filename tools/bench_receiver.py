@@ -33,7 +33,7 @@ from kycedge import crypto
 from kycedge.carrier.config import CarrierConfig
 from kycedge.carrier.keyring import init_keys
 from kycedge.carrier.receiver import Receiver
-from kycedge.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Template, seal
+from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Template, seal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_envelope import measure

@@ -15,7 +15,7 @@ Measured per run:
   (Pipeline.load + three golden embeddings + pair check), atomic switch, the daemon's
   reload (a second Pipeline.load while the old one keeps serving), 3 health checks,
   commit. Floor: <= 30 s.
-- serving: the daemon's own ``SessionManager`` (kycedge.daemon.session) runs
+- serving: the daemon's own ``SessionManager`` (kycedge.unit.session) runs
   registration sessions back to back on a replayed camera (fixture obama3.jpg) with the
   real pipeline during the whole update; the reload hook does what the daemon's does
   (load the new pipeline fully while sessions run, then ``reload_analyzer``). Printed:
@@ -46,16 +46,16 @@ FACES = ROOT / "fixtures" / "faces"
 
 
 def run_once(models: Path, tmp: Path) -> dict[str, Any]:
-    from kycedge.capture.replay import ReplaySource
-    from kycedge.daemon.session import Capture, Sealed, SessionConfig, SessionManager
-    from kycedge.errors import SessionError
+    from kycedge.core.errors import SessionError
     from kycedge.fleet.bundle_build import build_bundle, set_rollout, sign_bundle
     from kycedge.fleet.repository import FleetRepository, RoleSpec
     from kycedge.fleet.static_server import serve_in_thread
-    from kycedge.updates.agent import UpdateAgent
-    from kycedge.updates.config import UpdatesConfig
-    from kycedge.updates.rollout import Rollout
-    from kycedge.updates.switch import ModelStore
+    from kycedge.protocol.rollout import Rollout
+    from kycedge.unit.capture.replay import ReplaySource
+    from kycedge.unit.session import Capture, Sealed, SessionConfig, SessionManager
+    from kycedge.unit.updates.agent import UpdateAgent
+    from kycedge.unit.updates.config import UpdatesConfig
+    from kycedge.unit.updates.switch import ModelStore
     from kycedge.vision import Pipeline
 
     golden = [FACES / "obama.jpg", FACES / "obama2.jpg", FACES / "biden.jpg"]

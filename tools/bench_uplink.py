@@ -36,10 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from kycedge.forwarder import Forwarder, ForwarderConfig, offline_will  # noqa: E402
-from kycedge.outbox import Outbox, OutboxConfig  # noqa: E402
-from kycedge.uplink.client import MqttClient  # noqa: E402
-from support.broker import Broker, Pki  # noqa: E402
+from kycedge.lab.broker import Broker, Pki  # noqa: E402
+from kycedge.mqtt.client import MqttClient  # noqa: E402
+from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will  # noqa: E402
+from kycedge.unit.outbox import Outbox, OutboxConfig  # noqa: E402
 from support.kyc import Carrier, Unit  # noqa: E402
 from support.roles import spawn, write_world  # noqa: E402
 

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.broker import Broker, Pki  # noqa: E402
+from kycedge.lab.broker import Broker, Pki  # noqa: E402
 from support.kyc import Carrier, message_id_for  # noqa: E402
 from support.roles import spawn, write_world  # noqa: E402
 

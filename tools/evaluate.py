@@ -279,9 +279,9 @@ def faithfulness(results: dict[Path, Any], onnx: Path, pairs_file: Path, root: P
     import dataclasses
 
     import cv2
+    from kycedge.protocol.match import l2_normalize
     from kycedge.vision.align import SFACE_SIZE, alignment_matrix
     from kycedge.vision.decode import decode_image, warp_affine
-    from kycedge.vision.match import l2_normalize
 
     cv2.setNumThreads(1)
     rec = cv2.FaceRecognizerSF.create(str(onnx), "")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from kycedge import crypto
-from kycedge.envelope import (
+from kycedge.protocol.envelope import (
     CarrierKey,
     EnvelopeError,
     Liveness,
@@ -47,9 +47,9 @@ from kycedge.envelope import (
     sign_receipt,
     verify_receipt,
 )
-from kycedge.envelope.cose import CT_TEMPLATE, sign1
-from kycedge.envelope.header import encode_header, hpke_info
-from kycedge.envelope.seal import encode_payload
+from kycedge.protocol.envelope.cose import CT_TEMPLATE, sign1
+from kycedge.protocol.envelope.header import encode_header, hpke_info
+from kycedge.protocol.envelope.seal import encode_payload
 
 
 def mutate(rng: random.Random, data: bytes, other: bytes) -> bytes:

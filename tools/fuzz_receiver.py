@@ -30,7 +30,15 @@ from kycedge import crypto
 from kycedge.carrier.config import CarrierConfig
 from kycedge.carrier.keyring import init_keys
 from kycedge.carrier.receiver import Receiver
-from kycedge.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Template, seal, verify_receipt
+from kycedge.protocol.envelope import (
+    GENESIS_DIGEST,
+    CarrierKey,
+    Liveness,
+    Payload,
+    Template,
+    seal,
+    verify_receipt,
+)
 
 MODEL = ("sface-2021dec-int8", "1.0.0")
 REF = "rFuzzReference_0123abcd"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from kycedge import crypto
-from kycedge.envelope import (
+from kycedge.protocol.envelope import (
     GENESIS_DIGEST,
     CarrierKey,
     EnvelopeError,
@@ -35,9 +35,9 @@ from kycedge.envelope import (
     sign_receipt,
     verify_receipt,
 )
-from kycedge.envelope.cose import CT_TEMPLATE, sign1
-from kycedge.envelope.header import encode_header, hpke_info
-from kycedge.envelope.seal import encode_payload
+from kycedge.protocol.envelope.cose import CT_TEMPLATE, sign1
+from kycedge.protocol.envelope.header import encode_header, hpke_info
+from kycedge.protocol.envelope.seal import encode_payload
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 

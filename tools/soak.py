@@ -3,7 +3,7 @@
 
 The real daemon (``kycedge run`` subprocess, replay camera over the fixture faces, real
 models), a real Mosquitto (mutual TLS) and the carrier receiver run in a temporary lab
-(``kycedge.daemon.lab``). The loop drives the local API the way an agent's app would,
+(``kycedge.lab.harness``). The loop drives the local API the way an agent's app would,
 with a mix per cycle of 20: genuine customers (obama2 vs the obama ID photo), impostors
 (biden), a cancelled session, a refused second concurrent session, and a bad capture
 (empty scene, 1 s limit). Meanwhile a thread stops the broker for ``--down-s`` every
@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kycedge.daemon.client import ApiClientError
-from kycedge.daemon.lab import Lab, repo_root
+from kycedge.lab.harness import Lab, repo_root
+from kycedge.unit.client import ApiClientError
 from kycedge.vision import default_models_dir
 
 REF = "soak-ref-customer-{:06d}"

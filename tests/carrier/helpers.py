@@ -11,7 +11,7 @@ from kycedge import crypto
 from kycedge.carrier.config import CarrierConfig
 from kycedge.carrier.keyring import CarrierKeys, init_keys
 from kycedge.carrier.receiver import Receiver
-from kycedge.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Sealed, Template, seal
+from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Sealed, Template, seal
 
 NOW_MS = 1_780_000_000_000  # a fixed "now" (2026-05-28)
 MODEL = ("sface-2021dec-int8", "1.0.0")

@@ -11,7 +11,7 @@ import pytest
 from kycedge import crypto
 from kycedge.carrier.cli import load_config, main
 from kycedge.carrier.keyring import CarrierKeys
-from kycedge.envelope import CarrierKey, verify_receipt
+from kycedge.protocol.envelope import CarrierKey, verify_receipt
 
 from .helpers import NOW_MS, TENANT, Unit
 
@@ -81,7 +81,7 @@ def test_config_file_carrier_table(tmp_path: Path) -> None:
     assert c.state_dir == tmp_path / "x"
     assert c.replay_window_s == 3600
     cfg.write_text("[carrier]\nreplay_window_s = 99999999\n")
-    from kycedge.errors import ConfigError
+    from kycedge.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"carrier.replay_window_s: expected an integer in"):
         load_config(cfg)
@@ -92,7 +92,7 @@ def test_config_file_carrier_table(tmp_path: Path) -> None:
 
 def _pipeline_or_skip() -> object:
     """The vision pipeline from the repository's models/, or skip (models not installed)."""
-    from kycedge.errors import ModelError
+    from kycedge.core.errors import ModelError
     from kycedge.vision import Pipeline, default_models_dir
 
     d = default_models_dir()

@@ -9,8 +9,8 @@ import pytest
 from kycedge import crypto
 from kycedge.carrier.keyring import init_keys
 from kycedge.carrier.receiver import Outcome, template_aad
-from kycedge.envelope import verify_receipt
-from kycedge.envelope.header import hpke_info, split
+from kycedge.protocol.envelope import verify_receipt
+from kycedge.protocol.envelope.header import hpke_info, split
 
 from .helpers import MODEL, NOW_MS, REF, TENANT, THRESHOLD, World, make_world, near, unit_vector
 
@@ -142,7 +142,7 @@ def test_undecryptable_ciphertext_bit_flip(world: World) -> None:
 
 
 def test_undecryptable_unknown_carrier_key(world: World) -> None:
-    from kycedge.envelope import CarrierKey
+    from kycedge.protocol.envelope import CarrierKey
 
     unit = world.unit()
     unit.carrier_key = CarrierKey.from_public_key(crypto.generate_kem_key().public_key())
@@ -342,7 +342,7 @@ def test_a_bug_on_one_input_does_not_kill_the_batch(world: World, monkeypatch: p
 
 
 def test_storage_failure_raises_and_records_nothing(world: World) -> None:
-    from kycedge.errors import CarrierError
+    from kycedge.core.errors import CarrierError
 
     env = world.unit().seal()
     world.receiver.store.close()
@@ -401,7 +401,7 @@ def test_header_swap_between_units_is_undecryptable(world: World) -> None:
 
 
 def test_sequence_and_chain_conflicts_inside_one_batch(world: World) -> None:
-    from kycedge.envelope import new_message_id
+    from kycedge.protocol.envelope import new_message_id
 
     def mid(k: int):  # type: ignore[no-untyped-def]
         # the batch is written in message-id order: make that order explicit

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kycedge.carrier.receiver import Outcome
-from kycedge.envelope import verify_receipt
+from kycedge.protocol.envelope import verify_receipt
 
 from .helpers import World, make_world, near, unit_vector
 

@@ -10,7 +10,7 @@ from kycedge import crypto
 from kycedge.carrier.references import ReferenceError, References
 from kycedge.carrier.registry import Registry, RegistryError
 from kycedge.carrier.store import SqlStore
-from kycedge.errors import ImageError
+from kycedge.core.errors import ImageError
 
 from .helpers import unit_vector
 

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from kycedge.uplink import topics
-from kycedge.uplink.client import MqttClient
-from support.broker import Broker, Pki, broker, pki  # noqa: F401
+from kycedge.lab.broker import Broker, Pki, broker, pki  # noqa: F401
+from kycedge.mqtt.client import MqttClient
+from kycedge.protocol import topics
 from support.kyc import Carrier
 
 pytestmark = pytest.mark.broker

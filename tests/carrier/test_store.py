@@ -15,7 +15,7 @@ from kycedge.carrier.store import (
     open_store,
     replace,
 )
-from kycedge.errors import CarrierError
+from kycedge.core.errors import CarrierError
 
 H0 = b"\x00" * 32
 

@@ -3,7 +3,7 @@
     carrier = Carrier.create(tmp / "carrier")          # keys + SQLite store
     unit = carrier.enroll(tmp / "unit", "acme", "u1")  # Ed25519 key, enrolled in the registry
     sealed = unit.seal(i)                              # deterministic message id / chain per i
-    verify = unit.receipt_verifier()                   # for kycedge.forwarder.Forwarder
+    verify = unit.receipt_verifier()                   # for kycedge.unit.forwarder.Forwarder
 
 Envelope ``i`` of a unit always has the same message id, sequence ``i + 1`` and chain
 digest (Ed25519 is deterministic, the payload is fixed per ``i``), so a process that is
@@ -24,7 +24,8 @@ import numpy as np
 from kycedge import crypto
 from kycedge.carrier.config import CarrierConfig
 from kycedge.carrier.keyring import init_keys
-from kycedge.envelope import (
+from kycedge.core.errors import CarrierError
+from kycedge.protocol.envelope import (
     GENESIS_DIGEST,
     CarrierKey,
     Liveness,
@@ -36,7 +37,6 @@ from kycedge.envelope import (
     seal,
     verify_receipt,
 )
-from kycedge.errors import CarrierError
 
 T0_MS = 1_790_000_000_000  # overridden per run with the real clock
 

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kycedge.errors import OutboxError
+from kycedge.core.errors import OutboxError
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -66,7 +66,7 @@ def spawn(role: str, world: Path, *args: str, log: Path | None = None,
 
 
 def _uplink(world: dict[str, Any], cert: str, key: str, extra: dict[str, Any] | None = None) -> Any:
-    from kycedge.uplink.config import UplinkConfig
+    from kycedge.mqtt.config import UplinkConfig
 
     base = UplinkConfig(host="127.0.0.1", port=world["port"], ca_file=Path(world["ca"]),
                         cert_file=Path(cert), key_file=Path(key), keepalive_s=5, reconnect_min_s=1,
@@ -76,11 +76,11 @@ def _uplink(world: dict[str, Any], cert: str, key: str, extra: dict[str, Any] | 
 
 def run_unit(world: dict[str, Any], a: argparse.Namespace) -> int:
     from kycedge.carrier.config import CarrierConfig
-    from kycedge.config import from_mapping
+    from kycedge.core.config import from_mapping
     from kycedge.fleet import provision
-    from kycedge.forwarder import Forwarder, ForwarderConfig, offline_will
-    from kycedge.outbox import Outbox, OutboxConfig
-    from kycedge.uplink.client import MqttClient
+    from kycedge.mqtt.client import MqttClient
+    from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
+    from kycedge.unit.outbox import Outbox, OutboxConfig
 
     from support.kyc import Carrier
 
@@ -130,8 +130,8 @@ def run_receiver(world: dict[str, Any], a: argparse.Namespace) -> int:
     from kycedge.carrier.config import CarrierConfig
     from kycedge.carrier.receiver import Receiver
     from kycedge.carrier.serve import ReceiverService, ServeConfig
-    from kycedge.config import from_mapping
-    from kycedge.uplink.client import MqttClient
+    from kycedge.core.config import from_mapping
+    from kycedge.mqtt.client import MqttClient
 
     rx = Receiver.from_config(CarrierConfig(state_dir=Path(world["carrier_dir"])))
     transport = MqttClient(_uplink(world, world["receiver_cert"], world["receiver_key"],

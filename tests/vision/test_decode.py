@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kycedge.errors import ImageError
+from kycedge.core.errors import ImageError
 from kycedge.vision.decode import DecodeConfig, decode_image, sniff_format
 from PIL import Image
 

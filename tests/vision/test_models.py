@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from kycedge.errors import ModelError
+from kycedge.core.errors import ModelError
 from kycedge.vision.models import load_manifest
 
 

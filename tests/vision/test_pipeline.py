@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kycedge.vision.match import cosine, decide
+from kycedge.protocol.match import cosine, decide
 from PIL import Image, ImageFilter
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kycedge.errors import ModelError
+from kycedge.core.errors import ModelError
 from kycedge.vision.models import load_manifest
 from kycedge.vision.runtime import Model, TensorSpec, dequantize, quantize, runtime_name
 

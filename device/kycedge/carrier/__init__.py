@@ -11,7 +11,7 @@ Public API (see docs/receiver.md)::
     rx.registry.enroll(tenant, device_id, raw_public_key) / .revoke(...) / .list()
     rx.references.add_image(tenant, ref, image_bytes, pipeline)
 
-Storage failures raise :class:`kycedge.errors.CarrierError` (nothing recorded, no
+Storage failures raise :class:`kycedge.core.errors.CarrierError` (nothing recorded, no
 receipt: do not acknowledge the transport message).
 """
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kycedge.config import section
-from kycedge.errors import ConfigError
+from kycedge.core.config import section
+from kycedge.core.errors import ConfigError
 
 DAY_S = 86_400
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kycedge import crypto
 from kycedge.carrier.config import CarrierConfig
-from kycedge.errors import KeyStoreError
+from kycedge.core.errors import KeyStoreError
 
 __all__ = ["CarrierKeys", "init_keys"]
 

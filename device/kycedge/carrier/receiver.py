@@ -55,10 +55,17 @@ from kycedge.carrier.store import (
     open_store,
     replace,
 )
-from kycedge.envelope import Opened, Receipt, open_envelope, peek_header, sign_receipt, verify_receipt
-from kycedge.envelope.header import split
-from kycedge.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
-from kycedge.errors import CarrierError, EnvelopeError, KeyStoreError
+from kycedge.core.errors import CarrierError, EnvelopeError, KeyStoreError
+from kycedge.protocol.envelope import (
+    Opened,
+    Receipt,
+    open_envelope,
+    peek_header,
+    sign_receipt,
+    verify_receipt,
+)
+from kycedge.protocol.envelope.header import split
+from kycedge.protocol.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
 
 __all__ = ["Outcome", "Receiver", "template_aad"]
 

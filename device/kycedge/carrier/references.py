@@ -18,7 +18,7 @@ import numpy.typing as npt
 from kycedge import crypto
 from kycedge.carrier.match import template_from_bytes, template_to_bytes
 from kycedge.carrier.store import ReferenceRecord, SqlStore, now_ms
-from kycedge.errors import CarrierError, EnvelopeError, KycEdgeError
+from kycedge.core.errors import CarrierError, EnvelopeError, KycEdgeError
 
 __all__ = ["Reference", "ReferenceError", "References", "TemplatePipeline", "reference_aad"]
 
@@ -59,7 +59,7 @@ def reference_aad(tenant: str, reference: str, model_id: str, model_version: str
 
 
 def _check_reference_id(reference: str) -> str:
-    from kycedge.envelope.model import check_reference
+    from kycedge.protocol.envelope.model import check_reference
 
     try:
         return check_reference(reference)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kycedge import crypto
 from kycedge.carrier.store import DeviceRecord, SqlStore, now_ms
-from kycedge.errors import CarrierError
+from kycedge.core.errors import CarrierError
 
 __all__ = ["DeviceRecord", "Registry", "RegistryError", "check_device_id", "check_tenant"]
 
@@ -23,8 +23,8 @@ class RegistryError(CarrierError):
 
 
 def check_tenant(value: str) -> str:
-    """A tenant as the wire format allows it (``kycedge.envelope.model.TENANT_RE``)."""
-    from kycedge.envelope.model import TENANT_RE
+    """A tenant as the wire format allows it (``kycedge.protocol.envelope.model.TENANT_RE``)."""
+    from kycedge.protocol.envelope.model import TENANT_RE
 
     if not isinstance(value, str) or not TENANT_RE.fullmatch(value):
         raise RegistryError(f"tenant: expected text matching {TENANT_RE.pattern}, got {value!r:.80}",
@@ -33,8 +33,8 @@ def check_tenant(value: str) -> str:
 
 
 def check_device_id(value: str) -> str:
-    """A device id as the wire format allows it (``kycedge.envelope.model.DEVICE_ID_RE``)."""
-    from kycedge.envelope.model import DEVICE_ID_RE
+    """A device id as the wire format allows it (``kycedge.protocol.envelope.model.DEVICE_ID_RE``)."""
+    from kycedge.protocol.envelope.model import DEVICE_ID_RE
 
     if not isinstance(value, str) or not DEVICE_ID_RE.fullmatch(value):
         raise RegistryError(f"device id: expected text matching {DEVICE_ID_RE.pattern}, got {value!r:.80}",

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from kycedge.carrier.config import CarrierConfig
-from kycedge.config import section
-from kycedge.errors import CarrierError, ConfigError, KycEdgeError, UplinkError
-from kycedge.uplink import topics
-from kycedge.uplink.config import UplinkConfig
+from kycedge.core.config import section
+from kycedge.core.errors import CarrierError, ConfigError, KycEdgeError, UplinkError
+from kycedge.mqtt.config import UplinkConfig
+from kycedge.protocol import topics
 
 __all__ = ["ReceiverService", "ServeConfig", "ServeFile", "register"]
 
@@ -197,14 +197,14 @@ def register(sub: Any) -> None:
 
 
 def load_serve_file(path: Path) -> ServeFile:
-    from kycedge.config import load_toml
+    from kycedge.core.config import load_toml
 
     return load_toml(path, ServeFile)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from kycedge.carrier.receiver import Receiver
-    from kycedge.uplink.client import MqttClient
+    from kycedge.mqtt.client import MqttClient
 
     cfg = load_serve_file(args.config)
     if not logging.getLogger().handlers:

@@ -1,4 +1,4 @@
-"""Bundle announcements and fleet status over MQTT (through :mod:`kycedge.uplink`).
+"""Bundle announcements and fleet status over MQTT (through :mod:`kycedge.mqtt`).
 
 - ``announce``: a retained QoS 1 message on ``fleet/v1/{tenant}/bundles`` so units fetch
   at once instead of at their next poll. It carries no authority: a unit only installs
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from kycedge.errors import KycEdgeError
-from kycedge.uplink.seam import Transport
-from kycedge.uplink.topics import fleet_topic, parse_device_topic
+from kycedge.core.errors import KycEdgeError
+from kycedge.mqtt.seam import Transport
+from kycedge.protocol.topics import fleet_topic, parse_device_topic
 
 __all__ = ["UnitStatus", "announce", "announce_payload", "collect_status", "parse_status"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from kycedge import __version__
 from kycedge.fleet.repository import FleetRepository, RepoError
-from kycedge.updates.bundle import (
+from kycedge.protocol.bundle import (
     BUNDLE_FILE,
     BundleFile,
     BundleManifest,
@@ -31,8 +31,8 @@ from kycedge.updates.bundle import (
     safe_relpath,
     sha256_file,
 )
-from kycedge.updates.rollout import ROLLOUT_TARGET, Rollout, parse_rollout
-from kycedge.updates.stage import bundle_target
+from kycedge.protocol.rollout import ROLLOUT_TARGET, Rollout, parse_rollout
+from kycedge.unit.updates.stage import bundle_target
 
 __all__ = ["build_bundle", "describe_models", "set_rollout", "sign_bundle"]
 

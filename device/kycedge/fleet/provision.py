@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kycedge import crypto
-from kycedge.errors import KycEdgeError
-from kycedge.uplink.topics import check_id
+from kycedge.core.errors import KycEdgeError
+from kycedge.protocol.topics import check_id
 
 __all__ = [
     "CaFiles",

@@ -15,7 +15,7 @@ Keys live apart from the repository (``keys_dir``): one ``<role>-<keyid[:12]>.pe
 (offline, signs bundles and rollouts), ``snapshot`` and ``timestamp`` (online keys,
 short expiry, re-signed on every publish).
 
-This and :mod:`kycedge.updates.tuf_client` are the only modules that import ``tuf``;
+This and :mod:`kycedge.unit.updates.tuf_client` are the only modules that import ``tuf``;
 key generation goes through securesystemslib's ``CryptoSigner``.
 """
 
@@ -43,8 +43,8 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from kycedge.errors import UpdateError
-from kycedge.updates.fsutil import atomic_write, fsync_dir
+from kycedge.core.errors import UpdateError
+from kycedge.core.fsutil import atomic_write, fsync_dir
 
 __all__ = ["DEFAULT_EXPIRY_DAYS", "ROLES", "FleetRepository", "RepoError", "RoleSpec"]
 

@@ -3,7 +3,7 @@
 Production serves the published repository from any HTTPS static server (nginx, a CDN,
 object storage). This one (stdlib ``http.server``) answers ``GET``/``HEAD`` with
 ``Range: bytes=N-`` / ``bytes=N-M`` (206 + ``Content-Range``), which
-:class:`kycedge.updates.tuf_client.ResumableFetcher` uses to resume.
+:class:`kycedge.unit.updates.tuf_client.ResumableFetcher` uses to resume.
 """
 
 from __future__ import annotations

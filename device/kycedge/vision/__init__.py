@@ -6,7 +6,7 @@ Public API::
     pipe = Pipeline.load(models_dir, threads=1)
     res = pipe.process_image_bytes(data)      # or pipe.process_frame(rgb)
     pipe.model_id, pipe.model_version, pipe.threshold, pipe.far
-    from kycedge.vision.match import cosine, decide
+    from kycedge.protocol.match import cosine, decide
 
 Importing this package does not import LiteRT or Pillow; they load with the pipeline.
 """

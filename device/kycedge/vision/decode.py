@@ -1,6 +1,6 @@
 """Untrusted image bytes to an RGB frame, and pixel resampling: the only Pillow importer.
 
-Every failure is an :class:`~kycedge.errors.ImageError` with a specific ``reason``:
+Every failure is an :class:`~kycedge.core.errors.ImageError` with a specific ``reason``:
 
 =====================  ===============================================================
 ``empty-image``        zero bytes
@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kycedge.config import section
-from kycedge.errors import ImageError
+from kycedge.core.config import section
+from kycedge.core.errors import ImageError
 
 __all__ = ["DecodeConfig", "FrameImage", "ImageError", "decode_image", "sniff_format", "warp_affine"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from kycedge.protocol.match import l2_normalize
 from kycedge.vision.align import SFACE_SIZE
-from kycedge.vision.match import l2_normalize
 from kycedge.vision.runtime import Model, pixel_lut
 
 __all__ = ["Embedder"]

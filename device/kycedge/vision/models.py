@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kycedge.errors import ModelError
+from kycedge.core.errors import ModelError
 
 __all__ = ["MANIFEST_NAME", "Manifest", "ModelEntry", "load_manifest"]
 

@@ -3,7 +3,7 @@
 decode (untrusted bytes) -> detect -> choose the subject -> refine landmarks -> align ->
 quality gates -> embed. Every outcome is a :class:`PipelineResult`; bad input never
 raises out of :meth:`Pipeline.process_image_bytes` / :meth:`Pipeline.process_frame`
-(only :meth:`Pipeline.load` raises, with :class:`~kycedge.errors.ModelError`).
+(only :meth:`Pipeline.load` raises, with :class:`~kycedge.core.errors.ModelError`).
 
 Usage::
 
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kycedge.config import section
-from kycedge.errors import ImageError, ModelError
+from kycedge.core.config import section
+from kycedge.core.errors import ImageError, ModelError
 from kycedge.vision.align import SFACE_SIZE, alignment_matrix
 from kycedge.vision.decode import DecodeConfig, FrameImage, decode_image, warp_affine
 from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector

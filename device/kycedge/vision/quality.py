@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from kycedge.config import section
+from kycedge.core.config import section
 
 __all__ = ["MESSAGES", "QualityConfig", "QualityVerdict", "assess", "brightness", "dominance",
            "pose_angles", "sharpness"]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kycedge.errors import ModelError
+from kycedge.core.errors import ModelError
 
 __all__ = ["Model", "TensorSpec", "pixel_lut", "runtime_name"]
 

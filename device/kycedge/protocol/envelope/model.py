@@ -1,0 +1,278 @@
+"""Frozen, self-validating values of the envelope wire format (no I/O, no crypto).
+
+Every constructor checks its fields against the limits below and raises
+``EnvelopeError(reason="malformed")`` naming the field, what was expected and what was
+found. The same checks run when decoding untrusted bytes, so a value that exists is a
+value the wire format allows. Limits are documented in docs/wire-format.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from kycedge.core.errors import EnvelopeError
+
+FORMAT_VERSION: Final = 1
+SUITE_X25519_SHA256_CHACHA20POLY1305: Final = 1
+MAGIC: Final = b"KYCE"
+
+MAX_ENVELOPE_BYTES: Final = 16384
+MIN_ENVELOPE_BYTES: Final = 66 + 48  # smallest header + HPKE enc and tag
+MAX_RECEIPT_BYTES: Final = 2048
+MAX_SEQUENCE: Final = 2**63 - 1  # fits a signed 64-bit column
+MIN_DIM: Final = 16
+MAX_DIM: Final = 2048
+MAX_QUALITY_ENTRIES: Final = 16
+# 2020-01-01T00:00:00Z .. 2100-01-01T00:00:00Z in Unix milliseconds
+MIN_TIME_MS: Final = 1_577_836_800_000
+MAX_TIME_MS: Final = 4_102_444_800_000
+GENESIS_DIGEST: Final = bytes(32)  # prev_digest of a device's first envelope
+DTYPE_F32LE: Final = "float32-le"
+
+TENANT_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+KEY_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
+MODEL_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MODEL_VERSION_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,31}")
+QUALITY_KEY_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+METHOD_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
+# Registration reference: an opaque id from the agent's app. 16..64 characters of the
+# base64url alphabet, starting with a letter, and never 9 or more digits in a row:
+# national ID numbers (9-18 digits) cannot pass, with or without a prefix.
+REFERENCE_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{15,63}")
+_DIGIT_RUN: Final = re.compile(r"[0-9]{9,}")
+
+
+def _bad(message: str) -> EnvelopeError:
+    return EnvelopeError(message, reason="malformed")
+
+
+def check_text(value: object, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise _bad(f"{what}: expected text matching {pattern.pattern}, got {value!r:.80}")
+    return value
+
+
+def check_int(value: object, lo: int, hi: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _bad(f"{what}: expected an integer in [{lo}, {hi}], got {value!r:.40}")
+    return value
+
+
+def check_float(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, float | int) or not math.isfinite(value):
+        raise _bad(f"{what}: expected a finite number, got {value!r:.40}")
+    return float(value)
+
+
+def check_bytes(value: object, length: int, what: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != length:
+        got = f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
+        raise _bad(f"{what}: expected {length} bytes, got {got}")
+    return value
+
+
+def check_reference(value: object) -> str:
+    ref = check_text(value, REFERENCE_RE, "reference")
+    if _DIGIT_RUN.search(ref):
+        raise _bad(
+            "reference: expected an opaque id with no run of 9+ digits (never a national ID "
+            f"number), got a value with a {len(_DIGIT_RUN.search(ref).group())}-digit run"  # type: ignore[union-attr]
+        )
+    return ref
+
+
+def new_registration_reference() -> str:
+    """A fresh valid opaque reference: ``r`` + 22 base64url characters (128 random bits)."""
+    import base64
+
+    while True:
+        ref = "r" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not _DIGIT_RUN.search(ref):
+            return ref
+
+
+def new_message_id(*, now_ms: int | None = None, random_bytes: bytes | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48-bit Unix ms timestamp, version 7, 74 random bits."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rnd = os.urandom(10) if random_bytes is None else random_bytes
+    if len(rnd) != 10 or not 0 <= ms < 2**48:
+        raise ValueError("new_message_id: expected 10 random bytes and a 48-bit millisecond time")
+    b = bytearray(ms.to_bytes(6, "big") + rnd)
+    b[6] = 0x70 | (b[6] & 0x0F)
+    b[8] = 0x80 | (b[8] & 0x3F)
+    return uuid.UUID(bytes=bytes(b))
+
+
+def check_message_id(value: object, what: str = "message_id") -> uuid.UUID:
+    if not isinstance(value, uuid.UUID) or value.version != 7 or value.variant != uuid.RFC_4122:
+        raise _bad(f"{what}: expected a UUIDv7 (RFC 9562), got {value!r:.60}")
+    return value
+
+
+def message_id_time_ms(message_id: uuid.UUID) -> int:
+    """The Unix millisecond timestamp inside a UUIDv7."""
+    return int.from_bytes(message_id.bytes[:6], "big")
+
+
+@dataclass(frozen=True)
+class Header:
+    """The clear header: readable without keys, bound into HPKE ``info`` and signed inside."""
+
+    tenant: str
+    device_id: str
+    device_key_id: str
+    carrier_key_id: str
+    message_id: uuid.UUID
+    sequence: int
+    version: int = FORMAT_VERSION
+    suite: int = SUITE_X25519_SHA256_CHACHA20POLY1305
+
+    def __post_init__(self) -> None:
+        check_text(self.tenant, TENANT_RE, "tenant")
+        check_text(self.device_id, DEVICE_ID_RE, "device_id")
+        check_text(self.device_key_id, KEY_ID_RE, "device_key_id")
+        check_text(self.carrier_key_id, KEY_ID_RE, "carrier_key_id")
+        check_message_id(self.message_id)
+        check_int(self.sequence, 0, MAX_SEQUENCE, "sequence")
+        if self.version != FORMAT_VERSION or self.suite != SUITE_X25519_SHA256_CHACHA20POLY1305:
+            raise EnvelopeError(
+                f"expected format version {FORMAT_VERSION} suite {SUITE_X25519_SHA256_CHACHA20POLY1305}, "
+                f"got version {self.version} suite {self.suite}",
+                reason="unsupported-version",
+            )
+
+
+@dataclass(frozen=True)
+class Template:
+    """A face template: ``dim`` little-endian float32 values and the model that made it."""
+
+    model_id: str
+    model_version: str
+    vector: bytes
+    dtype: str = DTYPE_F32LE
+
+    def __post_init__(self) -> None:
+        check_text(self.model_id, MODEL_ID_RE, "template.model_id")
+        check_text(self.model_version, MODEL_VERSION_RE, "template.model_version")
+        if self.dtype != DTYPE_F32LE:
+            raise _bad(f"template.dtype: expected {DTYPE_F32LE!r}, got {self.dtype!r:.40}")
+        if not isinstance(self.vector, bytes) or len(self.vector) % 4:
+            raise _bad("template.vector: expected bytes, a whole number of float32 values")
+        check_int(len(self.vector) // 4, MIN_DIM, MAX_DIM, "template.dim")
+        if not bool(np.isfinite(np.frombuffer(self.vector, dtype="<f4")).all()):
+            raise _bad("template.vector: expected finite float32 values, got NaN or infinity")
+
+    @property
+    def dim(self) -> int:
+        return len(self.vector) // 4
+
+    @classmethod
+    def from_array(cls, array: npt.ArrayLike, *, model_id: str, model_version: str) -> Template:
+        vec = np.asarray(array, dtype="<f4")
+        if vec.ndim != 1:
+            raise _bad(f"template: expected a 1-D vector, got shape {vec.shape}")
+        return cls(model_id=model_id, model_version=model_version, vector=vec.tobytes())
+
+    def to_array(self) -> npt.NDArray[np.float32]:
+        return np.frombuffer(self.vector, dtype="<f4").astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """The device's liveness result (informative: the carrier decides on the template)."""
+
+    passed: bool
+    method: str
+    score: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.passed, bool):
+            raise _bad(f"liveness.passed: expected true or false, got {self.passed!r:.40}")
+        check_text(self.method, METHOD_RE, "liveness.method")
+        object.__setattr__(self, "score", check_float(self.score, "liveness.score"))
+
+
+def _freeze_quality(quality: Mapping[str, float]) -> Mapping[str, float]:
+    if not isinstance(quality, Mapping) or len(quality) > MAX_QUALITY_ENTRIES:
+        raise _bad(f"quality: expected a map of at most {MAX_QUALITY_ENTRIES} entries")
+    checked = {check_text(k, QUALITY_KEY_RE, "quality key"): check_float(v, f"quality.{k}")
+               for k, v in quality.items()}
+    return MappingProxyType(dict(sorted(checked.items())))
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What the device signs about one capture (the header fields are added by seal)."""
+
+    template: Template
+    captured_at_ms: int
+    liveness: Liveness
+    reference: str
+    prev_digest: bytes = GENESIS_DIGEST
+    quality: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.template, Template) or not isinstance(self.liveness, Liveness):
+            raise _bad("payload: expected a Template and a Liveness")
+        check_int(self.captured_at_ms, MIN_TIME_MS, MAX_TIME_MS, "captured_at_ms")
+        check_reference(self.reference)
+        check_bytes(self.prev_digest, 32, "prev_digest")
+        object.__setattr__(self, "quality", _freeze_quality(self.quality))
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A sealed envelope: ``data`` goes to the outbox; ``digest`` is the next prev_digest."""
+
+    data: bytes
+    header: Header
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        check_bytes(self.digest, 32, "sealed.digest")
+        size_ok = MIN_ENVELOPE_BYTES <= len(self.data) <= MAX_ENVELOPE_BYTES
+        if not isinstance(self.header, Header) or not size_ok:
+            raise _bad(f"sealed: expected a Header and {MIN_ENVELOPE_BYTES}..{MAX_ENVELOPE_BYTES} bytes")
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An opened, verified envelope.
+
+    ``signed`` is the COSE_Sign1 (the device's non-repudiable statement, verifiable on
+    its own); ``digest`` = SHA-256(signed), which the next envelope carries as prev_digest.
+    """
+
+    header: Header
+    payload: Payload
+    digest: bytes
+    signed: bytes
+
+    def __post_init__(self) -> None:
+        check_bytes(self.digest, 32, "opened.digest")
+        if not isinstance(self.header, Header) or not isinstance(self.payload, Payload):
+            raise _bad("opened: expected a Header and a Payload")
+
+
+def as_mapping(value: Any, keys: frozenset[str], what: str) -> dict[str, Any]:
+    """``value`` must be a map with exactly ``keys`` (text)."""
+    if not isinstance(value, dict):
+        raise _bad(f"{what}: expected a CBOR map, got {type(value).__name__}")
+    got = set(value)
+    if got != keys:
+        missing = sorted(keys - got)
+        extra = sorted(str(k)[:20] for k in got - keys)
+        raise _bad(f"{what}: expected keys {sorted(keys)}, missing {missing}, unexpected {extra}")
+    return value

@@ -1,0 +1,193 @@
+"""Sign then encrypt: :func:`seal` on the unit, :func:`open_envelope` at the carrier.
+
+    envelope = header || HPKE-Seal(pk_carrier, info = "kycedge-envelope-v1\\0" || SHA-256(header),
+                                   plaintext = COSE_Sign1(device key, payload))
+
+The payload repeats every header field, so a decrypted, signed payload can never be
+presented under another header (a re-encryption under a forged header is refused as
+``bad-signature``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from kycedge import crypto
+from kycedge.core.errors import EnvelopeError, KeyStoreError
+from kycedge.protocol.envelope import _cbor
+from kycedge.protocol.envelope.cose import CT_TEMPLATE, parse_sign1, sign1, verify_sign1
+from kycedge.protocol.envelope.header import encode_header, hpke_info, split
+from kycedge.protocol.envelope.model import (
+    FORMAT_VERSION,
+    MAX_ENVELOPE_BYTES,
+    Header,
+    Liveness,
+    Opened,
+    Payload,
+    Sealed,
+    Template,
+    as_mapping,
+    check_bytes,
+    check_int,
+    check_message_id,
+    new_message_id,
+)
+
+__all__ = ["CarrierKey", "decode_payload", "encode_payload", "open_envelope", "seal"]
+
+_PAYLOAD_KEYS: Final = frozenset(
+    {"v", "tenant", "device", "dkid", "ckid", "mid", "seq", "captured_at_ms", "template",
+     "quality", "liveness", "ref", "prev"}
+)
+_TEMPLATE_KEYS: Final = frozenset({"model_id", "model_version", "dtype", "dim", "vector"})
+_LIVENESS_KEYS: Final = frozenset({"passed", "method", "score"})
+
+
+@dataclass(frozen=True)
+class CarrierKey:
+    """A carrier HPKE (X25519) public key and its key id; the id must match the key."""
+
+    key_id: str
+    public_key: crypto.KemPublicKey = field(repr=False)
+
+    def __post_init__(self) -> None:
+        actual = crypto.key_id(self.public_key)
+        if self.key_id != actual:
+            raise KeyStoreError(f"carrier key id: expected {self.key_id}, the key's own id is {actual}")
+
+    @classmethod
+    def from_public_key(cls, public_key: crypto.KemPublicKey) -> CarrierKey:
+        return cls(key_id=crypto.key_id(public_key), public_key=public_key)
+
+
+def encode_payload(header: Header, payload: Payload) -> bytes:
+    """Deterministic CBOR of the signed payload map (header fields repeated)."""
+    t = payload.template
+    return _cbor.encode({
+        "v": header.version,
+        "tenant": header.tenant,
+        "device": header.device_id,
+        "dkid": bytes.fromhex(header.device_key_id),
+        "ckid": bytes.fromhex(header.carrier_key_id),
+        "mid": header.message_id.bytes,
+        "seq": header.sequence,
+        "captured_at_ms": payload.captured_at_ms,
+        "template": {"model_id": t.model_id, "model_version": t.model_version, "dtype": t.dtype,
+                     "dim": t.dim, "vector": t.vector},
+        "quality": dict(payload.quality),
+        "liveness": {"passed": payload.liveness.passed, "method": payload.liveness.method,
+                     "score": payload.liveness.score},
+        "ref": payload.reference,
+        "prev": payload.prev_digest,
+    })
+
+
+def decode_payload(data: bytes) -> tuple[Header, Payload]:
+    """Parse a signed payload map; ``malformed`` on any deviation."""
+    m = as_mapping(_cbor.decode(data, what="payload", max_depth=3), _PAYLOAD_KEYS, "payload")
+    tm = as_mapping(m["template"], _TEMPLATE_KEYS, "payload.template")
+    lm = as_mapping(m["liveness"], _LIVENESS_KEYS, "payload.liveness")
+    if not isinstance(m["quality"], dict):
+        raise EnvelopeError("payload.quality: expected a map", reason="malformed")
+    check_int(m["v"], FORMAT_VERSION, FORMAT_VERSION, "payload.v")
+    template = Template(model_id=tm["model_id"], model_version=tm["model_version"], dtype=tm["dtype"],
+                        vector=tm["vector"])
+    if check_int(tm["dim"], 0, 2**16, "template.dim") != template.dim:
+        raise EnvelopeError(f"template.dim: expected {template.dim} (vector length / 4), got {tm['dim']}",
+                            reason="malformed")
+    header = Header(
+        tenant=m["tenant"], device_id=m["device"],
+        device_key_id=check_bytes(m["dkid"], 16, "payload.dkid").hex(),
+        carrier_key_id=check_bytes(m["ckid"], 16, "payload.ckid").hex(),
+        message_id=check_message_id(uuid.UUID(bytes=check_bytes(m["mid"], 16, "payload.mid"))),
+        sequence=m["seq"], version=m["v"],
+    )
+    payload = Payload(
+        template=template, captured_at_ms=m["captured_at_ms"],
+        liveness=Liveness(passed=lm["passed"], method=lm["method"], score=lm["score"]),
+        reference=m["ref"], prev_digest=m["prev"], quality=m["quality"],
+    )
+    return header, payload
+
+
+def seal(
+    payload: Payload,
+    *,
+    tenant: str,
+    device_id: str,
+    sequence: int,
+    signing_key: crypto.SigningKey,
+    carrier_key: CarrierKey,
+    message_id: uuid.UUID | None = None,
+    ephemeral_key: crypto.KemPrivateKey | None = None,
+) -> Sealed:
+    """Sign ``payload`` with the device key, then encrypt it to ``carrier_key``.
+
+    ``message_id`` defaults to a fresh UUIDv7; ``sequence`` is the device's monotonic
+    counter (the caller persists it). ``ephemeral_key`` is for test vectors only.
+    Raises EnvelopeError(reason="malformed") if a field is outside the wire limits,
+    KeyStoreError if the carrier key yields no shared secret (a low-order point).
+    """
+    header = Header(
+        tenant=tenant,
+        device_id=device_id,
+        device_key_id=crypto.key_id(signing_key.public_key()),
+        carrier_key_id=carrier_key.key_id,
+        message_id=message_id if message_id is not None else new_message_id(),
+        sequence=sequence,
+    )
+    signed = sign1(signing_key, encode_payload(header, payload), CT_TEMPLATE, key_id=header.device_key_id)
+    header_bytes = encode_header(header)
+    data = header_bytes + crypto.hpke_seal(
+        carrier_key.public_key, signed, info=hpke_info(header_bytes), ephemeral_key=ephemeral_key
+    )
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"envelope: expected at most {MAX_ENVELOPE_BYTES} bytes, got {len(data)}")
+    return Sealed(data=data, header=header, digest=hashlib.sha256(signed).digest())
+
+
+def open_envelope(
+    data: bytes,
+    *,
+    device_public_key: crypto.VerifyKey,
+    carrier_private_keys: Mapping[str, crypto.KemPrivateKey],
+) -> Opened:
+    """Decrypt with the carrier key the header names, verify the device signature, parse.
+
+    ``device_public_key`` is the enrolled key of ``peek_header(data).device_id`` (the
+    caller looks it up); ``carrier_private_keys`` maps key id -> X25519 private key.
+    Raises EnvelopeError with reason exactly one of ``malformed``,
+    ``unsupported-version``, ``undecryptable`` (no key with that id, wrong key, any bit
+    of header or ciphertext altered), ``bad-signature`` (signature, key id, or signed
+    fields differing from the clear header). Never raises anything else.
+    """
+    header, header_bytes, sealed_part = split(data)
+    key = carrier_private_keys.get(header.carrier_key_id)
+    if key is None:
+        raise EnvelopeError(
+            f"no carrier private key with id {header.carrier_key_id} (have {len(carrier_private_keys)} keys)",
+            reason="undecryptable",
+        )
+    signed = crypto.hpke_open(key, sealed_part, info=hpke_info(header_bytes))
+    part = parse_sign1(signed, what="envelope COSE_Sign1", content_type=CT_TEMPLATE)
+    if part.kid != header.device_key_id:
+        raise EnvelopeError(
+            f"COSE kid {part.kid} differs from header device key id {header.device_key_id}",
+            reason="bad-signature",
+        )
+    verify_sign1(part, device_public_key)
+    inner, payload = decode_payload(part.payload)
+    if inner != header:
+        raise EnvelopeError(
+            f"signed fields {_diff(inner, header)} differ from the clear header", reason="bad-signature"
+        )
+    return Opened(header=header, payload=payload, digest=hashlib.sha256(signed).digest(), signed=signed)
+
+
+def _diff(a: Header, b: Header) -> list[str]:
+    return [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]

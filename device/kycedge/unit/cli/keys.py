@@ -1,0 +1,54 @@
+"""``kycedge keys``: the unit's identity (``init``) and its TLS certificate request (``csr``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_STATE_DIR = Path(os.environ.get("KYCEDGE_STATE_DIR", "/var/lib/kycedge"))
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("keys", help="device identity: signing key and TLS CSR")
+    sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    init = sub.add_parser("init", help="create the Ed25519 signing key (if absent) and print its public key")
+    init.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                      help=f"state directory (default {DEFAULT_STATE_DIR}, env KYCEDGE_STATE_DIR)")
+    init.set_defaults(handler=_init)
+    csr = sub.add_parser("csr", help="write a PEM certificate signing request for the broker's mutual TLS")
+    csr.add_argument("--tenant", required=True, help="the carrier tenant this unit belongs to")
+    csr.add_argument("--device", required=True, help="the unit's device id")
+    csr.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    csr.add_argument("--out", type=Path, default=None,
+                     help="also write the CSR here ('-' = stdout only; default: <state-dir>/device-tls.csr)")
+    csr.set_defaults(handler=_csr)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from kycedge.unit.identity import SIGNING_PUBLIC_FILE, init_identity
+
+    identity, created = init_identity(args.state_dir)
+    print(f"key_id: {identity.key_id}")
+    print(f"public_key: {identity.public_key.hex()}")
+    print(f"public_key_file: {identity.path.parent / SIGNING_PUBLIC_FILE}")
+    print(f"status: {'created' if created else 'existing'}")
+    return 0
+
+
+def _csr(args: argparse.Namespace) -> int:
+    from kycedge import crypto
+    from kycedge.fleet.provision import device_common_name
+    from kycedge.unit.identity import TLS_CSR_FILE, make_device_csr
+
+    # The broker takes the unit's identity (and so its ACL) from this CN: <tenant>/<device>,
+    # the same name `kycedge-fleet device issue --csr` insists on.
+    pem = make_device_csr(args.state_dir, device_common_name(args.tenant, args.device))
+    if args.out is not None and str(args.out) != "-":
+        crypto.write_public_file(args.out, pem)
+        print(f"csr_file: {args.out}", file=sys.stderr)
+    else:
+        print(f"csr_file: {args.state_dir / TLS_CSR_FILE}", file=sys.stderr)
+    sys.stdout.write(pem.decode("ascii"))
+    return 0

@@ -1,0 +1,348 @@
+"""The forwarding loop: outbox → uplink, receipts → verify → outbox.ack.
+
+One :class:`Forwarder` per unit, run by the daemon (``start()`` / ``stop()``, no global
+state). It owns one thread that
+
+1. takes incoming receipts (queued by the transport's network thread), verifies each
+   signature with the injected ``verify_receipt`` (the carrier's public keys), and only
+   then removes the envelope from the outbox (one transaction per batch of receipts);
+   a receipt that fails verification is logged and ignored (the envelope stays and is
+   re-sent); a verified *rejection* (``replay``, ``bad-signature``...) is logged at
+   WARNING with the carrier's reason and then dropped from the queue — the carrier has
+   decided, re-sending cannot change that;
+2. when connected, publishes due envelopes (oldest first, bounded by the outbox's
+   in-flight window) to ``kyc/v1/{tenant}/{device}/templates`` with QoS 1, waits for the
+   PUBACKs and records the attempts (so each one's receipt wait/backoff starts);
+3. after a connect, publishes the retained ``online`` status with the daemon's figures
+   (model, queue) — the transport's will publishes ``offline`` when the unit vanishes —
+   and, if the broker lost the session, makes every in-flight envelope due at once.
+
+Exactly-once in effect = at-least-once here (an envelope is re-sent until a verified
+receipt arrives) + the receiver's de-duplication by message id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kycedge.core.config import section
+from kycedge.core.errors import KycEdgeError, OutboxError, UplinkError
+from kycedge.mqtt.seam import Transport, Will
+from kycedge.protocol import topics
+from kycedge.unit.outbox import Ack, Outbox
+
+__all__ = [
+    "RETRY_STATUSES",
+    "Forwarder",
+    "ForwarderConfig",
+    "ReceiptLike",
+    "offline_will",
+]
+
+log = logging.getLogger(__name__)
+
+#: Receipt statuses after which the envelope stays queued (the carrier asks for a re-send).
+RETRY_STATUSES = frozenset({"retry"})
+
+
+class ReceiptLike(Protocol):
+    """What ``verify_receipt`` returns (e.g. :class:`kycedge.protocol.envelope.Receipt`)."""
+
+    @property
+    def message_id(self) -> Any: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ForwarderConfig:
+    """[forwarder] moving envelopes from the outbox to the broker."""
+
+    batch_max: int = section(64, min=1, max=10_000, help="envelopes published per batch (pipelined)")
+    receipt_batch_max: int = section(512, min=1, max=100_000, help="receipts acknowledged per transaction")
+    idle_poll_s: float = section(1.0, min=0.01, max=60.0, help="longest sleep when nothing is due")
+    status_interval_s: float = section(300.0, min=1.0, max=86_400.0, help="re-publish the online status")
+    error_pause_s: float = section(1.0, min=0.01, max=600.0, help="pause after a storage or uplink error")
+
+
+def offline_will(tenant: str, device: str) -> Will:
+    """The last will a unit's transport must carry: retained ``offline`` on its status topic."""
+    return Will(topics.status(tenant, device), json.dumps({"state": "offline"}).encode(), retain=True)
+
+
+class Forwarder:
+    """Moves envelopes from ``outbox`` over ``transport``; see the module docstring.
+
+    ``verify_receipt(bytes) -> ReceiptLike`` must raise :class:`KycEdgeError` unless the
+    receipt's signature verifies with a trusted carrier key. ``on_receipt`` (optional) is
+    called on the forwarder thread with each verified receipt *after* the outbox
+    committed its removal (the daemon routes it to the waiting session).
+    ``status`` (optional) returns extra figures for the online status (model id/version...).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        transport: Transport,
+        *,
+        tenant: str,
+        device: str,
+        verify_receipt: Callable[[bytes], ReceiptLike],
+        config: ForwarderConfig | None = None,
+        on_receipt: Callable[[ReceiptLike], None] | None = None,
+        status: Callable[[], Mapping[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.outbox = outbox
+        self.transport = transport
+        self.tenant = topics.check_id(tenant, "tenant")
+        self.device = topics.check_id(device, "device id")
+        self.config = config or ForwarderConfig()
+        self._verify = verify_receipt
+        self._on_receipt = on_receipt
+        self._status = status
+        self._clock = clock
+        self.templates_topic = topics.templates(tenant, device)
+        self.receipts_topic = topics.receipts(tenant, device)
+        self.status_topic = topics.status(tenant, device)
+        self._receipts: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connect_pending = False
+        self._session_lost = False
+        self._next_status = 0.0
+        self._lock = threading.Lock()
+        self._sticky: dict[str, Any] = {}
+        self.counters: dict[str, int] = {
+            "published": 0, "publish_failed": 0, "receipts": 0, "accepted": 0, "rejected": 0,
+            "receipt_invalid": 0, "receipt_unknown": 0, "errors": 0, "reconnects": 0,
+        }
+        self.last_error = ""
+        transport.add_connect_listener(self._on_connect)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe to the receipts topic, start the transport and the forwarder thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self.transport.subscribe(self.receipts_topic, self._on_receipt_message, 1)
+        self.transport.start()
+        self._thread = threading.Thread(target=self._run, name="kycedge-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread (finishing the current batch), then the transport.
+
+        A clean stop publishes ``offline`` itself (the broker sends the will only on an
+        unclean end).
+        """
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        try:
+            if self.transport.connected:
+                self.transport.publish(self.status_topic, json.dumps({"state": "offline"}).encode(),
+                                       retain=True, timeout_s=2.0)
+        except UplinkError as e:
+            log.info("forwarder: offline status not published: %s", e)
+        self.transport.stop()
+
+    def wake(self) -> None:
+        """Send now (call after putting an envelope in the outbox)."""
+        self._wake.set()
+
+    def submit(self, message_id: str, envelope: bytes) -> bool:
+        """``outbox.put`` then :meth:`wake` (raises OutboxFullError / OutboxError)."""
+        stored = self.outbox.put(message_id, envelope)
+        self._wake.set()
+        return stored
+
+    def put(self, message_id: str, envelope: bytes) -> bool:
+        """Alias of :meth:`submit` (the daemon's ``Queue`` protocol)."""
+        return self.submit(message_id, envelope)
+
+    def stats(self) -> dict[str, Any]:
+        """Forwarder counters, the outbox figures and the link state (for status and the API)."""
+        out: dict[str, Any] = {"connected": self.transport.connected, "link_error": self.transport.last_error,
+                               "last_error": self.last_error, **self.counters}
+        try:
+            out["queue"] = self.outbox.stats().as_dict()
+        except OutboxError as e:
+            out["queue"] = {"error": e.reason}
+        return out
+
+    # -- network-thread callbacks (never block) -------------------------------------------
+
+    def _on_receipt_message(self, topic: str, payload: bytes) -> None:
+        self._receipts.put(payload)
+        self._wake.set()
+
+    def _on_connect(self, connected: bool, session_present: bool) -> None:
+        if connected:
+            with self._lock:
+                self._connect_pending = True
+                self._session_lost = self._session_lost or not session_present
+            self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                busy = self.step()
+            except Exception as e:  # never die: report, pause, go on
+                self.counters["errors"] += 1
+                self.last_error = f"{getattr(e, 'reason', type(e).__name__)}: {e}"
+                if isinstance(e, KycEdgeError):
+                    log.error("forwarder: %s", e)
+                else:
+                    log.exception("forwarder: unexpected error")
+                self._stop.wait(self.config.error_pause_s)
+                continue
+            if not busy:
+                self._wake.wait(self._sleep_s())
+
+    def _sleep_s(self) -> float:
+        nxt = self.outbox.next_due_at(self._clock())
+        idle = self.config.idle_poll_s
+        if nxt is None or not self.transport.connected:
+            return idle
+        return max(0.0, min(idle, nxt - self._clock()))
+
+    def step(self) -> bool:
+        """One round (receipts, connect duties, one publish batch). True if it did work."""
+        busy = self._process_receipts()
+        if not self.transport.connected:
+            return busy
+        with self._lock:
+            pending, lost = self._connect_pending, self._session_lost
+            self._connect_pending = self._session_lost = False
+        if pending:
+            self.counters["reconnects"] += 1
+            if lost:
+                n = self.outbox.reschedule_inflight(self._clock())
+                if n:
+                    log.info("forwarder: broker had no session; re-sending %d in-flight envelopes", n)
+            self._next_status = 0.0
+        if self._clock() >= self._next_status:
+            self._publish_status_now()
+        return self._publish_due() or busy
+
+    def _publish_due(self) -> bool:
+        now = self._clock()
+        due = self.outbox.due(now, limit=self.config.batch_max)
+        if not due:
+            return False
+        results = self.transport.publish_many([(self.templates_topic, d.envelope) for d in due])
+        sent = [d.message_id for d, ok in zip(due, results, strict=True) if ok]
+        failed = len(due) - len(sent)
+        self.counters["published"] += len(sent)
+        self.counters["publish_failed"] += failed
+        if sent:
+            self.outbox.record_attempts(sent, self._clock())
+        if failed:
+            log.info("forwarder: %d of %d publishes not acknowledged (%s); will retry",
+                     failed, len(due), self.transport.last_error or "no PUBACK")
+        return bool(sent)
+
+    def _process_receipts(self) -> bool:
+        acks: list[Ack] = []
+        verified: list[ReceiptLike] = []
+        while len(acks) < self.config.receipt_batch_max:
+            try:
+                raw = self._receipts.get_nowait()
+            except queue.Empty:
+                break
+            self.counters["receipts"] += 1
+            try:
+                r = self._verify(raw)
+            except KycEdgeError as e:
+                self.counters["receipt_invalid"] += 1
+                log.warning("forwarder: receipt ignored (%s: %s); the envelope stays queued", e.reason, e)
+                continue
+            mid = str(r.message_id)
+            if r.status in RETRY_STATUSES:
+                log.info("forwarder: carrier asks to re-send %s (%s)", mid, r.reason)
+                continue
+            acks.append(Ack(mid, r.status, r.reason or "", raw))
+            verified.append(r)
+        if not acks:
+            return False
+        removed = set(self.outbox.ack(acks, self._clock()))
+        for a, r in zip(acks, verified, strict=True):
+            if a.message_id not in removed:  # not queued (any more): a duplicate receipt
+                self.counters["receipt_unknown"] += 1
+                log.debug("forwarder: receipt for %s which is not queued (duplicate receipt)", a.message_id)
+                continue
+            removed.discard(a.message_id)
+            if a.status == "rejected":
+                self.counters["rejected"] += 1
+                log.warning("forwarder: carrier rejected %s: %s; dropped from the queue", a.message_id,
+                            a.reason or "no reason given")
+            else:
+                self.counters["accepted"] += 1
+            if self._on_receipt is not None:
+                try:
+                    self._on_receipt(r)
+                except Exception:
+                    log.exception("forwarder: on_receipt callback failed")
+        return True
+
+    def publish_status(self, extra: Mapping[str, Any] | None = None) -> bool:
+        """Publish the retained ``online`` status (with ``extra`` merged in, kept for later
+        status messages too).
+
+        Safe from any thread: called from outside the forwarder's own thread while it runs,
+        it only records ``extra`` and wakes the forwarder, which publishes on its next round
+        (returns True). On the forwarder thread (or before ``start``) it publishes now and
+        returns False if the broker did not acknowledge it.
+        """
+        if extra:
+            with self._lock:
+                self._sticky.update(extra)
+        t = self._thread
+        if t is not None and t.is_alive() and threading.current_thread() is not t:
+            self._next_status = 0.0
+            self._wake.set()
+            return True
+        return self._publish_status_now()
+
+    def _publish_status_now(self) -> bool:
+        self._next_status = self._clock() + self.config.status_interval_s
+        body: dict[str, Any] = {"state": "online", "ts": round(self._clock(), 3)}
+        try:
+            st = self.outbox.stats()
+            body["queue"] = {"count": st.count, "bytes": st.bytes, "inflight": st.inflight,
+                             "oldest_enqueued_at": st.oldest_enqueued_at, "full": st.full}
+        except OutboxError as e:
+            body["queue"] = {"error": e.reason}
+        if self._status is not None:
+            try:
+                body.update(self._status())
+            except Exception:
+                log.exception("forwarder: status provider failed")
+        with self._lock:
+            body.update(self._sticky)
+        try:
+            self.transport.publish(self.status_topic, json.dumps(body, sort_keys=True).encode(), retain=True)
+        except UplinkError as e:
+            log.info("forwarder: status not published: %s", e)
+            return False
+        return True

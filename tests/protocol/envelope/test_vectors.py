@@ -1,0 +1,149 @@
+"""JSON test vectors (tests/vectors/*.json), checked both ways: re-sealing the inputs with
+the injected keys reproduces the bytes, and opening the bytes gives back the inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from kycedge import crypto
+from kycedge.protocol.envelope import (
+    CarrierKey,
+    EnvelopeError,
+    Liveness,
+    Payload,
+    Template,
+    open_envelope,
+    peek_header,
+    seal,
+    sign_receipt,
+    verify_receipt,
+)
+from kycedge.protocol.envelope.header import hpke_info
+from pycose.keys import OKPKey
+from pycose.keys.curves import Ed25519
+from pycose.messages import Sign1Message
+
+ROOT = Path(__file__).resolve().parents[3]
+VECTORS = ROOT / "tests" / "vectors"
+ENV = json.loads((VECTORS / "envelope-v1.json").read_text())
+REC = json.loads((VECTORS / "receipt-v1.json").read_text())
+
+
+def _sk(name: str, doc: dict[str, Any] = ENV) -> Any:
+    k = doc["keys"][name]
+    raw = bytes.fromhex(k["private_hex"])
+    key = (crypto.signing_key_from_bytes(raw) if k["type"] == "ed25519"
+           else crypto.kem_private_key_from_bytes(raw))
+    assert crypto.public_key_bytes(key.public_key()).hex() == k["public_hex"]
+    assert crypto.key_id(key.public_key()) == k["key_id"]
+    return key
+
+
+def _payload(p: dict[str, Any]) -> Payload:
+    t = p["template"]
+    template = Template(model_id=t["model_id"], model_version=t["model_version"], dtype=t["dtype"],
+                        vector=bytes.fromhex(t["vector_hex"]))
+    assert template.dim == t["dim"]
+    return Payload(template=template, captured_at_ms=p["captured_at_ms"], liveness=Liveness(**p["liveness"]),
+                   reference=p["reference"], prev_digest=bytes.fromhex(p["prev_digest_hex"]),
+                   quality=p["quality"])
+
+
+CARRIER_KEYS = {ENV["keys"][n]["key_id"]: _sk(n) for n in ("carrier", "carrier_old")}
+
+
+@pytest.mark.parametrize("case", ENV["valid"], ids=lambda c: c["name"])
+def test_resealing_inputs_reproduces_vector(case: dict[str, Any]) -> None:
+    i = case["inputs"]
+    sealed = seal(_payload(i["payload"]), tenant=i["tenant"], device_id=i["device_id"],
+                  sequence=i["sequence"],
+                  signing_key=_sk(i["device_key"]),
+                  carrier_key=CarrierKey.from_public_key(_sk(i["carrier_key"]).public_key()),
+                  message_id=uuid.UUID(i["message_id"]),
+                  ephemeral_key=crypto.kem_private_key_from_bytes(bytes.fromhex(i["ephemeral_private_hex"])))
+    assert sealed.data.hex() == case["envelope_hex"]
+    assert sealed.digest.hex() == case["digest_hex"]
+    header = bytes.fromhex(case["header_hex"])
+    assert sealed.data.startswith(header)
+    assert hpke_info(header).hex() == case["hpke_info_hex"]
+
+
+@pytest.mark.parametrize("case", ENV["valid"], ids=lambda c: c["name"])
+def test_opening_vector_gives_inputs(case: dict[str, Any]) -> None:
+    i = case["inputs"]
+    data = bytes.fromhex(case["envelope_hex"])
+    header = peek_header(data)
+    assert (header.tenant, header.device_id, header.sequence, str(header.message_id)) == (
+        i["tenant"], i["device_id"], i["sequence"], i["message_id"])
+    assert header.carrier_key_id == ENV["keys"][i["carrier_key"]]["key_id"]
+    opened = open_envelope(data, device_public_key=_sk("device").public_key(),
+                           carrier_private_keys=CARRIER_KEYS)
+    assert opened.header == header
+    assert opened.payload == _payload(i["payload"])
+    assert opened.signed.hex() == case["cose_sign1_hex"]
+    assert hashlib.sha256(opened.signed).hexdigest() == case["digest_hex"]
+    # the COSE payload is exactly the documented CBOR map
+    item = cbor2.loads(opened.signed)
+    assert item.value[2].hex() == case["payload_cbor_hex"]
+
+
+def test_chain_link_between_vectors() -> None:
+    first, second = ENV["valid"][0], ENV["valid"][1]
+    assert second["inputs"]["payload"]["prev_digest_hex"] == first["digest_hex"]
+    assert first["inputs"]["payload"]["prev_digest_hex"] == "00" * 32
+
+
+@pytest.mark.parametrize("case", ENV["valid"], ids=lambda c: c["name"])
+def test_vector_signed_part_verifies_with_pycose(case: dict[str, Any]) -> None:
+    item = cbor2.loads(bytes.fromhex(case["cose_sign1_hex"]))
+    protected, unprotected, payload, signature = item.value
+    msg = Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
+    msg.key = OKPKey(crv=Ed25519, x=bytes.fromhex(ENV["keys"]["device"]["public_hex"]))
+    assert msg.verify_signature()
+
+
+@pytest.mark.parametrize("case", ENV["invalid"], ids=lambda c: c["name"])
+def test_invalid_vectors_rejected_with_reason(case: dict[str, Any]) -> None:
+    with pytest.raises(EnvelopeError) as ei:
+        open_envelope(bytes.fromhex(case["envelope_hex"]), device_public_key=_sk("device").public_key(),
+                      carrier_private_keys=CARRIER_KEYS)
+    assert ei.value.reason == case["reason"]
+
+
+@pytest.mark.parametrize("case", REC["valid"], ids=lambda c: c["name"])
+def test_receipt_vectors_both_ways(case: dict[str, Any]) -> None:
+    key = _sk("receipt", REC)
+    args = dict(case["inputs"])
+    args["message_id"] = uuid.UUID(args["message_id"])
+    assert sign_receipt(key, **args).hex() == case["receipt_hex"]
+    keys = {crypto.key_id(key.public_key()): key.public_key()}
+    r = verify_receipt(bytes.fromhex(case["receipt_hex"]), keys,
+                       expected_device_id=case["inputs"]["device_id"])
+    assert r.status == case["status"]
+    assert r.reason == case["inputs"]["reason"]
+    assert str(r.message_id) == case["inputs"]["message_id"]
+    assert (r.score, r.threshold) == (case["inputs"]["score"], case["inputs"]["threshold"])
+
+
+@pytest.mark.parametrize("case", REC["invalid"], ids=lambda c: c["name"])
+def test_invalid_receipt_vectors(case: dict[str, Any]) -> None:
+    key = _sk("receipt", REC)
+    keys = {crypto.key_id(key.public_key()): key.public_key()}
+    with pytest.raises(EnvelopeError) as ei:
+        verify_receipt(bytes.fromhex(case["receipt_hex"]), keys,
+                       expected_device_id=case["expected_device_id"])
+    assert ei.value.reason == case["reason"]
+
+
+def test_committed_vectors_match_generator() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "make_vectors.py"), "--check"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,0 +1,81 @@
+"""Fakes behind the session's seams (analyzer, sealer, queue) for the daemon tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from kycedge.core.errors import OutboxFullError
+from kycedge.unit.session import Capture, Sealed
+
+# A frame's first pixel says what the fake pipeline "sees": 0 no face, 1 move closer,
+# 2 good (quality from pixel[0,1]), 3 raises a pipeline error, 4 blocks (stuck pipeline).
+NO_FACE, FAR, GOOD, BROKEN, STUCK = 0, 1, 2, 3, 4
+
+
+def frame(kind: int, q: int = 100) -> np.ndarray:
+    f = np.zeros((8, 8, 3), np.uint8)
+    f[0, 0, 0] = kind
+    f[0, 1, 0] = q
+    return f
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    ok: bool
+    reason: str
+    message: str
+    faces: int
+    quality: Mapping[str, float]
+    template: np.ndarray | None
+
+
+@dataclass
+class FakeAnalyzer:
+    model_id: str = "fake-embed"
+    model_version: str = "1"
+    seen: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def process_frame(self, rgb: np.ndarray) -> FakeResult:
+        from kycedge.core.errors import ModelError
+
+        self.seen += 1
+        kind, q = int(rgb[0, 0, 0]), int(rgb[0, 1, 0])
+        if kind not in (FAR, GOOD, BROKEN, STUCK):  # NO_FACE and any other scene
+            return FakeResult(False, "no-face", "No face found.", 0, {}, None)
+        if kind == FAR:
+            return FakeResult(False, "move-closer", "Move closer.", 1, {"eye_distance_px": 10.0}, None)
+        if kind == BROKEN:
+            raise ModelError("interpreter failed", reason="inference-failed")
+        if kind == STUCK:
+            self.release.wait(30)
+        t = np.full(128, q / 1000.0, np.float32)
+        t /= np.linalg.norm(t)
+        return FakeResult(True, "ok", "Capture accepted.", 1,
+                          {"sharpness": float(q), "eye_distance_px": 60.0}, t * (q / 1000.0 + 1))
+
+
+@dataclass
+class FakeSealer:
+    captures: list[Capture] = field(default_factory=list)
+    n: int = 0
+
+    def __call__(self, cap: Capture) -> Sealed:
+        self.captures.append(cap)
+        self.n += 1
+        return Sealed(message_id=f"msg-{self.n:04d}", envelope=b"sealed:" + bytes([self.n % 256]) * 16)
+
+
+@dataclass
+class FakeQueue:
+    items: dict[str, bytes] = field(default_factory=dict)
+    full: bool = False
+
+    def put(self, message_id: str, envelope: bytes) -> bool:
+        if self.full:
+            raise OutboxFullError("outbox full: 10 of 10 envelopes; captures refused until the link is back")
+        self.items[message_id] = envelope
+        return True

@@ -1,0 +1,58 @@
+"""The device sealer: real envelopes, a durable chain (sequence, prev digest) across restarts."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kycedge import crypto
+from kycedge.core.errors import KeyStoreError
+from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, open_envelope
+from kycedge.unit.identity import init_identity
+from kycedge.unit.sealer import CHAIN_FILE, DeviceSealer
+from kycedge.unit.session import Capture
+
+
+def capture(i: int) -> Capture:
+    t = np.random.default_rng(i).standard_normal(128).astype(np.float32)
+    return Capture(template=t / np.linalg.norm(t), registration_ref=f"registration-ref-{i:04d}",
+                   model_id="sface", model_version="1", captured_at=1_790_000_000.0 + i,
+                   quality={"sharpness": 40.0, "eye_distance_px": 60.0, "Bad Key": 1.0})
+
+
+def test_chain_survives_a_restart_and_envelopes_open(tmp_path: Path) -> None:
+    ident, _ = init_identity(tmp_path / "state")
+    kem = crypto.generate_kem_key()
+    ck = CarrierKey.from_public_key(kem.public_key())
+    seal1 = DeviceSealer(ident, [ck], tenant="acme", device_id="u1", state_dir=tmp_path / "state")
+    a, b = seal1(capture(1)), seal1(capture(2))
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / CHAIN_FILE).st_mode) == 0o600
+    seal2 = DeviceSealer(ident, [ck], tenant="acme", device_id="u1", state_dir=tmp_path / "state")
+    c = seal2(capture(3))  # a new process continues the chain
+    opened = [open_envelope(x.envelope, device_public_key=ident.signing_key.public_key(),
+                            carrier_private_keys={ck.key_id: kem}) for x in (a, b, c)]
+    assert [o.header.sequence for o in opened] == [1, 2, 3]
+    assert opened[0].payload.prev_digest == GENESIS_DIGEST
+    assert opened[1].payload.prev_digest == opened[0].digest
+    assert opened[2].payload.prev_digest == opened[1].digest
+    assert opened[2].payload.reference == "registration-ref-0003"
+    assert dict(opened[0].payload.quality) == {"eye_distance_px": 60.0, "sharpness": 40.0}
+    assert opened[0].payload.liveness.method == "none"
+    assert opened[0].payload.liveness.passed is False
+    assert [str(o.header.message_id) for o in opened] == [a.message_id, b.message_id, c.message_id]
+    vec = np.frombuffer(opened[0].payload.template.vector, "<f4")
+    assert np.allclose(vec, capture(1).template)
+
+
+def test_broken_chain_state_refuses_to_start(tmp_path: Path) -> None:
+    ident, _ = init_identity(tmp_path / "state")
+    ck = CarrierKey.from_public_key(crypto.generate_kem_key().public_key())
+    (tmp_path / "state" / CHAIN_FILE).write_text("{not json")
+    with pytest.raises(KeyStoreError, match="refusing to restart the chain") as e:
+        DeviceSealer(ident, [ck], tenant="acme", device_id="u1", state_dir=tmp_path / "state")
+    assert e.value.reason == "bad-chain-state"
+    with pytest.raises(KeyStoreError, match="expected at least one carrier HPKE key"):
+        DeviceSealer(ident, [], tenant="acme", device_id="u1", state_dir=tmp_path / "state")

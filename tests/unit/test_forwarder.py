@@ -1,0 +1,296 @@
+"""Forwarding logic through the in-memory transport fake (no network, fast).
+
+The receipts here are HMAC-"signed" JSON so that the logic (verify before ack, drop on
+rejection, ignore forgeries, re-send on loss) is tested apart from the wire format;
+tests/uplink/ runs the same flows with real envelopes, real receipts and a real broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kycedge.core.errors import EnvelopeError, OutboxFullError
+from kycedge.mqtt.fake import FakeBroker, FakeTransport
+from kycedge.protocol import topics
+from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
+from kycedge.unit.outbox import Outbox, OutboxConfig
+
+KEY = b"carrier-test-key"
+
+
+@dataclass(frozen=True)
+class R:
+    message_id: str
+    status: str
+    reason: str = ""
+
+
+def sign(mid: str, status: str, reason: str = "", key: bytes = KEY) -> bytes:
+    body = json.dumps({"mid": mid, "status": status, "reason": reason}).encode()
+    return hmac.new(key, body, hashlib.sha256).digest() + body
+
+
+def verify(raw: bytes) -> R:
+    tag, body = raw[:32], raw[32:]
+    if not hmac.compare_digest(tag, hmac.new(KEY, body, hashlib.sha256).digest()):
+        raise EnvelopeError("receipt signature does not verify", reason="bad-signature")
+    d = json.loads(body)
+    return R(d["mid"], d["status"], d["reason"])
+
+
+class FakeReceiver:
+    """Idempotent by message id: a re-delivery gets the first receipt again."""
+
+    def __init__(self, broker: FakeBroker, *, reject: set[str] | None = None) -> None:
+        self.t = broker.client("receiver")
+        self.first: dict[str, bytes] = {}
+        self.deliveries: dict[str, int] = {}
+        self.reject = reject or set()
+        self.lock = threading.Lock()
+        self.t.subscribe(topics.shared_templates_subscription("g"), self.on_template)
+        self.t.start()
+
+    def on_template(self, topic: str, payload: bytes) -> None:
+        dt = topics.parse_device_topic(topic)
+        mid = payload.decode()
+        with self.lock:
+            self.deliveries[mid] = self.deliveries.get(mid, 0) + 1
+            if mid not in self.first:
+                status = ("rejected", "replay") if mid in self.reject else ("accepted", "")
+                self.first[mid] = sign(mid, *status)
+            receipt = self.first[mid]
+        self.t.publish_nowait(str(dt.sibling("receipts")), receipt)
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+OB_CFG = OutboxConfig(retry_initial_s=0.1, retry_max_s=0.4, retry_jitter=0.2, inflight_window=8)
+FW_CFG = ForwarderConfig(idle_poll_s=0.05, batch_max=4, error_pause_s=0.05)
+
+
+@pytest.fixture
+def broker() -> Iterator[FakeBroker]:
+    b = FakeBroker()
+    yield b
+    b.close()
+
+
+def make(tmp_path: Path, broker: FakeBroker, **kw):  # type: ignore[no-untyped-def]
+    ob = Outbox(tmp_path / "outbox.sqlite", kw.pop("ob_cfg", OB_CFG))
+    tr = broker.client("dev-u1", will=offline_will("acme", "u1"))
+    fw = Forwarder(ob, tr, tenant="acme", device="u1", verify_receipt=verify, config=FW_CFG,
+                   status=lambda: {"model": "sface-int8@1"}, **kw)
+    return ob, tr, fw
+
+
+def test_delivers_each_once_and_publishes_status(tmp_path: Path, broker: FakeBroker) -> None:
+    rx = FakeReceiver(broker)
+    got: list[R] = []
+    ob, _, fw = make(tmp_path, broker, on_receipt=got.append)
+    for i in range(20):
+        fw.submit(f"m{i:02d}", f"m{i:02d}".encode())
+    fw.start()
+    try:
+        wait_for(lambda: ob.stats().count == 0)
+    finally:
+        fw.stop()
+    assert sorted(rx.first) == [f"m{i:02d}" for i in range(20)]
+    assert sorted(r.message_id for r in got) == sorted(rx.first)
+    status = json.loads(broker.retained[topics.status("acme", "u1")])
+    assert status == {"state": "offline"}  # clean stop
+    online = next(json.loads(p) for t, p in broker.published if t.endswith("/status"))
+    assert online["state"] == "online"
+    assert online["model"] == "sface-int8@1"
+    assert online["queue"]["count"] == 20
+
+
+def test_lost_receipts_are_resent_and_answered_with_the_first(tmp_path: Path, broker: FakeBroker) -> None:
+    rx = FakeReceiver(broker)
+    broker.drop_next("kyc/v1/+/+/receipts", 5)
+    ob, _, fw = make(tmp_path, broker)
+    for i in range(5):
+        fw.submit(f"m{i}", f"m{i}".encode())
+    fw.start()
+    try:
+        wait_for(lambda: ob.stats().count == 0)
+    finally:
+        fw.stop()
+    assert all(n >= 2 for n in rx.deliveries.values())  # re-sent after the receipt wait
+    assert len(rx.first) == 5  # one effect each
+    assert fw.counters["accepted"] == 5
+
+
+def test_duplicate_deliveries_ack_once(tmp_path: Path, broker: FakeBroker) -> None:
+    rx = FakeReceiver(broker)
+    broker.duplicate_next("kyc/v1/+/+/templates", 3)
+    ob, _, fw = make(tmp_path, broker)
+    for i in range(3):
+        fw.submit(f"m{i}", f"m{i}".encode())
+    fw.start()
+    try:
+        wait_for(lambda: ob.stats().count == 0 and fw.counters["receipts"] >= 6)
+    finally:
+        fw.stop()
+    assert rx.deliveries == {"m0": 2, "m1": 2, "m2": 2}
+    assert fw.counters["accepted"] == 3
+    assert fw.counters["receipt_unknown"] == 3
+    assert ob.stats().accepted_total == 3
+
+
+def test_forged_receipt_is_ignored(
+    tmp_path: Path, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    ob, _tr, fw = make(tmp_path, broker)
+    fw.submit("m0", b"m0")
+    attacker = broker.client("attacker")
+    attacker.start()
+    fw.start()
+    try:
+        with caplog.at_level(logging.WARNING, "kycedge.unit.forwarder"):
+            attacker.publish(topics.receipts("acme", "u1"), sign("m0", "accepted", key=b"wrong"))
+            attacker.publish(topics.receipts("acme", "u1"), b"\x00garbage")
+            wait_for(lambda: fw.counters["receipt_invalid"] == 2)
+        assert ob.contains("m0")
+        assert "bad-signature" in caplog.text
+        # the real receipt still works afterwards
+        FakeReceiver(broker)
+        wait_for(lambda: ob.stats().count == 0)
+    finally:
+        fw.stop()
+
+
+def test_rejection_is_logged_then_dropped(tmp_path: Path, broker: FakeBroker,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    FakeReceiver(broker, reject={"m1"})
+    ob, _, fw = make(tmp_path, broker)
+    fw.submit("m0", b"m0")
+    fw.submit("m1", b"m1")
+    with caplog.at_level(logging.WARNING, "kycedge.unit.forwarder"):
+        fw.start()
+        try:
+            wait_for(lambda: ob.stats().count == 0)
+        finally:
+            fw.stop()
+    assert "carrier rejected m1: replay" in caplog.text
+    assert ob.receipt("m1") is not None
+    assert ob.receipt("m1").status == "rejected"  # type: ignore[union-attr]
+    assert fw.counters["rejected"] == 1
+
+
+def test_retry_status_keeps_the_envelope(tmp_path: Path, broker: FakeBroker) -> None:
+    ob, _, fw = make(tmp_path, broker)
+    fw.submit("m0", b"m0")
+    other = broker.client("rx")
+    other.start()
+    fw.start()
+    try:
+        other.publish(topics.receipts("acme", "u1"), sign("m0", "retry", "storage-busy"))
+        wait_for(lambda: fw.counters["receipts"] == 1)
+        time.sleep(0.05)
+        assert ob.contains("m0")
+    finally:
+        fw.stop()
+
+
+def test_broker_outage_keeps_queue_and_will_fires(tmp_path: Path, broker: FakeBroker) -> None:
+    rx = FakeReceiver(broker)
+    ob, _, fw = make(tmp_path, broker)
+    fw.start()
+    try:
+        broker.online = False
+        assert json.loads(broker.retained[topics.status("acme", "u1")]) == {"state": "offline"}
+        for i in range(10):
+            fw.submit(f"m{i}", f"m{i}".encode())
+        time.sleep(0.2)
+        assert ob.stats().count == 10
+        broker.online = True
+        wait_for(lambda: ob.stats().count == 0)
+        assert json.loads(broker.retained[topics.status("acme", "u1")])["state"] == "online"
+    finally:
+        fw.stop()
+    assert len(rx.first) == 10
+
+
+def test_window_bounds_unreceipted_sends(tmp_path: Path, broker: FakeBroker) -> None:
+    sink = broker.client("sink")
+    seen: list[str] = []
+    sink.subscribe("$share/g/kyc/v1/+/+/templates", lambda t, p: seen.append(p.decode()))
+    sink.start()
+    cfg = OutboxConfig(retry_initial_s=60.0, retry_max_s=60.0, inflight_window=5)
+    _ob, _, fw = make(tmp_path, broker, ob_cfg=cfg)
+    for i in range(12):
+        fw.submit(f"m{i:02d}", f"m{i:02d}".encode())
+    fw.start()
+    try:
+        wait_for(lambda: len(seen) == 5)
+        time.sleep(0.2)
+        assert seen == [f"m{i:02d}" for i in range(5)]  # oldest first, no more than the window
+    finally:
+        fw.stop()
+
+
+def test_clock_jump_back_still_resends(tmp_path: Path, broker: FakeBroker) -> None:
+    clock = {"t": 1_800_000_000.0}
+    rx = FakeReceiver(broker)
+    broker.drop_next("kyc/v1/+/+/receipts", 1)
+    ob, _, fw = make(tmp_path, broker, clock=lambda: clock["t"])
+    fw.submit("m0", b"m0")
+    fw.start()
+    try:
+        wait_for(lambda: rx.deliveries.get("m0") == 1)
+        clock["t"] -= 86_400.0  # the unit's clock jumps back a day
+        fw.wake()
+        wait_for(lambda: ob.stats(clock["t"]).count == 0)
+    finally:
+        fw.stop()
+    assert rx.deliveries["m0"] == 2
+    assert len(rx.first) == 1
+
+
+def test_full_outbox_refuses_with_operator_message(tmp_path: Path, broker: FakeBroker) -> None:
+    _ob, _, fw = make(tmp_path, broker, ob_cfg=OutboxConfig(max_count=2))
+    fw.submit("a", b"a")
+    fw.submit("b", b"b")
+    with pytest.raises(OutboxFullError, match="New captures are refused"):
+        fw.submit("c", b"c")
+
+
+def test_transport_is_a_transport(broker: FakeBroker) -> None:
+    from kycedge.mqtt.seam import Transport
+
+    assert isinstance(FakeTransport(broker, "x", None), Transport)
+
+
+def test_publish_status_from_another_thread_is_deferred_and_sticky(
+    tmp_path: Path, broker: FakeBroker
+) -> None:
+    _, _, fw = make(tmp_path, broker)
+    fw.start()
+    try:
+        wait_for(lambda: topics.status("acme", "u1") in broker.retained)
+        assert fw.publish_status({"update": {"state": "activated"}}) is True
+        wait_for(lambda: "update" in json.loads(broker.retained[topics.status("acme", "u1")]))
+        # a later periodic status still carries it
+        fw.publish_status()
+        wait_for(lambda: sum(1 for t, _ in broker.published if t.endswith("/status")) >= 3)
+        last = json.loads(broker.retained[topics.status("acme", "u1")])
+        assert last["update"] == {"state": "activated"}
+        assert last["model"] == "sface-int8@1"
+    finally:
+        fw.stop()

@@ -1,0 +1,336 @@
+"""The durable outbox: bounds, ordering, backoff, receipts, storage faults, kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kycedge.core.config import from_mapping
+from kycedge.core.errors import ConfigError
+from kycedge.unit.outbox import Ack, Outbox, OutboxConfig, OutboxError, OutboxFullError, backoff_s
+
+T0 = 1_800_000_000.0
+
+
+def cfg(**kw: object) -> OutboxConfig:
+    base: dict[str, object] = {"retry_initial_s": 10.0, "retry_max_s": 100.0, "retry_jitter": 0.0}
+    base.update(kw)
+    return from_mapping(OutboxConfig, base)
+
+
+@pytest.fixture
+def ob(tmp_path: Path) -> Outbox:
+    o = Outbox(tmp_path / "outbox.sqlite", cfg(), rng=random.Random(1))
+    yield o
+    o.close()
+
+
+def test_wal_and_full_sync(ob: Outbox) -> None:
+    c = sqlite3.connect(ob.path)
+    assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ob._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    c.close()
+
+
+def test_put_due_oldest_first_and_ack(ob: Outbox) -> None:
+    for i in range(5):
+        assert ob.put(f"m{i}", b"ct%d" % i, now=T0 + i)
+    due = ob.due(T0 + 10, limit=3)
+    assert [d.message_id for d in due] == ["m0", "m1", "m2"]
+    assert due[0].envelope == b"ct0"
+    assert due[0].attempts == 0
+    ob.record_attempts(["m0", "m1", "m2"], T0 + 10)
+    # sent ones are in flight until their backoff expires
+    assert [d.message_id for d in ob.due(T0 + 11)] == ["m3", "m4"]
+    assert ob.stats(T0 + 11).inflight == 3
+    assert ob.ack([Ack("m1", "accepted", "", b"sig")], now=T0 + 12) == ["m1"]
+    assert not ob.contains("m1")
+    assert ob.receipt("m1") == Ack("m1", "accepted", "", b"sig")
+    # after the receipt wait (10 s, no jitter) the others are due again, oldest first
+    assert [d.message_id for d in ob.due(T0 + 20.5)] == ["m0", "m2", "m3", "m4"]
+
+
+def test_duplicate_receipt_and_reput_are_idempotent(ob: Outbox) -> None:
+    assert ob.put("a", b"x", now=T0)
+    assert ob.put("a", b"x", now=T0) is False
+    with pytest.raises(OutboxError) as ei:
+        ob.put("a", b"y", now=T0)
+    assert ei.value.reason == "duplicate-id"
+    assert ob.ack([Ack("a", "accepted")]) == ["a"]
+    assert ob.ack([Ack("a", "accepted")]) == []
+    # a re-put after the receipt (crash between ack and caller bookkeeping) stores nothing
+    assert ob.put("a", b"x") is False
+    assert ob.stats().count == 0
+    assert ob.stats().accepted_total == 1
+
+
+def test_inflight_window_bounds_due(tmp_path: Path) -> None:
+    o = Outbox(tmp_path / "o.sqlite", cfg(inflight_window=4))
+    for i in range(10):
+        o.put(f"m{i:02d}", b"c", now=T0)
+    first = o.due(T0)
+    assert len(first) == 4
+    o.record_attempts([d.message_id for d in first], T0)
+    assert o.due(T0 + 1) == []
+    o.ack([Ack("m00", "accepted"), Ack("m01", "rejected", "replay")], T0 + 1)
+    assert [d.message_id for d in o.due(T0 + 1)] == ["m04", "m05"]
+    st_ = o.stats(T0 + 1)
+    assert (st_.accepted_total, st_.rejected_total, st_.count) == (1, 1, 8)
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    c = cfg(retry_initial_s=1.0, retry_max_s=30.0, retry_jitter=0.5)
+    rng = random.Random(7)
+    for n in range(1, 12):
+        base = min(30.0, 2.0 ** (n - 1))
+        for _ in range(20):
+            d = backoff_s(n, c, rng)
+            assert base * 0.5 <= d <= base
+    vals = {round(backoff_s(3, c, rng), 6) for _ in range(10)}
+    assert len(vals) > 1  # jitter spreads retries
+
+
+def test_backoff_grows_with_attempts(ob: Outbox) -> None:
+    ob.put("m", b"c", now=T0)
+    t = T0
+    waits = []
+    for _ in range(5):
+        ob.record_attempts(["m"], t)
+        nxt = ob.next_due_at(t)
+        assert nxt is not None
+        waits.append(nxt - t)
+        t = nxt
+    assert waits == [10.0, 20.0, 40.0, 80.0, 100.0]
+
+
+def test_clock_jump_back_does_not_strand(ob: Outbox) -> None:
+    ob.put("m", b"c", now=T0)
+    ob.record_attempts(["m"], T0)
+    assert ob.due(T0 + 1) == []
+    # the clock jumps back a day: the stored due time is absurdly far ahead
+    back = T0 - 86_400
+    assert [d.message_id for d in ob.due(back)] == ["m"]
+    assert ob.next_due_at(back) == back
+    # and forward a day: due as well
+    assert [d.message_id for d in ob.due(T0 + 86_400)] == ["m"]
+
+
+def test_reschedule_inflight(ob: Outbox) -> None:
+    ob.put("m", b"c", now=T0)
+    ob.record_attempts(["m"], T0)
+    assert ob.reschedule_inflight(T0 + 1) == 1
+    assert [d.attempts for d in ob.due(T0 + 1)] == [1]
+
+
+def test_full_by_count_and_bytes(tmp_path: Path) -> None:
+    o = Outbox(tmp_path / "o.sqlite", cfg(max_count=3, max_bytes=4096, max_envelope_bytes=4096))
+    for i in range(3):
+        o.put(f"m{i}", b"x" * 10)
+    with pytest.raises(OutboxFullError) as ei:
+        o.put("m3", b"x")
+    assert ei.value.reason == "outbox-full"
+    assert "3 of 3 registrations" in ei.value.message
+    assert "refused" in ei.value.message
+    o.ack([Ack("m0", "accepted")])
+    o.put("m3", b"x" * 10)
+    o2 = Outbox(tmp_path / "o2.sqlite", cfg(max_bytes=4096, max_envelope_bytes=4096))
+    o2.put("a", b"x" * 4000)
+    with pytest.raises(OutboxFullError, match="4000 of 4096 bytes"):
+        o2.put("b", b"x" * 100)
+    assert o2.stats().full is False
+    assert o2.stats().bytes == 4000
+
+
+def test_rejects_bad_input(ob: Outbox) -> None:
+    for bad in ["", "a\nb", "x" * 200]:
+        with pytest.raises(OutboxError) as ei:
+            ob.put(bad, b"c")
+        assert ei.value.reason == "bad-message-id"
+    with pytest.raises(OutboxError) as ei:
+        ob.put("m", b"")
+    assert ei.value.reason == "bad-envelope"
+    with pytest.raises(OutboxError) as ei:
+        ob.put("m", b"x" * (64 * 1024 + 1))
+    assert ei.value.reason == "envelope-too-large"
+    assert "65537" in ei.value.message
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="outbox_typo"):
+        from_mapping(OutboxConfig, {"outbox_typo": 1})
+    with pytest.raises(ConfigError, match="retry_max_s"):
+        from_mapping(OutboxConfig, {"retry_initial_s": 10.0, "retry_max_s": 1.0})
+    with pytest.raises(ConfigError, match=r"max_count: expected an integer in \[1, 10000000\], got 0"):
+        from_mapping(OutboxConfig, {"max_count": 0})
+
+
+def test_receipt_retention(tmp_path: Path) -> None:
+    o = Outbox(tmp_path / "o.sqlite", cfg(receipt_retention_s=100.0, receipt_retention_count=3))
+    for i in range(5):
+        o.put(f"m{i}", b"c")
+        o.ack([Ack(f"m{i}", "accepted")], now=T0 + i)
+    o.prune_receipts(T0 + 5)
+    assert o.stats().receipts == 3
+    assert o.receipt("m0") is None
+    assert o.receipt("m4") is not None
+    # the policy also runs by itself on a later ack (at most every minute / 1000 acks)
+    o.put("late", b"c")
+    o.ack([Ack("late", "accepted")], now=T0 + 1000)
+    assert o.stats().receipts == 1
+    o.prune_receipts(T0 + 2000)
+    assert o.stats().receipts == 0
+    assert o.stats().accepted_total == 6
+
+
+def test_bookkeeping_commits_do_not_leave_synchronous_lowered(ob: Outbox) -> None:
+    ob.put("m", b"c")
+    ob.record_attempts(["m"])
+    ob.ack([Ack("m", "accepted")])
+    assert ob._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for puts
+
+
+def test_disk_full_is_reported_and_stored_data_survives(ob: Outbox) -> None:
+    for i in range(3):
+        ob.put(f"m{i}", b"c" * 100)
+    pages = ob._conn.execute("PRAGMA page_count").fetchone()[0]
+    ob._conn.execute(f"PRAGMA max_page_count={pages}")  # the filesystem is now "full"
+    def fill() -> None:
+        for i in range(3, 200):
+            ob.put(f"m{i}", os.urandom(3000))
+
+    with pytest.raises(OutboxError) as ei:
+        fill()
+    assert ei.value.reason == "disk-full"
+    assert "free space" in ei.value.message
+    assert "disk-full" in ob.stats().last_error
+    stored = ob.message_ids()
+    assert stored[:3] == ["m0", "m1", "m2"]
+    assert [d.message_id for d in ob.due(limit=3)] == ["m0", "m1", "m2"]
+    ob._conn.execute("PRAGMA max_page_count=1073741823")
+    ob.put("after", b"c")
+    assert ob.contains("after")
+
+
+def test_read_only_is_reported_and_not_fatal(ob: Outbox) -> None:
+    ob.put("m0", b"c")
+    ob._conn.execute("PRAGMA query_only=1")
+    with pytest.raises(OutboxError) as ei:
+        ob.put("m1", b"c")
+    assert ei.value.reason == "read-only"
+    with pytest.raises(OutboxError) as ei:
+        ob.ack([Ack("m0", "accepted")])
+    assert ei.value.reason == "read-only"
+    assert ob.message_ids() == ["m0"]
+    ob._conn.execute("PRAGMA query_only=0")
+    assert ob.ack([Ack("m0", "accepted")]) == ["m0"]
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    p = tmp_path / "junk.sqlite"
+    p.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(OutboxError) as ei:
+        Outbox(p, cfg())
+    assert ei.value.reason == "corrupt"
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    p = tmp_path / "o.sqlite"
+    o = Outbox(p, cfg())
+    o.put("m0", b"c0", now=T0)
+    o.record_attempts(["m0"], T0)
+    o.close()
+    o = Outbox(p, cfg())
+    assert o.message_ids() == ["m0"]
+    assert o.stats(T0 + 1).inflight == 1
+
+
+_WRITER = r"""
+import sys, time
+from pathlib import Path
+from kycedge.unit.outbox import Outbox, OutboxConfig, Ack
+ob = Outbox(Path(sys.argv[1]), OutboxConfig(max_count=10_000_000))
+i = 0
+while True:
+    ob.put(f"m{i:07d}", b"ct" * 50)
+    print(f"P {i}", flush=True)
+    if i % 3 == 0:
+        ob.ack([Ack(f"m{i:07d}", "accepted")])
+        print(f"A {i}", flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
+    db = tmp_path / "o.sqlite"
+    for trial in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(0.6 + 0.3 * trial)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        ob = Outbox(db, OutboxConfig(max_count=10_000_000))
+        stored = set(ob.message_ids())
+        put = [int(line[2:]) for line in out.splitlines() if line.startswith("P ")]
+        acked = {int(line[2:]) for line in out.splitlines() if line.startswith("A ")}
+        assert put, "the writer made no progress"
+        for i in put:
+            mid = f"m{i:07d}"
+            if i in acked:
+                assert mid not in stored
+            elif i % 3 != 0:
+                assert mid in stored
+        ob.close()
+        db.unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["put", "send", "ack"]), st.integers(0, 15)), max_size=60
+    )
+)
+def test_model_based_put_send_ack(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int]]
+) -> None:
+    d = tmp_path_factory.mktemp("prop")
+    o = Outbox(d / "o.sqlite", cfg(inflight_window=5, max_count=1000))
+    model: dict[str, int] = {}
+    order: list[str] = []
+    done: set[str] = set()
+    now = T0
+    for op, k in ops:
+        mid = f"m{k}"
+        now += 1
+        if op == "put":
+            stored = o.put(mid, b"c", now=now)
+            assert stored == (mid not in model and mid not in done)
+            if stored:
+                model[mid] = 0
+                order.append(mid)
+        elif op == "send":
+            due = o.due(now)
+            ids = [x.message_id for x in due]
+            assert ids == [m for m in order if m in ids]  # oldest first
+            assert len(ids) <= 5
+            o.record_attempts(ids, now)
+        else:
+            assert o.ack([Ack(mid, "accepted")], now) == ([mid] if mid in model else [])
+            if mid in model:
+                del model[mid]
+                order.remove(mid)
+                done.add(mid)
+        assert o.message_ids() == order
+    o.close()
