@@ -23,6 +23,7 @@ from kycedge.mqtt.fake import FakeBroker, FakeTransport
 from kycedge.protocol import topics
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
 from kycedge.unit.outbox import Outbox, OutboxConfig
+from support.ids import M
 
 KEY = b"carrier-test-key"
 
@@ -104,13 +105,13 @@ def test_delivers_each_once_and_publishes_status(tmp_path: Path, broker: FakeBro
     got: list[R] = []
     ob, _, fw = make(tmp_path, broker, on_receipt=got.append)
     for i in range(20):
-        fw.submit(f"m{i:02d}", f"m{i:02d}".encode())
+        fw.submit(M(f"m{i:02d}"), M(f"m{i:02d}").encode())
     fw.start()
     try:
         wait_for(lambda: ob.stats().count == 0)
     finally:
         fw.stop()
-    assert sorted(rx.first) == [f"m{i:02d}" for i in range(20)]
+    assert sorted(rx.first) == [M(f"m{i:02d}") for i in range(20)]
     assert sorted(r.message_id for r in got) == sorted(rx.first)
     status = json.loads(broker.retained[topics.status("acme", "u1")])
     assert status == {"state": "offline"}  # clean stop
@@ -125,7 +126,7 @@ def test_lost_receipts_are_resent_and_answered_with_the_first(tmp_path: Path, br
     broker.drop_next("kyc/v1/+/+/receipts", 5)
     ob, _, fw = make(tmp_path, broker)
     for i in range(5):
-        fw.submit(f"m{i}", f"m{i}".encode())
+        fw.submit(M(f"m{i}"), M(f"m{i}").encode())
     fw.start()
     try:
         wait_for(lambda: ob.stats().count == 0)
@@ -141,13 +142,13 @@ def test_duplicate_deliveries_ack_once(tmp_path: Path, broker: FakeBroker) -> No
     broker.duplicate_next("kyc/v1/+/+/templates", 3)
     ob, _, fw = make(tmp_path, broker)
     for i in range(3):
-        fw.submit(f"m{i}", f"m{i}".encode())
+        fw.submit(M(f"m{i}"), M(f"m{i}").encode())
     fw.start()
     try:
         wait_for(lambda: ob.stats().count == 0 and fw.counters["receipts"] >= 6)
     finally:
         fw.stop()
-    assert rx.deliveries == {"m0": 2, "m1": 2, "m2": 2}
+    assert rx.deliveries == {M("m0"): 2, M("m1"): 2, M("m2"): 2}
     assert fw.counters["accepted"] == 3
     assert fw.counters["receipt_unknown"] == 3
     assert ob.stats().accepted_total == 3
@@ -157,16 +158,16 @@ def test_forged_receipt_is_ignored(
     tmp_path: Path, broker: FakeBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     ob, _tr, fw = make(tmp_path, broker)
-    fw.submit("m0", b"m0")
+    fw.submit(M("m0"), M("m0").encode())
     attacker = broker.client("attacker")
     attacker.start()
     fw.start()
     try:
         with caplog.at_level(logging.WARNING, "kycedge.unit.forwarder"):
-            attacker.publish(topics.receipts("acme", "u1"), sign("m0", "accepted", key=b"wrong"))
+            attacker.publish(topics.receipts("acme", "u1"), sign(M("m0"), "accepted", key=b"wrong"))
             attacker.publish(topics.receipts("acme", "u1"), b"\x00garbage")
             wait_for(lambda: fw.counters["receipt_invalid"] == 2)
-        assert ob.contains("m0")
+        assert ob.contains(M("m0"))
         assert "bad-signature" in caplog.text
         # the real receipt still works afterwards
         FakeReceiver(broker)
@@ -177,33 +178,33 @@ def test_forged_receipt_is_ignored(
 
 def test_rejection_is_logged_then_dropped(tmp_path: Path, broker: FakeBroker,
                                           caplog: pytest.LogCaptureFixture) -> None:
-    FakeReceiver(broker, reject={"m1"})
+    FakeReceiver(broker, reject={M("m1")})
     ob, _, fw = make(tmp_path, broker)
-    fw.submit("m0", b"m0")
-    fw.submit("m1", b"m1")
+    fw.submit(M("m0"), M("m0").encode())
+    fw.submit(M("m1"), M("m1").encode())
     with caplog.at_level(logging.WARNING, "kycedge.unit.forwarder"):
         fw.start()
         try:
             wait_for(lambda: ob.stats().count == 0)
         finally:
             fw.stop()
-    assert "carrier rejected m1: replay" in caplog.text
-    assert ob.receipt("m1") is not None
-    assert ob.receipt("m1").status == "rejected"  # type: ignore[union-attr]
+    assert f"carrier rejected {M('m1')}: replay" in caplog.text
+    assert ob.receipt(M("m1")) is not None
+    assert ob.receipt(M("m1")).status == "rejected"  # type: ignore[union-attr]
     assert fw.counters["rejected"] == 1
 
 
 def test_retry_status_keeps_the_envelope(tmp_path: Path, broker: FakeBroker) -> None:
     ob, _, fw = make(tmp_path, broker)
-    fw.submit("m0", b"m0")
+    fw.submit(M("m0"), M("m0").encode())
     other = broker.client("rx")
     other.start()
     fw.start()
     try:
-        other.publish(topics.receipts("acme", "u1"), sign("m0", "retry", "storage-busy"))
+        other.publish(topics.receipts("acme", "u1"), sign(M("m0"), "retry", "storage-busy"))
         wait_for(lambda: fw.counters["receipts"] == 1)
         time.sleep(0.05)
-        assert ob.contains("m0")
+        assert ob.contains(M("m0"))
     finally:
         fw.stop()
 
@@ -216,7 +217,7 @@ def test_broker_outage_keeps_queue_and_will_fires(tmp_path: Path, broker: FakeBr
         broker.online = False
         assert json.loads(broker.retained[topics.status("acme", "u1")]) == {"state": "offline"}
         for i in range(10):
-            fw.submit(f"m{i}", f"m{i}".encode())
+            fw.submit(M(f"m{i}"), M(f"m{i}").encode())
         time.sleep(0.2)
         assert ob.stats().count == 10
         broker.online = True
@@ -235,12 +236,12 @@ def test_window_bounds_unreceipted_sends(tmp_path: Path, broker: FakeBroker) -> 
     cfg = OutboxConfig(retry_initial_s=60.0, retry_max_s=60.0, inflight_window=5)
     _ob, _, fw = make(tmp_path, broker, ob_cfg=cfg)
     for i in range(12):
-        fw.submit(f"m{i:02d}", f"m{i:02d}".encode())
+        fw.submit(M(f"m{i:02d}"), M(f"m{i:02d}").encode())
     fw.start()
     try:
         wait_for(lambda: len(seen) == 5)
         time.sleep(0.2)
-        assert seen == [f"m{i:02d}" for i in range(5)]  # oldest first, no more than the window
+        assert seen == [M(f"m{i:02d}") for i in range(5)]  # oldest first, no more than the window
     finally:
         fw.stop()
 
@@ -250,25 +251,25 @@ def test_clock_jump_back_still_resends(tmp_path: Path, broker: FakeBroker) -> No
     rx = FakeReceiver(broker)
     broker.drop_next("kyc/v1/+/+/receipts", 1)
     ob, _, fw = make(tmp_path, broker, clock=lambda: clock["t"])
-    fw.submit("m0", b"m0")
+    fw.submit(M("m0"), M("m0").encode())
     fw.start()
     try:
-        wait_for(lambda: rx.deliveries.get("m0") == 1)
+        wait_for(lambda: rx.deliveries.get(M("m0")) == 1)
         clock["t"] -= 86_400.0  # the unit's clock jumps back a day
         fw.wake()
         wait_for(lambda: ob.stats(clock["t"]).count == 0)
     finally:
         fw.stop()
-    assert rx.deliveries["m0"] == 2
+    assert rx.deliveries[M("m0")] == 2
     assert len(rx.first) == 1
 
 
 def test_full_outbox_refuses_with_operator_message(tmp_path: Path, broker: FakeBroker) -> None:
     _ob, _, fw = make(tmp_path, broker, ob_cfg=OutboxConfig(max_count=2))
-    fw.submit("a", b"a")
-    fw.submit("b", b"b")
+    fw.submit(M("a"), M("a").encode())
+    fw.submit(M("b"), M("b").encode())
     with pytest.raises(OutboxFullError, match="New captures are refused"):
-        fw.submit("c", b"c")
+        fw.submit(M("c"), M("c").encode())
 
 
 def test_transport_is_a_transport(broker: FakeBroker) -> None:

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from kycedge.core.config import from_mapping
 from kycedge.core.errors import ConfigError
 from kycedge.unit.outbox import Ack, Outbox, OutboxConfig, OutboxError, OutboxFullError, backoff_s
+from support.ids import T0_MS, M
 
 T0 = 1_800_000_000.0
+
 
 
 def cfg(**kw: object) -> OutboxConfig:
@@ -43,32 +45,32 @@ def test_wal_and_full_sync(ob: Outbox) -> None:
 
 def test_put_due_oldest_first_and_ack(ob: Outbox) -> None:
     for i in range(5):
-        assert ob.put(f"m{i}", b"ct%d" % i, now=T0 + i)
+        assert ob.put(M(f"m{i}"), b"ct%d" % i, now=T0 + i)
     due = ob.due(T0 + 10, limit=3)
-    assert [d.message_id for d in due] == ["m0", "m1", "m2"]
+    assert [d.message_id for d in due] == [M("m0"), M("m1"), M("m2")]
     assert due[0].envelope == b"ct0"
     assert due[0].attempts == 0
-    ob.record_attempts(["m0", "m1", "m2"], T0 + 10)
+    ob.record_attempts([M("m0"), M("m1"), M("m2")], T0 + 10)
     # sent ones are in flight until their backoff expires
-    assert [d.message_id for d in ob.due(T0 + 11)] == ["m3", "m4"]
+    assert [d.message_id for d in ob.due(T0 + 11)] == [M("m3"), M("m4")]
     assert ob.stats(T0 + 11).inflight == 3
-    assert ob.ack([Ack("m1", "accepted", "", b"sig")], now=T0 + 12) == ["m1"]
-    assert not ob.contains("m1")
-    assert ob.receipt("m1") == Ack("m1", "accepted", "", b"sig")
+    assert ob.ack([Ack(M("m1"), "accepted", "", b"sig")], now=T0 + 12) == [M("m1")]
+    assert not ob.contains(M("m1"))
+    assert ob.receipt(M("m1")) == Ack(M("m1"), "accepted", "", b"sig")
     # after the receipt wait (10 s, no jitter) the others are due again, oldest first
-    assert [d.message_id for d in ob.due(T0 + 20.5)] == ["m0", "m2", "m3", "m4"]
+    assert [d.message_id for d in ob.due(T0 + 20.5)] == [M("m0"), M("m2"), M("m3"), M("m4")]
 
 
 def test_duplicate_receipt_and_reput_are_idempotent(ob: Outbox) -> None:
-    assert ob.put("a", b"x", now=T0)
-    assert ob.put("a", b"x", now=T0) is False
+    assert ob.put(M("a"), b"x", now=T0)
+    assert ob.put(M("a"), b"x", now=T0) is False
     with pytest.raises(OutboxError) as ei:
-        ob.put("a", b"y", now=T0)
+        ob.put(M("a"), b"y", now=T0)
     assert ei.value.reason == "duplicate-id"
-    assert ob.ack([Ack("a", "accepted")]) == ["a"]
-    assert ob.ack([Ack("a", "accepted")]) == []
+    assert ob.ack([Ack(M("a"), "accepted")]) == [M("a")]
+    assert ob.ack([Ack(M("a"), "accepted")]) == []
     # a re-put after the receipt (crash between ack and caller bookkeeping) stores nothing
-    assert ob.put("a", b"x") is False
+    assert ob.put(M("a"), b"x") is False
     assert ob.stats().count == 0
     assert ob.stats().accepted_total == 1
 
@@ -76,13 +78,13 @@ def test_duplicate_receipt_and_reput_are_idempotent(ob: Outbox) -> None:
 def test_inflight_window_bounds_due(tmp_path: Path) -> None:
     o = Outbox(tmp_path / "o.sqlite", cfg(inflight_window=4))
     for i in range(10):
-        o.put(f"m{i:02d}", b"c", now=T0)
+        o.put(M(f"m{i:02d}"), b"c", now=T0)
     first = o.due(T0)
     assert len(first) == 4
     o.record_attempts([d.message_id for d in first], T0)
     assert o.due(T0 + 1) == []
-    o.ack([Ack("m00", "accepted"), Ack("m01", "rejected", "replay")], T0 + 1)
-    assert [d.message_id for d in o.due(T0 + 1)] == ["m04", "m05"]
+    o.ack([Ack(M("m00"), "accepted"), Ack(M("m01"), "rejected", "replay")], T0 + 1)
+    assert [d.message_id for d in o.due(T0 + 1)] == [M("m04"), M("m05")]
     st_ = o.stats(T0 + 1)
     assert (st_.accepted_total, st_.rejected_total, st_.count) == (1, 1, 8)
 
@@ -100,11 +102,11 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
 
 
 def test_backoff_grows_with_attempts(ob: Outbox) -> None:
-    ob.put("m", b"c", now=T0)
+    ob.put(M("m"), b"c", now=T0)
     t = T0
     waits = []
     for _ in range(5):
-        ob.record_attempts(["m"], t)
+        ob.record_attempts([M("m")], t)
         nxt = ob.next_due_at(t)
         assert nxt is not None
         waits.append(nxt - t)
@@ -113,20 +115,20 @@ def test_backoff_grows_with_attempts(ob: Outbox) -> None:
 
 
 def test_clock_jump_back_does_not_strand(ob: Outbox) -> None:
-    ob.put("m", b"c", now=T0)
-    ob.record_attempts(["m"], T0)
+    ob.put(M("m"), b"c", now=T0)
+    ob.record_attempts([M("m")], T0)
     assert ob.due(T0 + 1) == []
     # the clock jumps back a day: the stored due time is absurdly far ahead
     back = T0 - 86_400
-    assert [d.message_id for d in ob.due(back)] == ["m"]
+    assert [d.message_id for d in ob.due(back)] == [M("m")]
     assert ob.next_due_at(back) == back
     # and forward a day: due as well
-    assert [d.message_id for d in ob.due(T0 + 86_400)] == ["m"]
+    assert [d.message_id for d in ob.due(T0 + 86_400)] == [M("m")]
 
 
 def test_reschedule_inflight(ob: Outbox) -> None:
-    ob.put("m", b"c", now=T0)
-    ob.record_attempts(["m"], T0)
+    ob.put(M("m"), b"c", now=T0)
+    ob.record_attempts([M("m")], T0)
     assert ob.reschedule_inflight(T0 + 1) == 1
     assert [d.attempts for d in ob.due(T0 + 1)] == [1]
 
@@ -134,18 +136,18 @@ def test_reschedule_inflight(ob: Outbox) -> None:
 def test_full_by_count_and_bytes(tmp_path: Path) -> None:
     o = Outbox(tmp_path / "o.sqlite", cfg(max_count=3, max_bytes=4096, max_envelope_bytes=4096))
     for i in range(3):
-        o.put(f"m{i}", b"x" * 10)
+        o.put(M(f"m{i}"), b"x" * 10)
     with pytest.raises(OutboxFullError) as ei:
-        o.put("m3", b"x")
+        o.put(M("m3"), b"x")
     assert ei.value.reason == "outbox-full"
     assert "3 of 3 registrations" in ei.value.message
     assert "refused" in ei.value.message
-    o.ack([Ack("m0", "accepted")])
-    o.put("m3", b"x" * 10)
+    o.ack([Ack(M("m0"), "accepted")])
+    o.put(M("m3"), b"x" * 10)
     o2 = Outbox(tmp_path / "o2.sqlite", cfg(max_bytes=4096, max_envelope_bytes=4096))
-    o2.put("a", b"x" * 4000)
+    o2.put(M("a"), b"x" * 4000)
     with pytest.raises(OutboxFullError, match="4000 of 4096 bytes"):
-        o2.put("b", b"x" * 100)
+        o2.put(M("b"), b"x" * 100)
     assert o2.stats().full is False
     assert o2.stats().bytes == 4000
 
@@ -156,10 +158,10 @@ def test_rejects_bad_input(ob: Outbox) -> None:
             ob.put(bad, b"c")
         assert ei.value.reason == "bad-message-id"
     with pytest.raises(OutboxError) as ei:
-        ob.put("m", b"")
+        ob.put(M("m"), b"")
     assert ei.value.reason == "bad-envelope"
     with pytest.raises(OutboxError) as ei:
-        ob.put("m", b"x" * (64 * 1024 + 1))
+        ob.put(M("m"), b"x" * (64 * 1024 + 1))
     assert ei.value.reason == "envelope-too-large"
     assert "65537" in ei.value.message
 
@@ -176,15 +178,15 @@ def test_config_validation() -> None:
 def test_receipt_retention(tmp_path: Path) -> None:
     o = Outbox(tmp_path / "o.sqlite", cfg(receipt_retention_s=100.0, receipt_retention_count=3))
     for i in range(5):
-        o.put(f"m{i}", b"c")
-        o.ack([Ack(f"m{i}", "accepted")], now=T0 + i)
+        o.put(M(f"m{i}"), b"c")
+        o.ack([Ack(M(f"m{i}"), "accepted")], now=T0 + i)
     o.prune_receipts(T0 + 5)
     assert o.stats().receipts == 3
-    assert o.receipt("m0") is None
-    assert o.receipt("m4") is not None
+    assert o.receipt(M("m0")) is None
+    assert o.receipt(M("m4")) is not None
     # the policy also runs by itself on a later ack (at most every minute / 1000 acks)
-    o.put("late", b"c")
-    o.ack([Ack("late", "accepted")], now=T0 + 1000)
+    o.put(M("late"), b"c")
+    o.ack([Ack(M("late"), "accepted")], now=T0 + 1000)
     assert o.stats().receipts == 1
     o.prune_receipts(T0 + 2000)
     assert o.stats().receipts == 0
@@ -192,20 +194,20 @@ def test_receipt_retention(tmp_path: Path) -> None:
 
 
 def test_bookkeeping_commits_do_not_leave_synchronous_lowered(ob: Outbox) -> None:
-    ob.put("m", b"c")
-    ob.record_attempts(["m"])
-    ob.ack([Ack("m", "accepted")])
+    ob.put(M("m"), b"c")
+    ob.record_attempts([M("m")])
+    ob.ack([Ack(M("m"), "accepted")])
     assert ob._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for puts
 
 
 def test_disk_full_is_reported_and_stored_data_survives(ob: Outbox) -> None:
     for i in range(3):
-        ob.put(f"m{i}", b"c" * 100)
+        ob.put(M(f"m{i}"), b"c" * 100)
     pages = ob._conn.execute("PRAGMA page_count").fetchone()[0]
     ob._conn.execute(f"PRAGMA max_page_count={pages}")  # the filesystem is now "full"
     def fill() -> None:
         for i in range(3, 200):
-            ob.put(f"m{i}", os.urandom(3000))
+            ob.put(M(f"m{i}"), os.urandom(3000))
 
     with pytest.raises(OutboxError) as ei:
         fill()
@@ -213,25 +215,25 @@ def test_disk_full_is_reported_and_stored_data_survives(ob: Outbox) -> None:
     assert "free space" in ei.value.message
     assert "disk-full" in ob.stats().last_error
     stored = ob.message_ids()
-    assert stored[:3] == ["m0", "m1", "m2"]
-    assert [d.message_id for d in ob.due(limit=3)] == ["m0", "m1", "m2"]
+    assert stored[:3] == [M("m0"), M("m1"), M("m2")]
+    assert [d.message_id for d in ob.due(limit=3)] == [M("m0"), M("m1"), M("m2")]
     ob._conn.execute("PRAGMA max_page_count=1073741823")
-    ob.put("after", b"c")
-    assert ob.contains("after")
+    ob.put(M("after"), b"c")
+    assert ob.contains(M("after"))
 
 
 def test_read_only_is_reported_and_not_fatal(ob: Outbox) -> None:
-    ob.put("m0", b"c")
+    ob.put(M("m0"), b"c")
     ob._conn.execute("PRAGMA query_only=1")
     with pytest.raises(OutboxError) as ei:
-        ob.put("m1", b"c")
+        ob.put(M("m1"), b"c")
     assert ei.value.reason == "read-only"
     with pytest.raises(OutboxError) as ei:
-        ob.ack([Ack("m0", "accepted")])
+        ob.ack([Ack(M("m0"), "accepted")])
     assert ei.value.reason == "read-only"
-    assert ob.message_ids() == ["m0"]
+    assert ob.message_ids() == [M("m0")]
     ob._conn.execute("PRAGMA query_only=0")
-    assert ob.ack([Ack("m0", "accepted")]) == ["m0"]
+    assert ob.ack([Ack(M("m0"), "accepted")]) == [M("m0")]
 
 
 def test_not_a_database(tmp_path: Path) -> None:
@@ -245,11 +247,11 @@ def test_not_a_database(tmp_path: Path) -> None:
 def test_survives_reopen(tmp_path: Path) -> None:
     p = tmp_path / "o.sqlite"
     o = Outbox(p, cfg())
-    o.put("m0", b"c0", now=T0)
-    o.record_attempts(["m0"], T0)
+    o.put(M("m0"), b"c0", now=T0)
+    o.record_attempts([M("m0")], T0)
     o.close()
     o = Outbox(p, cfg())
-    assert o.message_ids() == ["m0"]
+    assert o.message_ids() == [M("m0")]
     assert o.stats(T0 + 1).inflight == 1
 
 
@@ -257,13 +259,17 @@ _WRITER = r"""
 import sys, time
 from pathlib import Path
 from kycedge.unit.outbox import Outbox, OutboxConfig, Ack
+from kycedge.protocol.ids import new_message_id
+def M(name):
+    raw = name.encode().ljust(8, b"\0")
+    return str(new_message_id(now_ms=T0_MS_VALUE, random_bytes=b"\0" + raw[:1] + b"\0" + raw[1:]))
 ob = Outbox(Path(sys.argv[1]), OutboxConfig(max_count=10_000_000))
 i = 0
 while True:
-    ob.put(f"m{i:07d}", b"ct" * 50)
+    ob.put(M(f"m{i:07d}"), b"ct" * 50)
     print(f"P {i}", flush=True)
     if i % 3 == 0:
-        ob.ack([Ack(f"m{i:07d}", "accepted")])
+        ob.ack([Ack(M(f"m{i:07d}"), "accepted")])
         print(f"A {i}", flush=True)
     i += 1
 """
@@ -274,7 +280,8 @@ def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
     db = tmp_path / "o.sqlite"
     for trial in range(3):
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _WRITER.replace("T0_MS_VALUE", str(T0_MS)), str(db)],
+            stdout=subprocess.PIPE, text=True,
         )
         time.sleep(0.6 + 0.3 * trial)
         proc.send_signal(signal.SIGKILL)
@@ -285,7 +292,7 @@ def test_kill_9_mid_write_loses_nothing_committed(tmp_path: Path) -> None:
         acked = {int(line[2:]) for line in out.splitlines() if line.startswith("A ")}
         assert put, "the writer made no progress"
         for i in put:
-            mid = f"m{i:07d}"
+            mid = M(f"m{i:07d}")
             if i in acked:
                 assert mid not in stored
             elif i % 3 != 0:
@@ -312,7 +319,7 @@ def test_model_based_put_send_ack(
     done: set[str] = set()
     now = T0
     for op, k in ops:
-        mid = f"m{k}"
+        mid = M(f"m{k}")
         now += 1
         if op == "put":
             stored = o.put(mid, b"c", now=now)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from kycedge import crypto
 from kycedge.carrier.store import DeviceRecord, SqlStore, now_ms
-from kycedge.core.errors import CarrierError
+from kycedge.core.errors import CarrierError, IdError
+from kycedge.protocol import ids
 
 __all__ = ["DeviceRecord", "Registry", "RegistryError", "check_device_id", "check_tenant"]
 
@@ -23,23 +24,19 @@ class RegistryError(CarrierError):
 
 
 def check_tenant(value: str) -> str:
-    """A tenant as the wire format allows it (``kycedge.protocol.envelope.model.TENANT_RE``)."""
-    from kycedge.protocol.envelope.model import TENANT_RE
-
-    if not isinstance(value, str) or not TENANT_RE.fullmatch(value):
-        raise RegistryError(f"tenant: expected text matching {TENANT_RE.pattern}, got {value!r:.80}",
-                            reason="bad-id")
-    return value
+    """A tenant as :mod:`kycedge.protocol.ids` allows it, as a :class:`RegistryError`."""
+    try:
+        return ids.check_tenant(value)
+    except IdError as e:
+        raise RegistryError(e.message, reason="bad-id") from e
 
 
 def check_device_id(value: str) -> str:
-    """A device id as the wire format allows it (``kycedge.protocol.envelope.model.DEVICE_ID_RE``)."""
-    from kycedge.protocol.envelope.model import DEVICE_ID_RE
-
-    if not isinstance(value, str) or not DEVICE_ID_RE.fullmatch(value):
-        raise RegistryError(f"device id: expected text matching {DEVICE_ID_RE.pattern}, got {value!r:.80}",
-                            reason="bad-id")
-    return value
+    """A device id as :mod:`kycedge.protocol.ids` allows it, as a :class:`RegistryError`."""
+    try:
+        return ids.check_device_id(value)
+    except IdError as e:
+        raise RegistryError(e.message, reason="bad-id") from e
 
 
 @dataclass(frozen=True)

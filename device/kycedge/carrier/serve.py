@@ -36,9 +36,9 @@ from typing import Any
 
 from kycedge.carrier.config import CarrierConfig
 from kycedge.core.config import section
-from kycedge.core.errors import CarrierError, ConfigError, KycEdgeError, UplinkError
+from kycedge.core.errors import CarrierError, ConfigError, IdError, KycEdgeError, UplinkError
 from kycedge.mqtt.config import UplinkConfig
-from kycedge.protocol import topics
+from kycedge.protocol import ids, topics
 
 __all__ = ["ReceiverService", "ServeConfig", "ServeFile", "register"]
 
@@ -56,9 +56,12 @@ class ServeConfig:
     error_pause_s: float = section(1.0, min=0.01, max=600.0, help="pause after a storage error")
 
     def __post_init__(self) -> None:
-        topics.check_id(self.group, "share group")
-        if self.tenant:
-            topics.check_id(self.tenant, "tenant")
+        try:
+            ids.check_service_name(self.group, "serve.group")
+            if self.tenant:
+                ids.check_tenant(self.tenant, "serve.tenant")
+        except IdError as e:
+            raise ConfigError(e.message) from e
 
 
 @dataclass(frozen=True)
@@ -211,9 +214,9 @@ def _serve(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     client_id = cfg.mqtt.client_id or f"carrier-receiver-{socket.gethostname()}-{args.instance}"
     try:
-        topics.check_id(client_id.replace("/", "-"), "client id")
-    except KycEdgeError as e:
-        raise ConfigError(f"mqtt.client_id: {e.message}") from e
+        ids.check_service_name(client_id.replace("/", "-"), "mqtt.client_id")
+    except IdError as e:
+        raise ConfigError(e.message) from e
     if cfg.mqtt.session_expiry_s > 300:
         log.warning("serve: mqtt.session_expiry_s = %d: while this process is down the broker keeps "
                     "handing it its share of templates (delivered late, after the units re-send); "

@@ -34,6 +34,15 @@ class ConfigError(KycEdgeError):
     reason = "bad-config"
 
 
+class IdError(KycEdgeError):
+    """An identifier (tenant, device, reference, message id, key id...) breaks its grammar.
+
+    The grammars live in :mod:`kycedge.protocol.ids`.
+    """
+
+    reason = "bad-id"
+
+
 class ImageError(KycEdgeError):
     """Image bytes could not be decoded into a usable frame (reason says why)."""
 

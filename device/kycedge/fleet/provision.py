@@ -20,13 +20,12 @@ All key and certificate handling goes through :mod:`kycedge.crypto` (the only
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from kycedge import crypto
-from kycedge.core.errors import KycEdgeError
-from kycedge.protocol.topics import check_id
+from kycedge.core.errors import IdError, KycEdgeError
+from kycedge.protocol import ids
 
 __all__ = [
     "CaFiles",
@@ -39,7 +38,6 @@ __all__ = [
     "load_ca",
 ]
 
-_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class ProvisionError(KycEdgeError):
@@ -72,8 +70,11 @@ class Issued:
 
 
 def device_common_name(tenant: str, device: str) -> str:
-    """The certificate CN (= broker username) of a unit: ``<tenant>/<device>``."""
-    return f"{check_id(tenant, 'tenant')}/{check_id(device, 'device id')}"
+    """The certificate CN (= broker username) of a unit: ``<tenant>/<device>`` (protocol.ids)."""
+    try:
+        return ids.device_common_name(tenant, device)
+    except IdError as e:
+        raise ProvisionError(e.message, reason="bad-name") from e
 
 
 def init_ca(directory: Path, common_name: str = "kycedge fleet CA", *, days: int = 3650,
@@ -167,10 +168,10 @@ def issue_service(
 
     Writes ``<out>/<name>.crt`` (and ``<name>.key`` when no CSR is given).
     """
-    if not isinstance(name, str) or not _SERVICE.fullmatch(name):
-        raise ProvisionError(
-            f"expected a service name of 1-64 characters [A-Za-z0-9._-], got {name!r:.80}", reason="bad-name"
-        )
+    try:
+        ids.check_service_name(name)
+    except IdError as e:
+        raise ProvisionError(e.message, reason="bad-name") from e
     if server and not (dns_names or ip_addresses):
         raise ProvisionError(
             "a server certificate needs at least one --dns or --ip subjectAltName, got none",

@@ -254,7 +254,7 @@ def parse_manifest(data: bytes, *, max_file_bytes: int = 512 * 2**20) -> BundleM
         threshold=_float(mt.get("threshold"), "matching.threshold", -1.0, 1.0),
         far=_float(mt.get("far"), "matching.far", 0.0, 1.0),
     )
-    from kycedge.protocol.envelope.model import MODEL_ID_RE, MODEL_VERSION_RE
+    from kycedge.protocol.ids import MODEL_ID_RE, MODEL_VERSION_RE
 
     if not (MODEL_ID_RE.fullmatch(matching.model_id) and MODEL_VERSION_RE.fullmatch(matching.model_version)):
         raise BundleError(

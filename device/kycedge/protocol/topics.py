@@ -8,24 +8,25 @@ Layout (documented in ``docs/topics.md``)::
     fleet/v1/{tenant}/{kind}             fleet admin -> units (bundle announcements, commands)
     $share/{group}/kyc/v1/+/+/templates  carrier receivers, shared subscription
 
-Tenant and device ids are one topic level each: 1..64 characters from
-``[A-Za-z0-9._-]``, not starting with ``.``. That excludes the MQTT wildcards ``+``/``#``,
-the level separator ``/``, ``$`` (reserved prefixes) and NUL, so an id can never widen a
+Tenant and device ids are one topic level each, with the grammars of
+:mod:`kycedge.protocol.ids` (tenant ``[a-z0-9][a-z0-9-]{0,31}``, device
+``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``). Both exclude the MQTT wildcards ``+``/``#``, the
+level separator ``/``, ``$`` (reserved prefixes) and NUL, so an id can never widen a
 subscription or an ACL pattern.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from kycedge.core.errors import UplinkError
+from kycedge.core.errors import IdError, UplinkError
+from kycedge.protocol import ids
 
 __all__ = [
     "DeviceTopic",
     "Kind",
-    "check_id",
     "device_topic",
     "fleet_topic",
     "parse_device_topic",
@@ -39,7 +40,6 @@ PREFIX = "kyc/v1"
 FLEET_PREFIX = "fleet/v1"
 Kind = Literal["templates", "receipts", "status"]
 KINDS: tuple[str, ...] = ("templates", "receipts", "status")
-_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 class TopicError(UplinkError):
@@ -48,13 +48,11 @@ class TopicError(UplinkError):
     reason = "bad-topic"
 
 
-def check_id(value: str, what: str = "id") -> str:
-    """Return ``value`` if it is a safe single topic level, else raise :class:`TopicError`."""
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise TopicError(
-            f"expected {what} of 1-64 characters [A-Za-z0-9._-] not starting with '.', got {value!r:.80}"
-        )
-    return value
+def _level(check: Callable[[object, str], str], value: object, what: str) -> str:
+    try:
+        return check(value, what)
+    except IdError as e:
+        raise TopicError(e.message) from e
 
 
 @dataclass(frozen=True)
@@ -66,8 +64,8 @@ class DeviceTopic:
     kind: Kind
 
     def __post_init__(self) -> None:
-        check_id(self.tenant, "tenant")
-        check_id(self.device, "device")
+        _level(ids.check_tenant, self.tenant, "tenant")
+        _level(ids.check_device_id, self.device, "device")
         if self.kind not in KINDS:
             raise TopicError(f"expected topic kind one of {', '.join(KINDS)}, got {self.kind!r}")
 
@@ -95,13 +93,14 @@ def status(tenant: str, device: str) -> str:
 
 
 def fleet_topic(tenant: str, kind: str) -> str:
-    return f"{FLEET_PREFIX}/{check_id(tenant, 'tenant')}/{check_id(kind, 'fleet topic kind')}"
+    tenant = _level(ids.check_tenant, tenant, "tenant")
+    return f"{FLEET_PREFIX}/{tenant}/{_level(ids.check_service_name, kind, 'fleet topic kind')}"
 
 
 def shared_templates_subscription(group: str, tenant: str | None = None) -> str:
     """``$share/{group}/kyc/v1/{tenant or +}/+/templates`` for carrier receivers."""
-    t = "+" if tenant is None else check_id(tenant, "tenant")
-    return f"$share/{check_id(group, 'share group')}/{PREFIX}/{t}/+/templates"
+    t = "+" if tenant is None else _level(ids.check_tenant, tenant, "tenant")
+    return f"$share/{_level(ids.check_service_name, group, 'share group')}/{PREFIX}/{t}/+/templates"
 
 
 def parse_device_topic(topic: str) -> DeviceTopic:

@@ -45,6 +45,7 @@ from typing import Any
 
 from kycedge.core.config import section
 from kycedge.core.errors import KycEdgeError, SessionError
+from kycedge.protocol.ids import MESSAGE_ID_TEXT_RE
 from kycedge.unit.session import SessionBusyError, SessionManager, SessionNotFoundError
 
 __all__ = ["ApiConfig", "ApiServer", "MessageLookup", "StatusProvider"]
@@ -53,7 +54,7 @@ log = logging.getLogger("kycedge.api")
 
 MAX_BODY = 4096
 _SESSION_RE = re.compile(r"^/v1/sessions/([0-9a-f]{32})(/events)?$")
-_MESSAGE_RE = re.compile(r"^/v1/messages/([A-Za-z0-9._:\-]{1,128})$")
+_MESSAGE_RE = re.compile(rf"^/v1/messages/({MESSAGE_ID_TEXT_RE.pattern})$")
 
 StatusProvider = Callable[[], dict[str, Any]]
 MessageLookup = Callable[[str], dict[str, Any] | None]

@@ -19,8 +19,8 @@ from pathlib import Path
 from kycedge import crypto
 from kycedge.core.config import section
 from kycedge.core.errors import ConfigError, KeyStoreError
-from kycedge.protocol.envelope.model import KEY_ID_RE
 from kycedge.protocol.envelope.seal import CarrierKey
+from kycedge.protocol.ids import KEY_ID_RE
 
 __all__ = ["CarrierKeysConfig", "KeyFileEntry"]
 

@@ -106,8 +106,8 @@ class Forwarder:
     ) -> None:
         self.outbox = outbox
         self.transport = transport
-        self.tenant = topics.check_id(tenant, "tenant")
-        self.device = topics.check_id(device, "device id")
+        self.tenant = topics.DeviceTopic(tenant, device, "templates").tenant
+        self.device = device
         self.config = config or ForwarderConfig()
         self._verify = verify_receipt
         self._on_receipt = on_receipt

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kycedge.core.config import section
-from kycedge.core.errors import OutboxError, OutboxFullError
+from kycedge.core.errors import IdError, OutboxError, OutboxFullError
+from kycedge.protocol import ids
 
 __all__ = [
     "Ack",
@@ -54,7 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_ID_LEN = 128
 SCHEMA_VERSION = 1
 # The receipt retention policy runs on an ack at most every PRUNE_EVERY acks or
 # PRUNE_INTERVAL_S seconds (its count query is O(receipts); on every ack it dominated).
@@ -640,13 +640,7 @@ class Outbox:
 
 
 def _check_id(message_id: str) -> None:
-    if not isinstance(message_id, str) or not message_id:
-        raise OutboxError(
-            f"expected a non-empty message id string, got {message_id!r}", reason="bad-message-id"
-        )
-    if len(message_id) > MAX_MESSAGE_ID_LEN or not message_id.isprintable():
-        raise OutboxError(
-            f"expected a printable message id of at most {MAX_MESSAGE_ID_LEN} characters,"
-            f" got {message_id!r:.80}",
-            reason="bad-message-id",
-        )
+    try:
+        ids.check_message_id_text(message_id)
+    except IdError as e:
+        raise OutboxError(e.message, reason="bad-message-id") from e

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 import uuid
@@ -51,7 +50,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from kycedge.core.config import section
-from kycedge.core.errors import CaptureError, KycEdgeError, SessionError
+from kycedge.core.errors import CaptureError, IdError, KycEdgeError, SessionError
+from kycedge.protocol import ids
 from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
 
 __all__ = [
@@ -72,7 +72,6 @@ __all__ = [
 
 log = logging.getLogger("kycedge.session")
 
-REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 TERMINAL = frozenset({"receipt", "receipt-pending", "failed"})
 
 
@@ -182,15 +181,11 @@ class ReceiptInfo:
 
 
 def check_ref(ref: object) -> str:
-    """An opaque registration reference: 1-128 of ``[A-Za-z0-9._:-]``, not starting with punctuation."""
-    if not isinstance(ref, str) or not REF_RE.fullmatch(ref):
-        shown = repr(ref)[:40] if isinstance(ref, str) else type(ref).__name__
-        raise SessionError(
-            "registration reference: expected 1-128 characters of A-Z a-z 0-9 . _ : - "
-            f"(an opaque id, never a national ID number), got {shown}",
-            reason="bad-reference",
-        )
-    return ref
+    """The registration reference rule of :mod:`kycedge.protocol.ids`, as a SessionError."""
+    try:
+        return ids.check_reference(ref)
+    except IdError as e:
+        raise SessionError(e.message, reason="bad-reference") from e
 
 
 def ref_hash(ref: str) -> str:
@@ -315,7 +310,6 @@ class SessionManager:
         config: SessionConfig | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
-        ref_check: Callable[[object], str] | None = None,
         after_session: Callable[[], object] | None = None,
     ) -> None:
         self._source = source
@@ -324,7 +318,6 @@ class SessionManager:
         self._queue = queue
         self.config = config or SessionConfig()
         self._wall = wall_clock
-        self._ref_check = ref_check or check_ref
         self._after = after_session
         self._lock = threading.Lock()
         self._active: Session | None = None
@@ -336,7 +329,7 @@ class SessionManager:
 
     # ---- control -------------------------------------------------------------------
     def start(self, ref: object, timeout_s: float | None = None) -> Session:
-        ref = self._ref_check(ref)
+        ref = check_ref(ref)
         limit = self.config.timeout_s if timeout_s is None else float(timeout_s)
         if not 1.0 <= limit <= 600.0:
             raise SessionError(f"timeout_s: expected a number in [1, 600], got {timeout_s}",

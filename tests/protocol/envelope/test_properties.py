@@ -30,7 +30,7 @@ from kycedge.protocol.envelope import (
 )
 from kycedge.protocol.envelope.cose import CT_TEMPLATE, sign1
 from kycedge.protocol.envelope.header import encode_header, hpke_info
-from kycedge.protocol.envelope.model import _DIGIT_RUN, new_message_id
+from kycedge.protocol.ids import ID_NUMBER_RE, new_message_id
 
 from tests.protocol.envelope.conftest import make_keys, make_payload
 
@@ -54,7 +54,7 @@ FAST = settings(max_examples=int(os.environ.get("KYCEDGE_HYPOTHESIS_EXAMPLES", "
 tenants = st.from_regex(r"[a-z0-9][a-z0-9-]{0,31}", fullmatch=True)
 device_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
 references = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{15,63}", fullmatch=True).map(
-    lambda r: _DIGIT_RUN.sub(lambda m: "x" * len(m.group()), r))
+    lambda r: ID_NUMBER_RE.sub(lambda m: "x" * len(m.group()), r))
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 vectors = st.integers(16, 2048).flatmap(lambda n: hnp.arrays(
     np.float32, n, elements=st.floats(allow_nan=False, allow_infinity=False, width=32)))

@@ -23,6 +23,8 @@ from kycedge.unit.session import ReceiptInfo, SessionConfig, SessionManager
 
 from .fakes import GOOD, NO_FACE, FakeAnalyzer, FakeQueue, FakeSealer, frame
 
+KNOWN = "019ab697-e800-706d-8031-000000000000"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,7 +51,7 @@ def serve(d: Path, frames: list[Any], *, port: int = 0,
     def lookup(mid: str) -> dict[str, Any] | None:
         return queued.get(mid)
 
-    queued["msg-known"] = {"message_id": "msg-known", "state": "queued"}
+    queued[KNOWN] = {"message_id": KNOWN, "state": "queued"}
     api = ApiServer(ApiConfig(socket_path=str(d / "api.sock"), tcp_port=port), m,
                     lambda: {"status": "ready", "queue": {"count": 0}}, lookup)
     api.start()
@@ -64,7 +66,7 @@ def test_registration_over_the_unix_socket(short_dir: Path) -> None:
         c = ApiClient(unix_socket=str(short_dir / "api.sock"))
         assert c.info()["status"] == "ready"
         assert c.request("GET", "/v1/health")["ok"] is True
-        started = c.start_session("REG-1", timeout_s=10)
+        started = c.start_session("REG-registration-1", timeout_s=10)
         sid = started["session"]
         assert started["events"] == f"/v1/sessions/{sid}/events"
         seen = []
@@ -77,9 +79,9 @@ def test_registration_over_the_unix_socket(short_dir: Path) -> None:
         assert seen[1]["reason"] == "no-face"
         assert seen[-1]["status"] == "match"
         assert c.session(sid)["state"] == "done"
-        assert c.message("msg-known")["state"] == "queued"
+        assert c.message(KNOWN)["state"] == "queued"
         with pytest.raises(ApiClientError) as e:
-            c.message("msg-unknown")
+            c.message(KNOWN[:-1] + "1")
         assert (e.value.status, e.value.code) == (404, "no-such-message")
     finally:
         api.close()
@@ -90,9 +92,9 @@ def test_busy_cancel_and_sse(short_dir: Path) -> None:
     api, _, cam = serve(short_dir, [frame(NO_FACE)])
     try:
         c = ApiClient(unix_socket=str(short_dir / "api.sock"))
-        sid = c.start_session("REG-2")["session"]
+        sid = c.start_session("REG-registration-2")["session"]
         with pytest.raises(ApiClientError) as e:
-            c.start_session("REG-3")
+            c.start_session("REG-registration-3")
         assert (e.value.status, e.value.code) == (409, "busy")
         assert sid in e.value.message
         assert c.cancel(sid)["state"] == "cancelling"
@@ -181,7 +183,7 @@ def test_a_reader_that_goes_away_frees_its_connection_slot(short_dir: Path) -> N
     try:
         c = ApiClient(unix_socket=str(short_dir / "api.sock"), timeout_s=10)
         for i in range(4):  # more abandoned streams than slots
-            sid = c.start_session(f"REG-slot-{i}")["session"]
+            sid = c.start_session(f"REG-registration-slot-{i}")["session"]
             for ev in c.events(sid):
                 if ev["event"] == "queued":
                     break  # the app stops listening while the receipt is awaited

@@ -37,9 +37,6 @@ from kycedge.protocol.envelope.model import (
     Sealed,
     Template,
     check_reference,
-    message_id_time_ms,
-    new_message_id,
-    new_registration_reference,
 )
 from kycedge.protocol.envelope.receipt import (
     ACCEPTED_REASONS,
@@ -49,6 +46,7 @@ from kycedge.protocol.envelope.receipt import (
     verify_receipt,
 )
 from kycedge.protocol.envelope.seal import CarrierKey, open_envelope, seal
+from kycedge.protocol.ids import message_id_time_ms, new_message_id, new_registration_reference
 
 __all__ = [
     "ACCEPTED_REASONS",

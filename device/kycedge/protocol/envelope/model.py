@@ -9,9 +9,7 @@ value the wire format allows. Limits are documented in docs/wire-format.md.
 from __future__ import annotations
 
 import math
-import os
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +19,15 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from kycedge.core.errors import EnvelopeError
+from kycedge.core.errors import EnvelopeError, IdError
+from kycedge.protocol import ids
+from kycedge.protocol.ids import (
+    DEVICE_ID_RE,
+    KEY_ID_RE,
+    MODEL_ID_RE,
+    MODEL_VERSION_RE,
+    TENANT_RE,
+)
 
 FORMAT_VERSION: Final = 1
 SUITE_X25519_SHA256_CHACHA20POLY1305: Final = 1
@@ -40,18 +46,8 @@ MAX_TIME_MS: Final = 4_102_444_800_000
 GENESIS_DIGEST: Final = bytes(32)  # prev_digest of a device's first envelope
 DTYPE_F32LE: Final = "float32-le"
 
-TENANT_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-KEY_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
-MODEL_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-MODEL_VERSION_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,31}")
 QUALITY_KEY_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 METHOD_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
-# Registration reference: an opaque id from the agent's app. 16..64 characters of the
-# base64url alphabet, starting with a letter, and never 9 or more digits in a row:
-# national ID numbers (9-18 digits) cannot pass, with or without a prefix.
-REFERENCE_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{15,63}")
-_DIGIT_RUN: Final = re.compile(r"[0-9]{9,}")
 
 
 def _bad(message: str) -> EnvelopeError:
@@ -84,46 +80,18 @@ def check_bytes(value: object, length: int, what: str) -> bytes:
 
 
 def check_reference(value: object) -> str:
-    ref = check_text(value, REFERENCE_RE, "reference")
-    if _DIGIT_RUN.search(ref):
-        raise _bad(
-            "reference: expected an opaque id with no run of 9+ digits (never a national ID "
-            f"number), got a value with a {len(_DIGIT_RUN.search(ref).group())}-digit run"  # type: ignore[union-attr]
-        )
-    return ref
-
-
-def new_registration_reference() -> str:
-    """A fresh valid opaque reference: ``r`` + 22 base64url characters (128 random bits)."""
-    import base64
-
-    while True:
-        ref = "r" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
-        if not _DIGIT_RUN.search(ref):
-            return ref
-
-
-def new_message_id(*, now_ms: int | None = None, random_bytes: bytes | None = None) -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48-bit Unix ms timestamp, version 7, 74 random bits."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rnd = os.urandom(10) if random_bytes is None else random_bytes
-    if len(rnd) != 10 or not 0 <= ms < 2**48:
-        raise ValueError("new_message_id: expected 10 random bytes and a 48-bit millisecond time")
-    b = bytearray(ms.to_bytes(6, "big") + rnd)
-    b[6] = 0x70 | (b[6] & 0x0F)
-    b[8] = 0x80 | (b[8] & 0x3F)
-    return uuid.UUID(bytes=bytes(b))
+    """The registration reference rule of :mod:`kycedge.protocol.ids`, as ``malformed``."""
+    try:
+        return ids.check_reference(value)
+    except IdError as e:
+        raise _bad(e.message) from e
 
 
 def check_message_id(value: object, what: str = "message_id") -> uuid.UUID:
-    if not isinstance(value, uuid.UUID) or value.version != 7 or value.variant != uuid.RFC_4122:
-        raise _bad(f"{what}: expected a UUIDv7 (RFC 9562), got {value!r:.60}")
-    return value
-
-
-def message_id_time_ms(message_id: uuid.UUID) -> int:
-    """The Unix millisecond timestamp inside a UUIDv7."""
-    return int.from_bytes(message_id.bytes[:6], "big")
+    try:
+        return ids.check_message_id(value, what)
+    except IdError as e:
+        raise _bad(e.message) from e
 
 
 @dataclass(frozen=True)

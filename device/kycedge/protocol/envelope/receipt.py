@@ -18,21 +18,17 @@ from kycedge.core.errors import EnvelopeError
 from kycedge.protocol.envelope import _cbor
 from kycedge.protocol.envelope.cose import CT_RECEIPT, parse_sign1, sign1, verify_sign1
 from kycedge.protocol.envelope.model import (
-    DEVICE_ID_RE,
     FORMAT_VERSION,
-    KEY_ID_RE,
     MAX_RECEIPT_BYTES,
     MAX_TIME_MS,
     MIN_TIME_MS,
-    MODEL_ID_RE,
-    MODEL_VERSION_RE,
-    TENANT_RE,
     as_mapping,
     check_bytes,
     check_float,
     check_int,
     check_text,
 )
+from kycedge.protocol.ids import DEVICE_ID_RE, KEY_ID_RE, MODEL_ID_RE, MODEL_VERSION_RE, TENANT_RE
 
 __all__ = ["ACCEPTED_REASONS", "REJECTED_REASONS", "Receipt", "sign_receipt", "verify_receipt"]
 

@@ -35,8 +35,8 @@ from kycedge.protocol.envelope.model import (
     check_bytes,
     check_int,
     check_message_id,
-    new_message_id,
 )
+from kycedge.protocol.ids import new_message_id
 
 __all__ = ["CarrierKey", "decode_payload", "encode_payload", "open_envelope", "seal"]
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from kycedge import __version__
-from kycedge.core.errors import EnvelopeError, KycEdgeError, ModelError, SessionError
+from kycedge.core.errors import EnvelopeError, KycEdgeError, ModelError
 from kycedge.core.logs import setup_logging
 from kycedge.unit.api import ApiServer
 from kycedge.unit.capture.base import FrameSource
@@ -44,7 +44,7 @@ from kycedge.unit.daemon import memory
 from kycedge.unit.daemon import settings as settings_mod
 from kycedge.unit.daemon.notify import Notifier, watchdog_interval_s
 from kycedge.unit.daemon.settings import Settings
-from kycedge.unit.session import Analyzer, ReceiptInfo, SessionManager, check_ref
+from kycedge.unit.session import Analyzer, ReceiptInfo, SessionManager
 
 __all__ = ["Daemon", "self_test"]
 
@@ -176,7 +176,7 @@ class Daemon:
         sealer = DeviceSealer(identity, carrier_keys, tenant=tenant, device_id=device, state_dir=state)
         source = self._source or make_source(s.capture)
         self.sessions = SessionManager(source, analyzer, sealer, self.forwarder, s.session,
-                                       ref_check=_check_reference, after_session=memory.trim)
+                                       after_session=memory.trim)
         self.api = ApiServer(s.api, self.sessions, self.info, self.message)
         self._start_updates(transport)
         self.api.start()
@@ -386,15 +386,3 @@ class Daemon:
         log.info("stopped", extra={"session": outcome, "stop_s": round(time.monotonic() - t0, 3)})
         self.notifier.close()
         return 0
-
-
-def _check_reference(ref: object) -> str:
-    """The session's reference check plus the wire format's (no 9+ digit runs, length)."""
-    from kycedge.protocol.envelope import check_reference
-
-    ref = check_ref(ref)
-    try:
-        return check_reference(ref)
-    except EnvelopeError as e:
-        raise SessionError(f"registration reference: {e.message}", reason="bad-reference") from e
-

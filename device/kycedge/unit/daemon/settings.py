@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kycedge.core.config import from_mapping, json_schema, load_toml, section
-from kycedge.core.errors import ConfigError
+from kycedge.core.errors import ConfigError, IdError
 from kycedge.mqtt.config import UplinkConfig
+from kycedge.protocol import ids
 from kycedge.unit.api import ApiConfig
 from kycedge.unit.capture.base import CaptureConfig
 from kycedge.unit.carrier_keys import CarrierKeysConfig
@@ -72,14 +73,11 @@ class DaemonConfig:
     outbox_file: str = section("outbox.sqlite", help="outbox database file name inside state_dir")
 
     def __post_init__(self) -> None:
-        from kycedge.protocol.envelope.model import DEVICE_ID_RE, TENANT_RE
-
-        if not TENANT_RE.fullmatch(self.tenant):
-            raise ConfigError(f"daemon.tenant: expected [a-z0-9][a-z0-9-]{{0,31}}, got {self.tenant!r:.40}")
-        if not DEVICE_ID_RE.fullmatch(self.device_id):
-            raise ConfigError(
-                f"daemon.device_id: expected [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}, got {self.device_id!r:.70}"
-            )
+        try:
+            ids.check_tenant(self.tenant, "daemon.tenant")
+            ids.check_device_id(self.device_id, "daemon.device_id")
+        except IdError as e:
+            raise ConfigError(e.message) from e
         if "/" in self.outbox_file or self.outbox_file in ("", ".", ".."):
             raise ConfigError(f"daemon.outbox_file: expected a plain file name, got {self.outbox_file!r}")
 
