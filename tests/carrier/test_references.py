@@ -69,8 +69,8 @@ def test_add_image_refusals(store: SqlStore) -> None:
     with pytest.raises(ReferenceError, match="threshold"):
         refs.add_template("acme", "rIdPhotoReference01", unit_vector(1), model_id="m", model_version="1",
                           threshold=1.5)
-    with pytest.raises(ReferenceError, match="finite 1-D"):
-        refs.add_template("acme", "rIdPhotoReference01", np.full(8, np.nan), model_id="m", model_version="1",
+    with pytest.raises(ReferenceError, match="expected finite values"):
+        refs.add_template("acme", "rIdPhotoReference01", np.full(16, np.nan), model_id="m", model_version="1",
                           threshold=0.3)
     assert store.counts()["reference_templates"] == 0
 

@@ -43,3 +43,24 @@ def test_decide() -> None:
         decide(float("nan"), 0.4)
     with pytest.raises(ValueError):
         cosine([1.0, 0.0], [1.0, 0.0, 0.0])
+
+
+def test_one_rule_for_zero_vectors_and_sizes() -> None:
+    """The unit and the carrier share one behaviour: a zero vector has no cosine."""
+    from kycedge.protocol.match import MAX_DIM, MIN_DIM, judge, template_from_bytes, template_to_bytes
+
+    ref = np.ones(128, dtype=np.float32)
+    zero = np.zeros(128, dtype=np.float32)
+    with pytest.raises(ValueError, match="non-zero"):
+        cosine(zero, ref)
+    d = judge(zero, ("m", "1"), ref, ("m", "1"), 0.4)
+    assert (d.outcome, d.score) == ("malformed", None)
+    assert judge(ref, ("m", "1"), ref, ("m", "1"), 0.4).outcome == "match"
+    assert judge(-ref, ("m", "1"), ref, ("m", "1"), 0.4).outcome == "no-match"
+    assert judge(ref, ("m", "2"), ref, ("m", "1"), 0.4).outcome == "model-mismatch"
+    for n in (MIN_DIM, MAX_DIM):
+        v = np.arange(n, dtype=np.float32)
+        assert template_from_bytes(template_to_bytes(v)).tobytes() == v.astype("<f4").tobytes()
+    for n in (MIN_DIM - 1, MAX_DIM + 1):
+        with pytest.raises(ValueError, match=f"expected {MIN_DIM}..{MAX_DIM}"):
+            template_from_bytes(bytes(4 * n))

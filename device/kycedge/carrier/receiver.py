@@ -42,7 +42,6 @@ from typing import Literal, Union
 from kycedge import crypto
 from kycedge.carrier.config import CarrierConfig
 from kycedge.carrier.keyring import CarrierKeys
-from kycedge.carrier.match import decide
 from kycedge.carrier.references import Reference, References
 from kycedge.carrier.registry import Registry
 from kycedge.carrier.store import (
@@ -66,6 +65,7 @@ from kycedge.protocol.envelope import (
 )
 from kycedge.protocol.envelope.header import split
 from kycedge.protocol.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
+from kycedge.protocol.match import judge
 
 __all__ = ["Outcome", "Receiver", "template_aad"]
 
@@ -311,7 +311,7 @@ class Receiver:
         if ref is None:
             reason, detail, ref_model = "no-reference", f"no reference enrolled for {p.reference}", None
         else:
-            d = decide(p.template.to_array(), model, ref.template, (ref.model_id, ref.model_version),
+            d = judge(p.template.to_array(), model, ref.template, (ref.model_id, ref.model_version),
                        ref.threshold)
             ref_model = (ref.model_id, ref.model_version)
             reason, detail = d.outcome, d.detail

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from kycedge import crypto
-from kycedge.carrier.match import template_from_bytes, template_to_bytes
 from kycedge.carrier.store import ReferenceRecord, SqlStore, now_ms
 from kycedge.core.errors import CarrierError, EnvelopeError, KycEdgeError
+from kycedge.protocol.match import check_template, template_from_bytes, template_to_bytes
 
 __all__ = ["Reference", "ReferenceError", "References", "TemplatePipeline", "reference_aad"]
 
@@ -88,11 +88,10 @@ class References:
 
         check_tenant(tenant)
         _check_reference_id(reference)
-        vec = np.asarray(template, dtype=np.float32)
-        if vec.ndim != 1 or not 0 < vec.size <= 4096 or not bool(np.all(np.isfinite(vec))):
-            raise ReferenceError(
-                f"reference template: expected a finite 1-D vector of 1..4096 values, got shape {vec.shape}"
-            )
+        try:
+            vec = check_template(template, "reference template")
+        except ValueError as e:
+            raise ReferenceError(str(e)) from e
         if not 0.0 < threshold < 1.0:
             raise ReferenceError(f"threshold: expected a cosine threshold in (0, 1), got {threshold}")
         aad = reference_aad(tenant, reference, model_id, model_version)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kycedge.protocol.match import MAX_DIM, MIN_DIM
 from kycedge.protocol.update_errors import BundleError
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 FORMAT = 1
 BUNDLE_FILE = "bundle.json"
 MAX_FILES = 256
-MAX_EMBEDDING_DIM = 4096
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
@@ -273,8 +273,8 @@ def parse_manifest(data: bytes, *, max_file_bytes: int = 512 * 2**20) -> BundleM
         file = safe_relpath(g.get("file"), f"selftest.images[{i}].file")
         if file not in by_path:
             raise BundleError(f"selftest.images[{i}].file: expected a path listed in files, got {file!r}")
-        emb_raw = _seq(g.get("embedding"), f"selftest.images[{i}].embedding", min_len=1,
-                       max_len=MAX_EMBEDDING_DIM)
+        emb_raw = _seq(g.get("embedding"), f"selftest.images[{i}].embedding", min_len=MIN_DIM,
+                       max_len=MAX_DIM)
         emb = tuple(_float(x, f"selftest.images[{i}].embedding", -1e6, 1e6) for x in emb_raw)
         if dim is not None and len(emb) != dim:
             raise BundleError(

@@ -20,7 +20,7 @@ from kycedge.unit.updates.agent import UpdateAgent, UpdateStatus
 from kycedge.unit.updates.config import UpdatesConfig
 from kycedge.unit.updates.stage import verify_set
 
-DIM = 8
+DIM = 16
 
 
 def fake_models_dir(path: Path, seed: int, size: int = 20_000) -> Path:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kycedge.fleet.bundle_build import build_bundle
 from kycedge.protocol.bundle import BundleManifest, parse_manifest
+from kycedge.protocol.match import judge
 from kycedge.protocol.update_errors import SelfTestError
 from kycedge.unit.updates.agent import UpdateAgent
 from kycedge.unit.updates.selftest import run_selftest
@@ -128,7 +129,6 @@ def test_templates_carry_the_model_version_the_unit_runs(tmp_path: Path,
     import json
 
     import numpy as np
-    from kycedge.carrier.match import decide
     from kycedge.protocol.envelope import Template
     from kycedge.vision import Pipeline
 
@@ -164,10 +164,10 @@ def test_templates_carry_the_model_version_the_unit_runs(tmp_path: Path,
         assert (t.model_id, t.model_version) == (b2.matching.model_id, "2021dec-kycedge.99")
         probe = np.frombuffer(t.vector, dtype="<f4")
         v1 = (real_bundle[1].matching.model_id, real_bundle[1].matching.model_version)
-        assert decide(probe, (t.model_id, t.model_version), ref_v1, v1, pipe.threshold).outcome == \
+        assert judge(probe, (t.model_id, t.model_version), ref_v1, v1, pipe.threshold).outcome == \
             "model-mismatch"
         ref_v2 = pipe.process_image_bytes(GOLDEN[0].read_bytes()).template
-        assert decide(probe, (t.model_id, t.model_version), ref_v2, (t.model_id, t.model_version),
+        assert judge(probe, (t.model_id, t.model_version), ref_v2, (t.model_id, t.model_version),
                       pipe.threshold).outcome == "match"
     finally:
         fleet.close()

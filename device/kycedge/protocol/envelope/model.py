@@ -28,6 +28,7 @@ from kycedge.protocol.ids import (
     MODEL_VERSION_RE,
     TENANT_RE,
 )
+from kycedge.protocol.match import MAX_DIM, MIN_DIM
 
 FORMAT_VERSION: Final = 1
 SUITE_X25519_SHA256_CHACHA20POLY1305: Final = 1
@@ -37,8 +38,6 @@ MAX_ENVELOPE_BYTES: Final = 16384
 MIN_ENVELOPE_BYTES: Final = 66 + 48  # smallest header + HPKE enc and tag
 MAX_RECEIPT_BYTES: Final = 2048
 MAX_SEQUENCE: Final = 2**63 - 1  # fits a signed 64-bit column
-MIN_DIM: Final = 16
-MAX_DIM: Final = 2048
 MAX_QUALITY_ENTRIES: Final = 16
 # 2020-01-01T00:00:00Z .. 2100-01-01T00:00:00Z in Unix milliseconds
 MIN_TIME_MS: Final = 1_577_836_800_000
