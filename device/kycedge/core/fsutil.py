@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,14 +27,27 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file, fsync, ``os.replace``, fsync of the dir."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """THE durable write: ``path`` holds either its old content or ``data``, never a mix.
+
+    A temp file in the same directory (created 0600, then set to ``mode`` whatever the
+    umask), written and fsynced, renamed over ``path`` with ``os.replace``, then the
+    directory fsynced so the rename survives a power cut. The temp file is removed when
+    anything fails. Raises ``OSError``; callers convert it to their own error.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     fsync_dir(path.parent)
 
 

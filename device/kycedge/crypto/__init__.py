@@ -50,13 +50,11 @@ handles them; the Ed25519 identity key is never reused for TLS)::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import ipaddress
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -73,6 +71,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kycedge.core.errors import EnvelopeError, KeyStoreError
+from kycedge.core.fsutil import atomic_write
 
 __all__ = [
     "HPKE_SUITES",
@@ -374,26 +373,9 @@ def decrypt_at_rest(key: bytes, blob: bytes, aad: bytes) -> bytes:
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     path = Path(path)
-    directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, mode=mode)
     except OSError as e:
         raise KeyStoreError(f"{path}: cannot write key file: {e.strerror or e}") from e
 

@@ -86,15 +86,9 @@ class FleetRepository:
         key = signer.public_key
         self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         base = self.keys_dir / f"{role}-{key.keyid[:12]}"
-        tmp = base.with_suffix(".pem.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(signer.private_bytes)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, base.with_suffix(".pem"))
+        atomic_write(base.with_suffix(".pem"), signer.private_bytes, mode=0o600)
         atomic_write(base.with_suffix(".pub.json"),
-                     json.dumps({"keyid": key.keyid, "key": key.to_dict()}, indent=1).encode())
+                     json.dumps({"keyid": key.keyid, "key": key.to_dict()}, indent=1).encode(), mode=0o644)
         return key
 
     def signer(self, keyid: str) -> Signer:

@@ -14,12 +14,12 @@ hands over and in the local variables of :meth:`DeviceSealer.__call__`.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from kycedge.core.errors import KeyStoreError
+from kycedge.core.fsutil import atomic_write
 from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Template, seal
 from kycedge.protocol.envelope.model import QUALITY_KEY_RE
 from kycedge.unit.identity import DeviceIdentity
@@ -52,20 +52,8 @@ class ChainState:
             self.sequence, self.prev_digest = seq, prev
 
     def advance(self, sequence: int, digest: bytes) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
         data = json.dumps({"sequence": sequence, "prev_digest": digest.hex()}).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.path, data)
         self.sequence, self.prev_digest = sequence, digest
 
 
