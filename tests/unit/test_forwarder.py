@@ -21,6 +21,7 @@ import pytest
 from kycedge.core.errors import EnvelopeError, OutboxFullError
 from kycedge.mqtt.fake import FakeBroker, FakeTransport
 from kycedge.protocol import topics
+from kycedge.protocol.status import UpdateReport
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
 from kycedge.unit.outbox import Outbox, OutboxConfig
 from support.ids import M
@@ -96,7 +97,7 @@ def make(tmp_path: Path, broker: FakeBroker, **kw):  # type: ignore[no-untyped-d
     ob = Outbox(tmp_path / "outbox.sqlite", kw.pop("ob_cfg", OB_CFG))
     tr = broker.client("dev-u1", will=offline_will("acme", "u1"))
     fw = Forwarder(ob, tr, tenant="acme", device="u1", verify_receipt=verify, config=FW_CFG,
-                   status=lambda: {"model": "sface-int8@1"}, **kw)
+                   status=lambda: {"model": {"id": "sface-int8", "version": "1"}}, **kw)
     return ob, tr, fw
 
 
@@ -117,7 +118,7 @@ def test_delivers_each_once_and_publishes_status(tmp_path: Path, broker: FakeBro
     assert status == {"state": "offline"}  # clean stop
     online = next(json.loads(p) for t, p in broker.published if t.endswith("/status"))
     assert online["state"] == "online"
-    assert online["model"] == "sface-int8@1"
+    assert online["model"] == {"id": "sface-int8", "version": "1"}
     assert online["queue"]["count"] == 20
 
 
@@ -285,13 +286,14 @@ def test_publish_status_from_another_thread_is_deferred_and_sticky(
     fw.start()
     try:
         wait_for(lambda: topics.status("acme", "u1") in broker.retained)
-        assert fw.publish_status({"update": {"state": "activated"}}) is True
+        report = UpdateReport("trial", "updated", 2, "sface-int8", "2").to_dict()
+        assert fw.publish_status({"update": report}) is True
         wait_for(lambda: "update" in json.loads(broker.retained[topics.status("acme", "u1")]))
         # a later periodic status still carries it
         fw.publish_status()
         wait_for(lambda: sum(1 for t, _ in broker.published if t.endswith("/status")) >= 3)
         last = json.loads(broker.retained[topics.status("acme", "u1")])
-        assert last["update"] == {"state": "activated"}
-        assert last["model"] == "sface-int8@1"
+        assert last["update"] == report
+        assert last["model"] == {"id": "sface-int8", "version": "1"}
     finally:
         fw.stop()

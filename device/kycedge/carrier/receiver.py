@@ -55,6 +55,7 @@ from kycedge.carrier.store import (
     replace,
 )
 from kycedge.core.errors import CarrierError, EnvelopeError, KeyStoreError
+from kycedge.protocol import topics
 from kycedge.protocol.envelope import (
     Opened,
     Receipt,
@@ -102,7 +103,7 @@ class Outcome:
     def receipt_topic(self) -> str | None:
         if self.receipt is None or self.tenant is None or self.device_id is None:
             return None
-        return f"kyc/v1/{self.tenant}/{self.device_id}/receipts"
+        return topics.receipts(self.tenant, self.device_id)
 
 
 def template_aad(message_id: str, tenant: str, device_id: str, model_id: str, model_version: str) -> bytes:

@@ -43,6 +43,12 @@ class IdError(KycEdgeError):
     reason = "bad-id"
 
 
+class MessageError(KycEdgeError):
+    """A status or announce message (``kycedge.protocol.status``) has the wrong shape."""
+
+    reason = "bad-message"
+
+
 class ImageError(KycEdgeError):
     """Image bytes could not be decoded into a usable frame (reason says why)."""
 

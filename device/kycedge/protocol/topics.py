@@ -33,6 +33,7 @@ __all__ = [
     "receipts",
     "shared_templates_subscription",
     "status",
+    "status_subscription",
     "templates",
 ]
 
@@ -90,6 +91,11 @@ def receipts(tenant: str, device: str) -> str:
 
 def status(tenant: str, device: str) -> str:
     return device_topic(tenant, device, "status")
+
+
+def status_subscription(tenant: str) -> str:
+    """``kyc/v1/{tenant}/+/status``: every unit's retained status of one tenant (fleet admin)."""
+    return f"{PREFIX}/{_level(ids.check_tenant, tenant, 'tenant')}/+/status"
 
 
 def fleet_topic(tenant: str, kind: str) -> str:

@@ -23,7 +23,6 @@ receipt arrives) + the receiver's de-duplication by message id.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -33,9 +32,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kycedge.core.config import section
-from kycedge.core.errors import KycEdgeError, OutboxError, UplinkError
+from kycedge.core.errors import KycEdgeError, MessageError, OutboxError, UplinkError
 from kycedge.mqtt.seam import Transport, Will
 from kycedge.protocol import topics
+from kycedge.protocol.status import OFFLINE, QueueState, UnitStatus
 from kycedge.unit.outbox import Ack, Outbox
 
 __all__ = [
@@ -78,7 +78,7 @@ class ForwarderConfig:
 
 def offline_will(tenant: str, device: str) -> Will:
     """The last will a unit's transport must carry: retained ``offline`` on its status topic."""
-    return Will(topics.status(tenant, device), json.dumps({"state": "offline"}).encode(), retain=True)
+    return Will(topics.status(tenant, device), OFFLINE, retain=True)
 
 
 class Forwarder:
@@ -157,8 +157,7 @@ class Forwarder:
             self._thread = None
         try:
             if self.transport.connected:
-                self.transport.publish(self.status_topic, json.dumps({"state": "offline"}).encode(),
-                                       retain=True, timeout_s=2.0)
+                self.transport.publish(self.status_topic, OFFLINE, retain=True, timeout_s=2.0)
         except UplinkError as e:
             log.info("forwarder: offline status not published: %s", e)
         self.transport.stop()
@@ -329,10 +328,10 @@ class Forwarder:
         body: dict[str, Any] = {"state": "online", "ts": round(self._clock(), 3)}
         try:
             st = self.outbox.stats()
-            body["queue"] = {"count": st.count, "bytes": st.bytes, "inflight": st.inflight,
-                             "oldest_enqueued_at": st.oldest_enqueued_at, "full": st.full}
+            body["queue"] = QueueState(st.count, st.bytes, st.inflight, st.oldest_enqueued_at,
+                                       st.full).to_dict()
         except OutboxError as e:
-            body["queue"] = {"error": e.reason}
+            body["queue"] = QueueState(error=e.reason).to_dict()
         if self._status is not None:
             try:
                 body.update(self._status())
@@ -341,7 +340,12 @@ class Forwarder:
         with self._lock:
             body.update(self._sticky)
         try:
-            self.transport.publish(self.status_topic, json.dumps(body, sort_keys=True).encode(), retain=True)
+            payload = UnitStatus.from_dict(body).to_json()
+        except MessageError:
+            log.exception("forwarder: status not published: its shape is wrong")
+            return False
+        try:
+            self.transport.publish(self.status_topic, payload, retain=True)
         except UplinkError as e:
             log.info("forwarder: status not published: %s", e)
             return False

@@ -16,7 +16,7 @@ from kycedge.fleet.repository import FleetRepository, RoleSpec
 from kycedge.fleet.static_server import RangeRequestHandler, serve_in_thread
 from kycedge.protocol.bundle import BundleManifest, Matching, ModelEntry, sha256_file
 from kycedge.protocol.rollout import Rollout
-from kycedge.unit.updates.agent import UpdateAgent, UpdateStatus
+from kycedge.unit.updates.agent import UpdateAgent, UpdateReport
 from kycedge.unit.updates.config import UpdatesConfig
 from kycedge.unit.updates.stage import verify_set
 
@@ -131,7 +131,7 @@ class FakeDaemon:
         self.loaded: Path | None = None
         self.healthy: Callable[[], bool] = lambda: True
         self.fail_load_prefix: str | None = None
-        self.reports: list[UpdateStatus] = []
+        self.reports: list[UpdateReport] = []
 
     def reload_models(self, path: Path) -> None:
         if self.fail_load_prefix and path.name.startswith(self.fail_load_prefix):

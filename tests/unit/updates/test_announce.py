@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from kycedge.fleet.announce import announce, collect_status, parse_status
+from kycedge.fleet.announce import announce, collect_status, summarize
 from kycedge.lab.broker import Broker, Pki
 from kycedge.mqtt.fake import FakeBroker
 from kycedge.unit.updates.agent import UpdateAgent
@@ -83,11 +83,14 @@ def test_announce_and_status_through_mosquitto(unit_on_v1: UpdateAgent, broker: 
         admin.stop()
 
 
-def test_parse_status_shapes() -> None:
-    s = parse_status("u", json.dumps({"bundle_version": 3, "model_id": "m", "model_version": "1",
-                                      "outcome": "rolled-back", "reason": "crash-loop"}).encode())
-    assert (s.bundle_version, s.model, s.reason) == (3, "m@1", "crash-loop")
-    assert parse_status("u", b"[1,2]").bundle_version is None
-    s = parse_status("u", json.dumps({"state": "online", "model": {"id": "sface", "version": "2"}}).encode())
+def test_summarize_status_shapes() -> None:
+    upd = {"state": "idle", "outcome": "rolled-back", "bundle_version": 3, "model_id": "m",
+           "model_version": "1", "reason": "crash-loop"}
+    s = summarize("u", json.dumps({"state": "online", "update": upd}).encode())
+    assert (s.bundle_version, s.model, s.reason, s.online) == (3, "m@1", "crash-loop", True)
+    bad = summarize("u", b"[1,2]")
+    assert (bad.bundle_version, bad.reason, bad.status) == (None, "bad-status", None)
+    assert "expected a JSON object" in bad.problem
+    s = summarize("u", json.dumps({"state": "online", "model": {"id": "sface", "version": "2"}}).encode())
     assert (s.online, s.model, s.bundle_version) == (True, "sface@2", None)
-    assert parse_status("u", json.dumps({"state": "offline"}).encode()).online is False
+    assert summarize("u", json.dumps({"state": "offline"}).encode()).online is False

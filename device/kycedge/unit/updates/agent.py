@@ -1,6 +1,6 @@
 """The unit-side update loop: poll timer + retained announce message, one state machine.
 
-States (``UpdateStatus.state``)::
+States (``UpdateReport.state``)::
 
     idle ─► checking ─► downloading ─► self-testing ─► switching ─► trial ─► idle
                │             │              │              │          │
@@ -21,48 +21,28 @@ wakes the loop; what gets installed is decided by the signed TUF metadata.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from kycedge import __version__
-from kycedge.core.errors import KycEdgeError
+from kycedge.core.errors import KycEdgeError, MessageError
 from kycedge.protocol.bundle import BundleManifest
 from kycedge.protocol.rollout import ROLLOUT_TARGET, choose, parse_rollout
+from kycedge.protocol.status import UpdateReport, parse_announce
 from kycedge.protocol.update_errors import SwitchError
 from kycedge.unit.updates.config import UpdatesConfig
 from kycedge.unit.updates.selftest import run_selftest
 from kycedge.unit.updates.stage import stage_bundle
 from kycedge.unit.updates.switch import ModelStore, Recovery
 
-__all__ = ["MAX_ANNOUNCE_BYTES", "UpdateAgent", "UpdateStatus"]
-
-MAX_ANNOUNCE_BYTES = 4096
+__all__ = ["UpdateAgent", "UpdateReport"]
 SelfTest = Callable[[Path, BundleManifest], object]
-
-
-@dataclass(frozen=True)
-class UpdateStatus:
-    """One report of the agent (JSON-ready through :meth:`to_dict`)."""
-
-    state: str                 # idle | checking | downloading | self-testing | switching | trial
-    outcome: str               # none | up-to-date | updated | failed | rolled-back | recovered
-    bundle_version: int        # the bundle currently served (0: factory models)
-    model_id: str
-    model_version: str
-    target_version: int | None = None
-    reason: str = ""
-    message: str = ""
-    at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class UpdateAgent:
@@ -75,7 +55,7 @@ class UpdateAgent:
         device_id: str,
         reload_models: Callable[[Path], None],
         health_check: Callable[[], bool],
-        report: Callable[[UpdateStatus], None] | None = None,
+        report: Callable[[UpdateReport], None] | None = None,
         transport: Any = None,
         selftest: SelfTest | None = None,
         firmware_version: str = __version__,
@@ -101,22 +81,22 @@ class UpdateAgent:
         self.last_client: Any = None   # the RepositoryClient of the last check (for tests/bench)
 
     # ---- status ----------------------------------------------------------------------
-    def _make(self, state: str, outcome: str, **kw: Any) -> UpdateStatus:
+    def _make(self, state: str, outcome: str, **kw: Any) -> UpdateReport:
         m = self.store.manifest()
-        return UpdateStatus(state=state, outcome=outcome,
+        return UpdateReport(state=state, outcome=outcome,
                             bundle_version=m.bundle_version if m else 0,
                             model_id=m.matching.model_id if m else "factory",
                             model_version=m.matching.model_version if m else "factory",
                             at=self._clock(), **kw)
 
-    def _set(self, state: str, outcome: str = "none", **kw: Any) -> UpdateStatus:
+    def _set(self, state: str, outcome: str = "none", **kw: Any) -> UpdateReport:
         self._status = self._make(state, outcome, **kw)
         with contextlib.suppress(Exception):  # a broken publisher must not stop updates
             self._report(self._status)
         return self._status
 
     @property
-    def status(self) -> UpdateStatus:
+    def status(self) -> UpdateReport:
         return self._status
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -131,15 +111,11 @@ class UpdateAgent:
 
     def on_announce(self, payload: bytes) -> bool:
         """A retained announce arrived: validate its shape and wake the loop (True)."""
-        if len(payload) > MAX_ANNOUNCE_BYTES:
-            return False
         try:
-            obj = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            announced = parse_announce(payload)
+        except MessageError:
             return False
-        if not isinstance(obj, dict) or not isinstance(obj.get("bundle_version"), int):
-            return False
-        if obj["bundle_version"] <= self.store.installed_version():
+        if announced.bundle_version <= self.store.installed_version():
             return False
         self._wake.set()
         return True
@@ -196,7 +172,7 @@ class UpdateAgent:
                                 retries=c.download_retries, backoff_s=c.retry_backoff_s,
                                 min_bytes_per_s=c.min_download_bytes_per_s)
 
-    def check_now(self) -> UpdateStatus:
+    def check_now(self) -> UpdateReport:
         """One full check; never raises for a bad repository, bundle or model."""
         if not self._lock.acquire(blocking=False):
             return self._status
@@ -205,7 +181,7 @@ class UpdateAgent:
         finally:
             self._lock.release()
 
-    def _check(self) -> UpdateStatus:
+    def _check(self) -> UpdateReport:
         target: int | None = None
         try:
             if self.store.journal().state == "trial":
@@ -235,7 +211,7 @@ class UpdateAgent:
         except KycEdgeError as e:
             return self._set("idle", "failed", target_version=target, reason=e.reason, message=e.message)
 
-    def _finish_trial(self) -> UpdateStatus:
+    def _finish_trial(self) -> UpdateReport:
         """Load the new set in the daemon, run health checks, then commit or roll back."""
         j = self.store.journal()
         new = self.store.current()
@@ -266,7 +242,7 @@ class UpdateAgent:
         return self._set("idle", "updated", target_version=target,
                          message=f"now serving {new.name} (was {j.from_set})")
 
-    def _rollback(self, reason: str, message: str) -> UpdateStatus:
+    def _rollback(self, reason: str, message: str) -> UpdateReport:
         try:
             back = self.store.rollback(reason, message)
         except SwitchError as e:
