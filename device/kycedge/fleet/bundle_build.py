@@ -27,12 +27,12 @@ from kycedge.protocol.bundle import (
     Matching,
     ModelEntry,
     SelfTestSpec,
+    bundle_target,
     parse_manifest,
     safe_relpath,
     sha256_file,
 )
 from kycedge.protocol.rollout import ROLLOUT_TARGET, Rollout, parse_rollout
-from kycedge.unit.updates.stage import bundle_target
 
 __all__ = ["build_bundle", "describe_models", "set_rollout", "sign_bundle"]
 

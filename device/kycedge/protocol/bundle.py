@@ -47,6 +47,7 @@ __all__ = [
     "Matching",
     "ModelEntry",
     "SelfTestSpec",
+    "bundle_target",
     "firmware_at_least",
     "parse_manifest",
     "safe_relpath",
@@ -158,6 +159,11 @@ def manifest_to_dict(m: BundleManifest) -> dict[str, Any]:
             "impostor": list(m.selftest.impostor),
         },
     }
+
+
+def bundle_target(version: int, path: str) -> str:
+    """The TUF target path of a file of bundle ``version`` (what the fleet signs, the unit fetches)."""
+    return f"bundles/{version}/{path}"
 
 
 def safe_relpath(path: Any, where: str) -> str:

@@ -39,7 +39,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _csr(args: argparse.Namespace) -> int:
     from kycedge import crypto
-    from kycedge.fleet.provision import device_common_name
+    from kycedge.protocol.ids import device_common_name
     from kycedge.unit.identity import TLS_CSR_FILE, make_device_csr
 
     # The broker takes the unit's identity (and so its ACL) from this CN: <tenant>/<device>,

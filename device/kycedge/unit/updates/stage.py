@@ -28,13 +28,14 @@ from kycedge.core.fsutil import atomic_write, fsync_dir, fsync_file
 from kycedge.protocol.bundle import (
     BUNDLE_FILE,
     BundleManifest,
+    bundle_target,
     firmware_at_least,
     parse_manifest,
     sha256_file,
 )
 from kycedge.protocol.update_errors import BundleError, MetadataError, StageError
 
-__all__ = ["StagedSet", "TargetSource", "bundle_target", "set_name", "stage_bundle", "verify_set"]
+__all__ = ["StagedSet", "TargetSource", "set_name", "stage_bundle", "verify_set"]
 
 MAX_BUNDLE_JSON = 4 * 2**20
 
@@ -55,11 +56,6 @@ class StagedSet:
     manifest: BundleManifest
     downloaded_bytes: int
     reused_files: int
-
-
-def bundle_target(version: int, path: str) -> str:
-    """The TUF target path of a file of bundle ``version``."""
-    return f"bundles/{version}/{path}"
 
 
 def set_name(manifest_bytes: bytes, version: int) -> str:
