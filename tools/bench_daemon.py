@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from kycedge.lab.harness import Lab, repo_root
+from kycedge.core.paths import data_dir
+from kycedge.lab.harness import Lab
 from kycedge.vision import default_models_dir
 
 
@@ -43,7 +44,7 @@ def main() -> int:
     ap.add_argument("--jpeg", action="store_true",
                     help="replay the JPEG files (decoded in the daemon) instead of raw camera-size frames")
     args = ap.parse_args()
-    faces = repo_root() / "fixtures" / "faces"
+    faces = data_dir("faces")
     models = (args.models or default_models_dir()).resolve()
     lab = Lab.create(session_timeout_s=20.0, receipt_wait_s=30.0, selftest_image=faces / "obama.jpg",
                      settle_s=0.0, best_of=1, raw_frames=not args.jpeg)

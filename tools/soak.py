@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kycedge.lab.harness import Lab, repo_root
+from kycedge.core.paths import data_dir
+from kycedge.lab.harness import Lab
 from kycedge.unit.client import ApiClientError
 from kycedge.vision import default_models_dir
 
@@ -57,7 +58,7 @@ def main() -> int:
                     help="replay the JPEG files (decoded in the daemon) instead of raw camera-size frames")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon's environment")
     args = ap.parse_args()
-    faces = repo_root() / "fixtures" / "faces"
+    faces = data_dir("faces")
     models = (args.models or default_models_dir()).resolve()
     lab = Lab.create(session_timeout_s=10.0, receipt_wait_s=1.0, settle_s=0.0, best_of=1,
                      selftest_image=faces / "obama.jpg", raw_frames=not args.jpeg,

@@ -39,11 +39,11 @@ from typing import Any
 
 import pytest
 
+from kycedge.core.paths import data_dir
 from kycedge.fleet import provision
 from kycedge.mqtt.config import UplinkConfig
 
-ROOT = Path(__file__).resolve().parents[3]
-DEPLOY = ROOT / "deploy" / "mosquitto"
+DEPLOY = data_dir("mosquitto")
 MOSQUITTO = os.environ.get("KYCEDGE_MOSQUITTO", "/usr/sbin/mosquitto")
 CERT_DIR_IN_CONF = "/etc/mosquitto/kycedge/"
 RECEIVER = "carrier-receiver"

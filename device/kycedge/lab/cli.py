@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from kycedge.core.paths import data_dir
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -26,9 +28,8 @@ if TYPE_CHECKING:
 
 
 def default_faces_dir() -> Path:
-    import kycedge
-
-    return Path(kycedge.__file__).resolve().parents[2] / "fixtures" / "faces"
+    """The shipped sample faces (``$KYCEDGE_FACES`` if set; see :mod:`kycedge.core.paths`)."""
+    return data_dir("faces")
 
 
 def person_of(path: Path) -> str:

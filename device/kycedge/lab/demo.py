@@ -85,10 +85,11 @@ def _registration(client: Any, ref: str, out: TextIO, *, timeout_s: float | None
 def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_dir: Path | None = None,
              keep: bool = False) -> FlowResult:
     """The whole flow (see the module docstring); prints a readable account to ``out``."""
-    from kycedge.lab.harness import Lab, approach, repo_root
+    from kycedge.core.paths import data_dir
+    from kycedge.lab.harness import Lab, approach
     from kycedge.vision import default_models_dir
 
-    faces = faces_dir or repo_root() / "fixtures" / "faces"
+    faces = faces_dir or data_dir("faces")
     models = (models_dir or default_models_dir()).resolve()
     res = FlowResult()
     w = out.write

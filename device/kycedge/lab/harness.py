@@ -36,18 +36,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MOSQUITTO", "Lab", "approach", "free_port", "repo_root", "write_y4m"]
+from kycedge.core.paths import data_dir
+
+__all__ = ["MOSQUITTO", "Lab", "approach", "free_port", "write_y4m"]
 
 MOSQUITTO = os.environ.get("KYCEDGE_MOSQUITTO", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
 RECEIVER_NAME = "carrier-receiver"
 # `kycedge run` with this interpreter, whether or not the console script is on PATH
 DAEMON_CMD = (sys.executable, "-c", "import sys; from kycedge.unit.cli import main; sys.exit(main())")
-
-
-def repo_root() -> Path:
-    import kycedge
-
-    return Path(kycedge.__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -200,7 +196,7 @@ class Lab:
                 "model": self.model}
 
     def _write_broker_conf(self) -> None:
-        deploy = repo_root() / "deploy" / "mosquitto"
+        deploy = data_dir("mosquitto")
         certs = self.root / "broker" / "certs"
         certs.mkdir(parents=True, exist_ok=True)
         pki = self.root / "pki"

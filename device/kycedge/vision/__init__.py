@@ -24,16 +24,10 @@ if TYPE_CHECKING:
 
 
 def default_models_dir() -> Path:
-    """``$KYCEDGE_MODELS`` if set, else the repository's ``models/`` beside ``device/``."""
-    import os
-    from pathlib import Path
+    """The shipped models (``$KYCEDGE_MODELS`` if set; see :mod:`kycedge.core.paths`)."""
+    from kycedge.core.paths import data_dir
 
-    import kycedge
-
-    env = os.environ.get("KYCEDGE_MODELS")
-    if env:
-        return Path(env)
-    return Path(kycedge.__file__).resolve().parents[2] / "models"
+    return data_dir("models")
 
 
 def __getattr__(name: str) -> Any:
