@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kycedge import crypto
 from kycedge.carrier.keyring import init_keys
-from kycedge.carrier.receiver import Outcome, template_aad
+from kycedge.carrier.receiver import IngestOutcome, template_aad
 from kycedge.protocol.envelope import verify_receipt
 from kycedge.protocol.envelope.header import hpke_info, split
 
@@ -26,7 +26,7 @@ def world(tmp_path: Path, db_target: str) -> Iterator[World]:
         w.receiver.close()
 
 
-def check_receipt(w: World, out: Outcome, device_id: str = "unit-0001") -> None:
+def check_receipt(w: World, out: IngestOutcome, device_id: str = "unit-0001") -> None:
     """The receipt verifies under the carrier's receipt key and says what the outcome says."""
     assert out.receipt is not None
     r = verify_receipt(out.receipt, w.receiver.receipt_public_keys, expected_device_id=device_id,
@@ -360,7 +360,7 @@ def test_several_receivers_on_one_database(world: World, db_target: str) -> None
     envs = [u.seal() for _ in range(8) for u in units]
     others = [Receiver.from_config(world.config, clock=world.clock) for _ in range(2)]
     receivers = [world.receiver, *others]
-    results: list[list[Outcome]] = [[] for _ in receivers]
+    results: list[list[IngestOutcome]] = [[] for _ in receivers]
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(receivers))
 

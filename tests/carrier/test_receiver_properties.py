@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kycedge.carrier.receiver import Outcome
+from kycedge.carrier.receiver import IngestOutcome
 from kycedge.protocol.envelope import verify_receipt
 
 from .helpers import World, make_world, near, unit_vector
@@ -30,14 +30,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 @pytest.fixture(scope="module")
-def sample(world: World) -> tuple[bytes, Outcome]:
+def sample(world: World) -> tuple[bytes, IngestOutcome]:
     env = world.unit("unit-prop").seal(near(unit_vector(1), 0.9))
     first = world.receiver.handle(env)
     assert first.reason == "match"
     return env, first
 
 
-def _check(world: World, out: Outcome) -> None:
+def _check(world: World, out: IngestOutcome) -> None:
     if out.receipt is not None:
         assert out.device_id is not None
         r = verify_receipt(out.receipt, world.receiver.receipt_public_keys, expected_device_id=out.device_id)
@@ -54,7 +54,7 @@ def test_never_raises_on_arbitrary_bytes(world: World, data: bytes) -> None:
 
 @SETTINGS
 @given(prefix_len=st.integers(0, 200), tail=st.binary(max_size=2000))
-def test_never_raises_on_valid_prefix_plus_garbage(world: World, sample: tuple[bytes, Outcome],
+def test_never_raises_on_valid_prefix_plus_garbage(world: World, sample: tuple[bytes, IngestOutcome],
                                                      prefix_len: int, tail: bytes) -> None:
     env = sample[0]
     data = env[:prefix_len] + tail
@@ -66,7 +66,7 @@ def test_never_raises_on_valid_prefix_plus_garbage(world: World, sample: tuple[b
 
 @SETTINGS
 @given(st.data())
-def test_every_bit_flip_truncation_or_extension_is_rejected(world: World, sample: tuple[bytes, Outcome],
+def test_every_bit_flip_truncation_or_extension_is_rejected(world: World, sample: tuple[bytes, IngestOutcome],
                                                              data: st.DataObject) -> None:
     env, first = sample
     kind = data.draw(st.sampled_from(["flip", "truncate", "extend"]))

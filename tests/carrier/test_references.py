@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from kycedge import crypto
-from kycedge.carrier.references import ReferenceError, References
+from kycedge.carrier.references import References, ReferenceStoreError
 from kycedge.carrier.registry import Registry, RegistryError
 from kycedge.carrier.store import SqlStore
 from kycedge.core.errors import ImageError
@@ -55,21 +55,21 @@ def test_add_image_stores_an_encrypted_reference(store: SqlStore) -> None:
 
 def test_add_image_refusals(store: SqlStore) -> None:
     refs = References(store, crypto.generate_at_rest_key())
-    with pytest.raises(ReferenceError) as e:
+    with pytest.raises(ReferenceStoreError) as e:
         refs.add_image("acme", "rIdPhotoReference01", b"no face", FakePipeline())
     assert e.value.reason == "no-face"
-    with pytest.raises(ReferenceError) as e:
+    with pytest.raises(ReferenceStoreError) as e:
         refs.add_image("acme", "rIdPhotoReference01", b"broken", FakePipeline())
     assert e.value.reason == "truncated-image"
-    with pytest.raises(ReferenceError, match="national ID"):
+    with pytest.raises(ReferenceStoreError, match="national ID"):
         refs.add_image("acme", "r123456789012345", b"x", FakePipeline())
     with pytest.raises(RegistryError, match="tenant"):
         refs.add_template("ACME!", "rIdPhotoReference01", unit_vector(1), model_id="m", model_version="1",
                           threshold=0.3)
-    with pytest.raises(ReferenceError, match="threshold"):
+    with pytest.raises(ReferenceStoreError, match="threshold"):
         refs.add_template("acme", "rIdPhotoReference01", unit_vector(1), model_id="m", model_version="1",
                           threshold=1.5)
-    with pytest.raises(ReferenceError, match="expected finite values"):
+    with pytest.raises(ReferenceStoreError, match="expected finite values"):
         refs.add_template("acme", "rIdPhotoReference01", np.full(16, np.nan), model_id="m", model_version="1",
                           threshold=0.3)
     assert store.counts()["reference_templates"] == 0

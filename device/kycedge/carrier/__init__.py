@@ -5,7 +5,7 @@ Public API (see docs/receiver.md)::
     from kycedge.carrier import CarrierConfig, Receiver
     rx = Receiver.from_config(config)          # loads keys, opens + migrates storage
     receipt = rx.ingest(envelope_bytes)        # bytes | None; never raises on input
-    out = rx.handle(envelope_bytes)            # Outcome: receipt, reason, receipt_topic, ...
+    out = rx.handle(envelope_bytes)            # IngestOutcome: receipt, reason, receipt_topic, ...
     outs = rx.handle_batch([env1, env2, ...])  # one storage transaction for the batch
     rx.purge()                                 # retention
     rx.registry.enroll(tenant, device_id, raw_public_key) / .revoke(...) / .list()
@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from kycedge.carrier.config import CarrierConfig
 
-__all__ = ["CarrierConfig", "Outcome", "Receiver"]
+__all__ = ["CarrierConfig", "IngestOutcome", "Receiver"]
 
 if TYPE_CHECKING:
-    from kycedge.carrier.receiver import Outcome, Receiver
+    from kycedge.carrier.receiver import IngestOutcome, Receiver
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Outcome", "Receiver"):
+    if name in ("IngestOutcome", "Receiver"):
         from kycedge.carrier import receiver
 
         return getattr(receiver, name)

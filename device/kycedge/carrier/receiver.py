@@ -68,9 +68,9 @@ from kycedge.protocol.envelope.header import split
 from kycedge.protocol.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
 from kycedge.protocol.match import judge
 
-__all__ = ["Outcome", "Receiver", "template_aad"]
+__all__ = ["IngestOutcome", "Receiver", "template_aad"]
 
-log = logging.getLogger("kycedge.carrier")
+log = logging.getLogger(__name__)
 
 Status = Literal["accepted", "rejected"]
 NO_RECEIPT = "no-receipt"
@@ -78,7 +78,7 @@ INTERNAL_ERROR = "internal-error"  # a receiver bug on this input: logged, no re
 
 
 @dataclass(frozen=True)
-class Outcome:
+class IngestOutcome:
     """What became of one envelope.
 
     ``receipt`` is the signed receipt to send back (None only if no header could be
@@ -180,10 +180,10 @@ class Receiver:
         """One envelope → its signed receipt (None if not even a header could be parsed)."""
         return self.handle(envelope).receipt
 
-    def handle(self, envelope: bytes) -> Outcome:
+    def handle(self, envelope: bytes) -> IngestOutcome:
         return self.handle_batch([envelope])[0]
 
-    def handle_batch(self, envelopes: Sequence[bytes]) -> list[Outcome]:
+    def handle_batch(self, envelopes: Sequence[bytes]) -> list[IngestOutcome]:
         """Ingest several envelopes with ONE storage transaction (one fsync).
 
         Stages run over the whole batch, so storage is asked once per batch, not per
@@ -196,7 +196,7 @@ class Receiver:
         delivering it again is safe, since whatever was recorded answers with its first
         receipt.
         """
-        outcomes: list[Outcome | None] = [None] * len(envelopes)
+        outcomes: list[IngestOutcome | None] = [None] * len(envelopes)
         now_ms = int(self.clock() * 1000)
 
         def guarded(i: int, stage: Callable[[], _Stage]) -> _Stage | None:
@@ -207,8 +207,9 @@ class Receiver:
             except Exception as e:  # a bug must not turn one input into a dead consumer
                 name = getattr(getattr(stage, "func", stage), "__name__", "?")
                 log.exception("receiver: internal error in %s", name)
-                res = Outcome(None, INTERNAL_ERROR, None, detail=f"internal error: {type(e).__name__}: {e}")
-            if isinstance(res, Outcome):
+                res = IngestOutcome(None, INTERNAL_ERROR, None,
+                                    detail=f"internal error: {type(e).__name__}: {e}")
+            if isinstance(res, IngestOutcome):
                 outcomes[i] = res
                 return None
             return res
@@ -240,7 +241,7 @@ class Receiver:
                 self.counters["duplicate"] += 1
         return done
 
-    def receipt_object(self, outcome: Outcome) -> Receipt | None:
+    def receipt_object(self, outcome: IngestOutcome) -> Receipt | None:
         """The parsed, verified :class:`Receipt` of an outcome (None if there is no receipt)."""
         if outcome.receipt is None or outcome.device_id is None:
             return None
@@ -255,14 +256,14 @@ class Receiver:
     # -- stages ---------------------------------------------------------------------------
 
     def _open(self, p: _Parsed, receipts: Mapping[str, StoredReceipt],
-              devices: Mapping[tuple[str, str, str], DeviceRecord]) -> _Authentic | Outcome:
+              devices: Mapping[tuple[str, str, str], DeviceRecord]) -> _Authentic | IngestOutcome:
         header = p.header
         if p.unsupported is not None:
             return self._reject(header, "unsupported-version", p.unsupported)
         first = receipts.get(str(header.message_id))
         if first is not None and first.envelope_hash == p.env_hash:
             status: Status = "accepted" if first.status == "accepted" else "rejected"
-            return Outcome(first.receipt, first.reason, status, header.message_id, header.tenant,
+            return IngestOutcome(first.receipt, first.reason, status, header.message_id, header.tenant,
                            header.device_id, duplicate=True, recorded=True,
                            detail="same bytes as an already recorded delivery: first receipt returned")
         device = devices.get(_device_key(header))
@@ -331,7 +332,7 @@ class Receiver:
         accepted = commit(reason, receipt, consumes=True, template=stored, status="accepted")
         return _Pending(index, header, accepted, score, threshold, detail)
 
-    def _commit(self, batch: list[_Pending], outcomes: list[Outcome | None]) -> None:
+    def _commit(self, batch: list[_Pending], outcomes: list[IngestOutcome | None]) -> None:
         by_mid = {p.commit.message_id: p for p in batch}
 
         def on_conflict(c: Commit, why: str) -> Commit:
@@ -344,7 +345,7 @@ class Receiver:
         for p, r in zip(batch, recorded, strict=True):
             h = p.header
             scored = r.first and r.reason in ("match", "no-match")
-            outcomes[p.index] = Outcome(
+            outcomes[p.index] = IngestOutcome(
                 receipt=r.receipt, reason=r.reason,
                 status="accepted" if r.status == "accepted" else "rejected",
                 message_id=h.message_id, tenant=h.tenant, device_id=h.device_id,
@@ -367,9 +368,9 @@ class Receiver:
             issued_at_ms=int(self.clock() * 1000),
         )
 
-    def _reject(self, header: Header, reason: str, detail: str) -> Outcome:
+    def _reject(self, header: Header, reason: str, detail: str) -> IngestOutcome:
         """A pre-authentication rejection: signed, returned, never recorded."""
-        return Outcome(self._sign(header, reason), reason, "rejected", header.message_id, header.tenant,
+        return IngestOutcome(self._sign(header, reason), reason, "rejected", header.message_id, header.tenant,
                        header.device_id, detail=detail)
 
 
@@ -385,28 +386,29 @@ def _route_unsupported(envelope: bytes) -> Header | None:
         return None
 
 
-_Stage = Union[_Parsed, _Authentic, "_Pending", Outcome]
+_Stage = Union[_Parsed, _Authentic, "_Pending", IngestOutcome]
 
 
 def _device_key(header: Header) -> tuple[str, str, str]:
     return (header.tenant, header.device_id, header.device_key_id)
 
 
-def _parse(index: int, envelope: bytes, config: CarrierConfig) -> _Parsed | Outcome:
+def _parse(index: int, envelope: bytes, config: CarrierConfig) -> _Parsed | IngestOutcome:
     """Size limit, then the clear header (no keys, no crypto)."""
     raw: object = envelope
     if not isinstance(raw, bytes | bytearray | memoryview):
-        return Outcome(None, "malformed", None, detail=f"expected bytes, got {type(raw).__name__}")
+        return IngestOutcome(None, "malformed", None, detail=f"expected bytes, got {type(raw).__name__}")
     data = bytes(raw)
     limit = config.max_envelope_bytes
     if len(data) > limit:
         # Too long to read: do not even parse the header.
-        return Outcome(None, "malformed", None, detail=f"expected at most {limit} bytes, got {len(data)}")
+        return IngestOutcome(None, "malformed", None,
+                             detail=f"expected at most {limit} bytes, got {len(data)}")
     try:
         header = peek_header(data)
     except EnvelopeError as e:
         routable = _route_unsupported(data) if e.reason == "unsupported-version" else None
         if routable is None:
-            return Outcome(None, e.reason, None, detail=e.message)
+            return IngestOutcome(None, e.reason, None, detail=e.message)
         return _Parsed(index, data, routable, b"", unsupported=e.message)
     return _Parsed(index, data, header, hashlib.sha256(data).digest())

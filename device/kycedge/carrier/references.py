@@ -20,10 +20,10 @@ from kycedge.carrier.store import ReferenceRecord, SqlStore, now_ms
 from kycedge.core.errors import CarrierError, EnvelopeError, KycEdgeError
 from kycedge.protocol.match import check_template, template_from_bytes, template_to_bytes
 
-__all__ = ["Reference", "ReferenceError", "References", "TemplatePipeline", "reference_aad"]
+__all__ = ["Reference", "ReferenceStoreError", "References", "TemplatePipeline", "reference_aad"]
 
 
-class ReferenceError(CarrierError):
+class ReferenceStoreError(CarrierError):
     reason = "bad-reference"
 
 
@@ -64,7 +64,7 @@ def _check_reference_id(reference: str) -> str:
     try:
         return check_reference(reference)
     except EnvelopeError as e:
-        raise ReferenceError(f"registration reference: {e.message}", reason="bad-reference") from e
+        raise ReferenceStoreError(f"registration reference: {e.message}", reason="bad-reference") from e
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,9 @@ class References:
         try:
             vec = check_template(template, "reference template")
         except ValueError as e:
-            raise ReferenceError(str(e)) from e
+            raise ReferenceStoreError(str(e)) from e
         if not 0.0 < threshold < 1.0:
-            raise ReferenceError(f"threshold: expected a cosine threshold in (0, 1), got {threshold}")
+            raise ReferenceStoreError(f"threshold: expected a cosine threshold in (0, 1), got {threshold}")
         aad = reference_aad(tenant, reference, model_id, model_version)
         ct = crypto.encrypt_at_rest(self.at_rest_key, template_to_bytes(vec), aad)
         rec = ReferenceRecord(tenant, reference, model_id, model_version, float(threshold), int(vec.size),
@@ -109,9 +109,9 @@ class References:
         try:
             res = pipeline.process_image_bytes(image)
         except KycEdgeError as e:
-            raise ReferenceError(f"reference photo: {e.message}", reason=e.reason) from e
+            raise ReferenceStoreError(f"reference photo: {e.message}", reason=e.reason) from e
         if not res.ok or res.template is None:
-            raise ReferenceError(
+            raise ReferenceStoreError(
                 f"reference photo: expected exactly one usable face, got {res.reason}: {res.message}",
                 reason=str(res.reason),
             )

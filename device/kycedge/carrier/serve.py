@@ -42,7 +42,7 @@ from kycedge.protocol import ids, topics
 
 __all__ = ["ReceiverService", "ServeConfig", "ServeFile", "register"]
 
-log = logging.getLogger("kycedge.carrier.serve")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from kycedge.protocol.bundle import (
     BUNDLE_FILE,
     BundleFile,
     BundleManifest,
+    BundleModel,
     GoldenImage,
     Matching,
-    ModelEntry,
     SelfTestSpec,
     bundle_target,
     parse_manifest,
@@ -39,7 +39,7 @@ __all__ = ["build_bundle", "describe_models", "set_rollout", "sign_bundle"]
 Embed = Callable[[Path, Sequence[Path]], list[list[float]]]
 
 
-def describe_models(models_dir: Path) -> tuple[list[ModelEntry], Matching, list[str]]:
+def describe_models(models_dir: Path) -> tuple[list[BundleModel], Matching, list[str]]:
     """Model entries, matching and the files to ship, read with the vision manifest loader.
 
     Ids, versions and the threshold are taken exactly as :class:`kycedge.vision.Pipeline`
@@ -58,7 +58,7 @@ def describe_models(models_dir: Path) -> tuple[list[ModelEntry], Matching, list[
         raise RepoError(f"{models_dir}/manifest.json: expected pipeline.embedder naming a model, got none")
     model_id = str(vm.pipeline.get("model_id", getattr(emb, "id", emb.name)))
     model_version = str(vm.pipeline.get("model_version", emb.version))
-    entries: list[ModelEntry] = []
+    entries: list[BundleModel] = []
     files = ["manifest.json"]
     for name, e in vm.models.items():
         digest, size = sha256_file(models_dir / e.file)
@@ -66,7 +66,7 @@ def describe_models(models_dir: Path) -> tuple[list[ModelEntry], Matching, list[
             raise RepoError(f"{models_dir / e.file}: expected sha256 {e.sha256} (manifest), got {digest}")
         inp = e.raw.get("input") or e.raw.get("inputs") or {}
         ident = (model_id, model_version) if e is emb else (str(getattr(e, "id", name)), e.version)
-        entries.append(ModelEntry(roles.get(name, "unused"), ident[0], ident[1], e.file, digest, size,
+        entries.append(BundleModel(roles.get(name, "unused"), ident[0], ident[1], e.file, digest, size,
                                   inp if isinstance(inp, Mapping) else {"tensors": inp}))
         files.append(e.file)
     m = Matching(model_id, model_version, vm.threshold, vm.far)
@@ -101,7 +101,7 @@ def build_bundle(
     tolerance: float = 0.02,
     min_firmware: str = __version__,
     embed: Embed | None = None,
-    describe: Callable[[Path], tuple[list[ModelEntry], Matching, list[str]]] = describe_models,
+    describe: Callable[[Path], tuple[list[BundleModel], Matching, list[str]]] = describe_models,
 ) -> BundleManifest:
     """Write the bundle for ``models_dir`` into ``out_dir`` (must not exist)."""
     if out_dir.exists():

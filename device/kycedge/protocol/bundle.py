@@ -43,9 +43,9 @@ __all__ = [
     "FORMAT",
     "BundleFile",
     "BundleManifest",
+    "BundleModel",
     "GoldenImage",
     "Matching",
-    "ModelEntry",
     "SelfTestSpec",
     "bundle_target",
     "firmware_at_least",
@@ -70,7 +70,7 @@ class BundleFile:
 
 
 @dataclass(frozen=True)
-class ModelEntry:
+class BundleModel:
     role: str
     id: str
     version: str
@@ -114,7 +114,7 @@ class BundleManifest:
     bundle_version: int
     created_utc: str
     min_firmware: str
-    models: tuple[ModelEntry, ...]
+    models: tuple[BundleModel, ...]
     matching: Matching
     files: tuple[BundleFile, ...]
     selftest: SelfTestSpec
@@ -234,10 +234,10 @@ def parse_manifest(data: bytes, *, max_file_bytes: int = 512 * 2**20) -> BundleM
             raise BundleError(f"files: {p!r} is both a file and a directory")
     by_path = {f.path: f for f in files}
 
-    models: list[ModelEntry] = []
+    models: list[BundleModel] = []
     for i, item in enumerate(_seq(obj.get("models"), "models", min_len=1, max_len=16)):
         m = _mapping(item, f"models[{i}]")
-        entry = ModelEntry(
+        entry = BundleModel(
             role=_str(m.get("role"), f"models[{i}].role"),
             id=_str(m.get("id"), f"models[{i}].id"),
             version=_str(m.get("version"), f"models[{i}].version"),

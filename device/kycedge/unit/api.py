@@ -50,7 +50,7 @@ from kycedge.unit.session import SessionBusyError, SessionManager, SessionNotFou
 
 __all__ = ["ApiConfig", "ApiServer", "MessageLookup", "StatusProvider"]
 
-log = logging.getLogger("kycedge.api")
+log = logging.getLogger(__name__)
 
 MAX_BODY = 4096
 _SESSION_RE = re.compile(r"^/v1/sessions/([0-9a-f]{32})(/events)?$")

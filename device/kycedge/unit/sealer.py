@@ -23,7 +23,7 @@ from kycedge.core.fsutil import atomic_write
 from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Template, seal
 from kycedge.protocol.envelope.model import QUALITY_KEY_RE
 from kycedge.unit.identity import DeviceIdentity
-from kycedge.unit.session import Capture, Sealed
+from kycedge.unit.session import Capture, SealedCapture
 
 __all__ = ["CHAIN_FILE", "ChainState", "DeviceSealer"]
 
@@ -58,7 +58,7 @@ class ChainState:
 
 
 class DeviceSealer:
-    """``Capture -> Sealed`` for :class:`kycedge.unit.session.SessionManager`."""
+    """``Capture -> SealedCapture`` for :class:`kycedge.unit.session.SessionManager`."""
 
     def __init__(self, identity: DeviceIdentity, carrier_keys: Sequence[CarrierKey], *, tenant: str,
                  device_id: str, state_dir: Path) -> None:
@@ -74,7 +74,7 @@ class DeviceSealer:
     def sequence(self) -> int:
         return self._chain.sequence
 
-    def __call__(self, cap: Capture) -> Sealed:
+    def __call__(self, cap: Capture) -> SealedCapture:
         quality = {k: float(v) for k, v in cap.quality.items() if QUALITY_KEY_RE.fullmatch(k)}
         template = Template.from_array(cap.template, model_id=cap.model_id, model_version=cap.model_version)
         with self._lock:
@@ -92,4 +92,4 @@ class DeviceSealer:
             sealed = seal(payload, tenant=self._tenant, device_id=self._device, sequence=seq,
                           signing_key=self._identity.signing_key, carrier_key=self._carrier_key)
             self._chain.advance(seq, sealed.digest)
-        return Sealed(message_id=str(sealed.header.message_id), envelope=sealed.data)
+        return SealedCapture(message_id=str(sealed.header.message_id), envelope=sealed.data)

@@ -59,7 +59,7 @@ __all__ = [
     "Analyzer",
     "Capture",
     "ReceiptInfo",
-    "Sealed",
+    "SealedCapture",
     "Sealer",
     "Session",
     "SessionBusyError",
@@ -70,7 +70,7 @@ __all__ = [
     "frame_score",
 ]
 
-log = logging.getLogger("kycedge.session")
+log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"receipt", "receipt-pending", "failed"})
 
@@ -150,15 +150,15 @@ class Capture:
 
 
 @dataclass(frozen=True, repr=False)
-class Sealed:
+class SealedCapture:
     message_id: str
     envelope: bytes
 
     def __repr__(self) -> str:
-        return f"Sealed(message_id={self.message_id}, {len(self.envelope)} bytes)"
+        return f"SealedCapture(message_id={self.message_id}, {len(self.envelope)} bytes)"
 
 
-Sealer = Callable[[Capture], Sealed]
+Sealer = Callable[[Capture], SealedCapture]
 
 
 class Queue(Protocol):

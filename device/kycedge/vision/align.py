@@ -21,7 +21,7 @@ __all__ = [
     "landmarks_from_four",
     "similarity_transform",
     "transform_points",
-    "warp_affine",
+    "warp_affine_reference",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -109,7 +109,7 @@ def box_reduce(img: U8Image, k: int) -> U8Image:
     return out
 
 
-def warp_affine(
+def warp_affine_reference(
     img: U8Image, m: npt.ArrayLike, width: int, height: int, *, border: int = 0
 ) -> U8Image:
     """Output pixel (x, y) = bilinear sample of ``img`` at ``inverse(m) @ (x, y, 1)``.
@@ -195,4 +195,4 @@ def alignment_matrix(landmarks: npt.ArrayLike, size: int = SFACE_SIZE) -> FloatA
 
 def align_face(img: U8Image, landmarks: npt.ArrayLike, size: int = SFACE_SIZE) -> U8Image:
     """The ``size x size`` crop with ``landmarks`` (5x2) moved onto the SFace template (numpy)."""
-    return warp_affine(img, alignment_matrix(landmarks, size), size, size)
+    return warp_affine_reference(img, alignment_matrix(landmarks, size), size, size)

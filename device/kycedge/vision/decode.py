@@ -220,7 +220,7 @@ def warp_affine(
 ) -> npt.NDArray[np.uint8]:
     """Bilinear affine warp in Pillow's C code (the frame stays in RAM).
 
-    Same contract as the numpy reference :func:`kycedge.vision.align.warp_affine`: ``m``
+    Same contract as the numpy reference :func:`kycedge.vision.align.warp_affine_reference`: ``m``
     (2x3) maps source pixels to output pixels with pixel centres at integer coordinates
     (OpenCV convention), samples outside the source are black. When the warp shrinks by
     more than 2x, the source region the output covers is first box-reduced by an integer

@@ -20,7 +20,7 @@ from typing import Any
 
 from kycedge.core.errors import ModelError
 
-__all__ = ["MANIFEST_NAME", "Manifest", "ModelEntry", "load_manifest"]
+__all__ = ["MANIFEST_NAME", "Manifest", "ModelFile", "load_manifest"]
 
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 1 << 20
@@ -29,7 +29,7 @@ ROLES = ("detector", "landmarks", "embedder")
 
 
 @dataclass(frozen=True)
-class ModelEntry:
+class ModelFile:
     name: str
     id: str
     file: str
@@ -41,12 +41,12 @@ class ModelEntry:
 @dataclass(frozen=True)
 class Manifest:
     path: Path
-    models: Mapping[str, ModelEntry]
+    models: Mapping[str, ModelFile]
     pipeline: Mapping[str, Any]
     matching: Mapping[str, Any]
     raw: Mapping[str, Any]
 
-    def role(self, role: str) -> ModelEntry | None:
+    def role(self, role: str) -> ModelFile | None:
         """The entry playing ``role`` (pipeline section), None when the role is unused."""
         name = self.pipeline.get(role)
         if name in (None, "", "none"):
@@ -57,7 +57,7 @@ class Manifest:
             )
         return self.models[name]
 
-    def read_checked(self, entry: ModelEntry) -> bytes:
+    def read_checked(self, entry: ModelFile) -> bytes:
         """The model file's bytes, after checking its size and sha256 against the manifest."""
         path = self.path.parent / entry.file
         try:
@@ -93,7 +93,7 @@ class Manifest:
         return float(f)
 
 
-def _entries(path: Path, models: Any) -> dict[str, ModelEntry]:
+def _entries(path: Path, models: Any) -> dict[str, ModelFile]:
     items: list[tuple[str, Any]]
     if isinstance(models, Mapping):
         items = list(models.items())
@@ -101,7 +101,7 @@ def _entries(path: Path, models: Any) -> dict[str, ModelEntry]:
         items = [(str(m.get("name", "")) if isinstance(m, Mapping) else "", m) for m in models]
     else:
         raise ModelError(f"{path}: models: expected an object or array, got {type(models).__name__}")
-    out: dict[str, ModelEntry] = {}
+    out: dict[str, ModelFile] = {}
     for name, m in items:
         if not isinstance(m, Mapping):
             raise ModelError(f"{path}: models.{name}: expected an object, got {type(m).__name__}")
@@ -113,7 +113,7 @@ def _entries(path: Path, models: Any) -> dict[str, ModelEntry]:
             raise ModelError(f"{path}: models.{name}.sha256: expected 64 lowercase hex digits, got {sha!r}")
         version = m.get("version")
         model_id = m.get("id", name)
-        out[name] = ModelEntry(name=name, id=str(model_id) if model_id else name, file=file, sha256=sha,
+        out[name] = ModelFile(name=name, id=str(model_id) if model_id else name, file=file, sha256=sha,
                                version=str(version) if version else sha[:16], raw=m)
     return out
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from kycedge.core.errors import OutboxFullError
-from kycedge.unit.session import Capture, Sealed
+from kycedge.unit.session import Capture, SealedCapture
 
 # A frame's first pixel says what the fake pipeline "sees": 0 no face, 1 move closer,
 # 2 good (quality from pixel[0,1]), 3 raises a pipeline error, 4 blocks (stuck pipeline).
@@ -63,10 +63,10 @@ class FakeSealer:
     captures: list[Capture] = field(default_factory=list)
     n: int = 0
 
-    def __call__(self, cap: Capture) -> Sealed:
+    def __call__(self, cap: Capture) -> SealedCapture:
         self.captures.append(cap)
         self.n += 1
-        return Sealed(message_id=f"msg-{self.n:04d}", envelope=b"sealed:" + bytes([self.n % 256]) * 16)
+        return SealedCapture(message_id=f"msg-{self.n:04d}", envelope=b"sealed:" + bytes([self.n % 256]) * 16)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 from kycedge.fleet.bundle_build import build_bundle, set_rollout, sign_bundle
 from kycedge.fleet.repository import FleetRepository, RoleSpec
 from kycedge.fleet.static_server import RangeRequestHandler, serve_in_thread
-from kycedge.protocol.bundle import BundleManifest, Matching, ModelEntry, sha256_file
+from kycedge.protocol.bundle import BundleManifest, BundleModel, Matching, sha256_file
 from kycedge.protocol.rollout import Rollout
 from kycedge.unit.updates.agent import UpdateAgent, UpdateReport
 from kycedge.unit.updates.config import UpdatesConfig
@@ -33,12 +33,12 @@ def fake_models_dir(path: Path, seed: int, size: int = 20_000) -> Path:
     return path
 
 
-def fake_describe(models_dir: Path) -> tuple[list[ModelEntry], Matching, list[str]]:
+def fake_describe(models_dir: Path) -> tuple[list[BundleModel], Matching, list[str]]:
     seed = json.loads((models_dir / "manifest.json").read_text())["seed"]
     entries = []
     for role, name in (("detector", "det"), ("embedder", "emb")):
         digest, size = sha256_file(models_dir / f"{name}.tflite")
-        entries.append(ModelEntry(role, name, f"v{seed}", f"{name}.tflite", digest, size, {"shape": [1, 3]}))
+        entries.append(BundleModel(role, name, f"v{seed}", f"{name}.tflite", digest, size, {"shape": [1, 3]}))
     return entries, Matching("emb", f"v{seed}", 0.4, 1e-4), ["manifest.json", "det.tflite", "emb.tflite"]
 
 

@@ -35,7 +35,7 @@ from kycedge.unit.capture.base import CaptureTimeoutError, Frame, SourceClosedEr
 
 __all__ = ["IMAGE_SUFFIXES", "ReplaySource", "Y4MReader", "fit_within", "yuv_to_rgb"]
 
-log = logging.getLogger("kycedge.unit.capture.replay")
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 Decoder = Callable[[bytes], np.ndarray]

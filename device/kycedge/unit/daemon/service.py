@@ -48,7 +48,7 @@ from kycedge.unit.session import Analyzer, ReceiptInfo, SessionManager
 
 __all__ = ["Daemon", "self_test"]
 
-log = logging.getLogger("kycedge.unit.daemon")
+log = logging.getLogger(__name__)
 
 AnalyzerLoader = Callable[[Path], Analyzer]
 

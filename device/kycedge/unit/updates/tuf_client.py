@@ -39,10 +39,10 @@ from kycedge.protocol.update_errors import FetchError, MetadataError, UpdateErro
 
 __all__ = [
     "HttpResponse",
+    "HttpTransport",
     "RepositoryClient",
     "ResumableFetcher",
     "TargetMeta",
-    "Transport",
     "Urllib3Transport",
 ]
 
@@ -57,7 +57,7 @@ class HttpResponse(Protocol):
     def close(self) -> None: ...
 
 
-class Transport(Protocol):
+class HttpTransport(Protocol):
     """The one seam to HTTP: a GET with extra headers, streamed."""
 
     def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse: ...
@@ -118,7 +118,7 @@ class ResumableFetcher(FetcherInterface):
     or not, so a corrupted partial is never resumed twice.
     """
 
-    def __init__(self, transport: Transport, partial_dir: Path, *,
+    def __init__(self, transport: HttpTransport, partial_dir: Path, *,
                  resumable_prefixes: tuple[str, ...] = (), retries: int = 5,
                  backoff_s: float = 1.0, hard_limit_bytes: int = 4 * 2**30,
                  min_bytes_per_s: float = 0.0, slow_grace_s: float = 30.0,
@@ -263,7 +263,7 @@ class RepositoryClient:
     """
 
     def __init__(self, *, repository_url: str, trusted_root: bytes, metadata_dir: Path,
-                 partial_dir: Path, transport: Transport, max_metadata_bytes: int = 512 * 1024,
+                 partial_dir: Path, transport: HttpTransport, max_metadata_bytes: int = 512 * 1024,
                  retries: int = 5, backoff_s: float = 1.0, min_bytes_per_s: float = 0.0) -> None:
         base = repository_url.rstrip("/")
         self._targets_url = base + "/targets/"
