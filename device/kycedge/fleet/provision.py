@@ -70,7 +70,7 @@ class Issued:
 
 
 def device_common_name(tenant: str, device: str) -> str:
-    """The certificate CN (= broker username) of a unit: ``<tenant>/<device>`` (protocol.ids)."""
+    """The certificate CN of a unit (= broker username = client id): ``<tenant>/<device>`` (protocol.ids)."""
     try:
         return ids.device_common_name(tenant, device)
     except IdError as e:

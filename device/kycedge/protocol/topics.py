@@ -13,6 +13,10 @@ Tenant and device ids are one topic level each, with the grammars of
 ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``). Both exclude the MQTT wildcards ``+``/``#``, the
 level separator ``/``, ``$`` (reserved prefixes) and NUL, so an id can never widen a
 subscription or an ACL pattern.
+
+A unit's broker identity is ``{tenant}/{device}`` (:func:`unit_identity`): its certificate's
+CN, its MQTT username and its MQTT client id, all three the same string; the broker's
+guard plugin refuses any other client id for that certificate (ADR 0010).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "status",
     "status_subscription",
     "templates",
+    "unit_identity",
 ]
 
 PREFIX = "kyc/v1"
@@ -75,6 +80,14 @@ class DeviceTopic:
 
     def sibling(self, kind: Kind) -> DeviceTopic:
         return DeviceTopic(self.tenant, self.device, kind)
+
+
+def unit_identity(tenant: str, device: str) -> str:
+    """``{tenant}/{device}``: the unit's certificate CN = MQTT username = MQTT client id.
+
+    Injective because ids never contain ``/`` (``tenant.device`` or ``tenant-device`` are
+    not: ``a.b``/``c`` and ``a``/``b.c`` would share a client id)."""
+    return f"{check_id(tenant, 'tenant')}/{check_id(device, 'device id')}"
 
 
 def device_topic(tenant: str, device: str, kind: Kind) -> str:
