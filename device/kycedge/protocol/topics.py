@@ -85,8 +85,8 @@ class DeviceTopic:
 def unit_identity(tenant: str, device: str) -> str:
     """``{tenant}/{device}``: the unit's certificate CN = MQTT username = MQTT client id.
 
-    Injective because ids never contain ``/`` (``tenant.device`` or ``tenant-device`` are
-    not: ``a.b``/``c`` and ``a``/``b.c`` would share a client id)."""
+    Injective because ids never contain ``/`` (``tenant.device`` would not be: ids may
+    contain ``.``, so ``a.b``/``c`` and ``a``/``b.c`` would share a client id)."""
     return f"{check_id(tenant, 'tenant')}/{check_id(device, 'device id')}"
 
 
