@@ -46,7 +46,7 @@ from kycedge.carrier.serve import ReceiverService, ServeConfig  # noqa: E402
 from kycedge.core.errors import UplinkError  # noqa: E402
 from kycedge.lab.broker import Broker, Creds, Pki  # noqa: E402
 from kycedge.mqtt.client import MqttClient  # noqa: E402
-from kycedge.protocol import topics  # noqa: E402
+from kycedge.protocol import ids, topics  # noqa: E402
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will  # noqa: E402
 from kycedge.unit.outbox import Outbox, OutboxConfig  # noqa: E402
 from support.kyc import Carrier, Unit  # noqa: E402
@@ -68,7 +68,7 @@ def dynsec_config(units: list[str]) -> dict[str, Any]:
     def allow(acltype: str, topic: str) -> dict[str, Any]:
         return {"acltype": acltype, "topic": topic, "allow": True}
 
-    clients = [{"username": topics.unit_identity(TENANT, u), "clientid": topics.unit_identity(TENANT, u),
+    clients = [{"username": ids.device_common_name(TENANT, u), "clientid": ids.device_common_name(TENANT, u),
                 "roles": [{"rolename": f"unit-{u}"}]} for u in units]
     roles = [{"rolename": f"unit-{u}", "acls": [
         allow("publishClientSend", topics.templates(TENANT, u)),
@@ -114,7 +114,7 @@ class World:
     def victim(self, name: str) -> tuple[Unit, Outbox, Forwarder]:
         unit = self.carrier.enroll(self.work / "units" / name, TENANT, name, t0_ms=self.t0_ms)
         ob = Outbox(self.work / f"{name}.sqlite", OutboxConfig())
-        link = mqtt_client(self.broker, self.pki.device(TENANT, name), topics.unit_identity(TENANT, name),
+        link = mqtt_client(self.broker, self.pki.device(TENANT, name), ids.device_common_name(TENANT, name),
                            will=offline_will(TENANT, name))
         fw = Forwarder(ob, link, tenant=TENANT, device=name, verify_receipt=unit.verify,
                        config=ForwarderConfig(idle_poll_s=0.05))
@@ -129,7 +129,7 @@ def group_theft(w: World, n: int, attackers: int, window_s: float) -> dict[str, 
     sessions: list[MqttClient] = []
     accepted = granted = 0
     for k in range(attackers):
-        cid = topics.unit_identity(TENANT, "evil") if k == 0 else f"evil-{k}"
+        cid = ids.device_common_name(TENANT, "evil") if k == 0 else f"evil-{k}"
         c = mqtt_client(w.broker, w.evil, cid)
         c.start()
         sessions.append(c)
@@ -170,7 +170,7 @@ def takeover(w: World, duration_s: float, window_s: float) -> dict[str, Any]:
 
     def attack() -> None:
         while not stop.is_set():
-            c = mqtt_client(w.broker, w.evil, topics.unit_identity(TENANT, "u2"))
+            c = mqtt_client(w.broker, w.evil, ids.device_common_name(TENANT, "u2"))
             c.start()
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and not c.connected and "Not authorized" not in c.last_error:
@@ -204,7 +204,7 @@ def takeover(w: World, duration_s: float, window_s: float) -> dict[str, Any]:
 
 
 def retained(w: World) -> dict[str, Any]:
-    evil = mqtt_client(w.broker, w.evil, topics.unit_identity(TENANT, "evil"))
+    evil = mqtt_client(w.broker, w.evil, ids.device_common_name(TENANT, "evil"))
     evil.start()
     evil.wait_connected(5)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kycedge.lab.broker import Broker, Pki
 from kycedge.mqtt.client import MqttClient
-from kycedge.protocol import topics
+from kycedge.protocol import ids, topics
 from support.kyc import Carrier
 
 pytestmark = pytest.mark.broker
@@ -31,7 +31,7 @@ def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_
     procs = [subprocess.Popen([*cmd, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in (1, 2)]
     dev = pki.device("acme", "u1")
-    c = MqttClient(broker.uplink_config(dev), client_id=topics.unit_identity("acme", "u1"))
+    c = MqttClient(broker.uplink_config(dev), client_id=ids.device_common_name("acme", "u1"))
     got: list[bytes] = []
     c.subscribe(topics.receipts("acme", "u1"), lambda t, p: got.append(p))
     c.start()

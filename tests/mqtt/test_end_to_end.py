@@ -21,6 +21,7 @@ from kycedge.carrier.serve import ReceiverService, ServeConfig
 from kycedge.lab.broker import Broker, Pki
 from kycedge.mqtt.client import MqttClient
 from kycedge.protocol import topics
+from kycedge.protocol.ids import device_common_name
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
 from kycedge.unit.outbox import Outbox, OutboxConfig
 from support.kyc import Carrier, Unit
@@ -63,7 +64,7 @@ class World:
 
     def forwarder(self, unit: Unit, ob: Outbox, **kw: object) -> Forwarder:
         t = MqttClient(self.broker.uplink_config(self.pki.device(TENANT, unit.device)),
-                       client_id=topics.unit_identity(TENANT, unit.device),
+                       client_id=device_common_name(TENANT, unit.device),
                        will=offline_will(TENANT, unit.device))
         return Forwarder(ob, t, tenant=TENANT, device=unit.device, verify_receipt=unit.verify,
                          config=FW_CFG, **kw)  # type: ignore[arg-type]
@@ -221,7 +222,7 @@ def test_duplicate_deliveries_and_lost_receipts_with_clock_jump(world: World) ->
     ids = put_all(ob, unit, 6)
     # First attempt by a session that does not subscribe to receipts: they are lost.
     raw = MqttClient(world.broker.uplink_config(world.pki.device(TENANT, unit.device)),
-                     client_id=topics.unit_identity(TENANT, unit.device))
+                     client_id=device_common_name(TENANT, unit.device))
     raw.start()
     assert raw.wait_connected(5)
     for d in ob.due():

@@ -19,7 +19,7 @@ from kycedge.carrier.serve import ReceiverService, ServeConfig
 from kycedge.core.errors import UplinkError
 from kycedge.lab.broker import FLEET_ADMIN, Broker, BrokerHarnessError, Creds, Pki
 from kycedge.mqtt.client import MqttClient
-from kycedge.protocol import topics
+from kycedge.protocol import ids, topics
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
 from kycedge.unit.outbox import Outbox, OutboxConfig
 from support.kyc import Carrier
@@ -216,7 +216,7 @@ def test_registrations_flow_while_a_peer_attacks(broker: Broker, pki: Pki, tmp_p
     assert rx_t.wait_connected(5)
     ob = Outbox(tmp_path / "u1.sqlite", OutboxConfig(retry_initial_s=0.5, retry_max_s=1.0))
     link = MqttClient(broker.uplink_config(pki.device("acme", "u1")),
-                      client_id=topics.unit_identity("acme", "u1"), will=offline_will("acme", "u1"))
+                      client_id=ids.device_common_name("acme", "u1"), will=offline_will("acme", "u1"))
     drops: list[bool] = []
     link.add_connect_listener(lambda up, _s: None if up else drops.append(up))
     fw = Forwarder(ob, link, tenant="acme", device="u1", verify_receipt=unit.verify,

@@ -48,16 +48,3 @@ def test_parser_never_crashes(s: str) -> None:
     with contextlib.suppress(TopicError):
         topics.parse_device_topic(s)
 
-
-@given(IDS, IDS, IDS, IDS)
-def test_unit_identity_is_injective_and_one_pair_of_levels(t1: str, d1: str, t2: str, d2: str) -> None:
-    """The unit's client id = certificate CN: two units never share one (ADR 0010)."""
-    a, b = topics.unit_identity(t1, d1), topics.unit_identity(t2, d2)
-    assert (a == b) == ((t1, d1) == (t2, d2))
-    assert a.split("/") == [t1, d1]
-
-
-@pytest.mark.parametrize(("tenant", "device"), [("a/b", "c"), ("a", "+"), ("", "d"), ("t", "#")])
-def test_unit_identity_refuses_what_could_widen_it(tenant: str, device: str) -> None:
-    with pytest.raises(TopicError):
-        topics.unit_identity(tenant, device)

@@ -14,9 +14,9 @@ Tenant and device ids are one topic level each, with the grammars of
 level separator ``/``, ``$`` (reserved prefixes) and NUL, so an id can never widen a
 subscription or an ACL pattern.
 
-A unit's broker identity is ``{tenant}/{device}`` (:func:`unit_identity`): its certificate's
-CN, its MQTT username and its MQTT client id, all three the same string; the broker's
-guard plugin refuses any other client id for that certificate (ADR 0010).
+A unit's broker identity is ``{tenant}/{device}`` (:func:`kycedge.protocol.ids.device_common_name`):
+its certificate's CN, its MQTT username and its MQTT client id, all three the same string;
+the broker's guard plugin refuses any other client id for that certificate (ADR 0010).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ __all__ = [
     "status",
     "status_subscription",
     "templates",
-    "unit_identity",
 ]
 
 PREFIX = "kyc/v1"
@@ -80,14 +79,6 @@ class DeviceTopic:
 
     def sibling(self, kind: Kind) -> DeviceTopic:
         return DeviceTopic(self.tenant, self.device, kind)
-
-
-def unit_identity(tenant: str, device: str) -> str:
-    """``{tenant}/{device}``: the unit's certificate CN = MQTT username = MQTT client id.
-
-    Injective because ids never contain ``/`` (``tenant.device`` would not be: ids may
-    contain ``.``, so ``a.b``/``c`` and ``a``/``b.c`` would share a client id)."""
-    return f"{check_id(tenant, 'tenant')}/{check_id(device, 'device id')}"
 
 
 def device_topic(tenant: str, device: str, kind: Kind) -> str:

@@ -102,9 +102,7 @@ class Settings:
     updates: UpdatesConfig = field(default_factory=_disabled_updates)
 
     def __post_init__(self) -> None:
-        from kycedge.protocol.topics import unit_identity
-
-        own = unit_identity(self.daemon.tenant, self.daemon.device_id)
+        own = ids.device_common_name(self.daemon.tenant, self.daemon.device_id)
         if self.uplink.client_id not in ("", own):
             raise ConfigError(
                 f"uplink.client_id: expected empty or {own!r} (the unit's certificate CN: the broker refuses "
