@@ -16,7 +16,9 @@ code, and runs every part as on a real deployment:
 
 Frames come from a replay source on ``scene/``; :meth:`Lab.show` changes what the
 "camera" sees (symlinks to fixture files, or a generated empty scene as ``.y4m``).
-Nothing is written outside the lab directory; :meth:`Lab.close` stops every process.
+Nothing is written outside the lab directory except the broker's guard plugin, compiled
+once per source version into a per-user build directory (:func:`kycedge.lab.broker.build_guard`);
+:meth:`Lab.close` stops every process.
 """
 
 from __future__ import annotations
