@@ -7,12 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
-SYSTEM_PACKAGES=(mosquitto postgresql)
+SYSTEM_PACKAGES=(mosquitto postgresql mosquitto-dev libssl-dev gcc)
 
 need_system_packages() {
     local missing=()
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
     ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+    # the broker's guard plugin (deploy/mosquitto/plugin/build.sh) is compiled from source
+    [ -f /usr/include/mosquitto_broker.h ] || missing+=(mosquitto-dev)
+    [ -f /usr/include/openssl/x509.h ] || missing+=(libssl-dev)
+    command -v gcc >/dev/null 2>&1 || missing+=(gcc)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "run.sh: installing system packages: ${missing[*]}" >&2
     local sudo=()

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the repo's fixtures and to ../shared/data."""
+"""Shared fixtures: paths to the repo's fixtures and to ../shared/data; the real broker (support.broker)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support.broker import broker, pki  # noqa: F401  (real-Mosquitto fixtures for every test package)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "faces"

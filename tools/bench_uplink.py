@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kycedge.lab.broker import Broker, Pki  # noqa: E402
 from kycedge.mqtt.client import MqttClient  # noqa: E402
+from kycedge.protocol import ids  # noqa: E402
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will  # noqa: E402
 from kycedge.unit.outbox import Outbox, OutboxConfig  # noqa: E402
 from support.kyc import Carrier, Unit  # noqa: E402
@@ -97,7 +98,8 @@ class Bench:
         creds = self.pki.device(TENANT, unit.device)
         cfg = self.broker.uplink_config(creds, max_inflight=self.args.window, reconnect_min_s=1,
                                         reconnect_max_s=1)
-        t = MqttClient(cfg, client_id=f"dev-{unit.device}", will=offline_will(TENANT, unit.device))
+        t = MqttClient(cfg, client_id=ids.device_common_name(TENANT, unit.device),
+                       will=offline_will(TENANT, unit.device))
         return Forwarder(ob, t, tenant=TENANT, device=unit.device, verify_receipt=unit.verify,
                          config=self.fw_cfg, **kw)
 

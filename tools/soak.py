@@ -134,7 +134,7 @@ def main() -> int:
                       f"{time.monotonic() - t_start:7.1f} s", flush=True)
         stop.set()
         time.sleep(args.down_s + 0.5)
-        if lab.broker is None:
+        if not lab.broker_running:
             lab.start_broker()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and c.info()["queue"]["count"] > 0:

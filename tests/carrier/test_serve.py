@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
-from kycedge.lab.broker import Broker, Pki, broker, pki  # noqa: F401
+from kycedge.lab.broker import Broker, Pki
 from kycedge.mqtt.client import MqttClient
-from kycedge.protocol import topics
+from kycedge.protocol import ids, topics
 from support.kyc import Carrier
 
 pytestmark = pytest.mark.broker
 
 
-def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_path: Path) -> None:  # noqa: F811
+def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_path: Path) -> None:
     carrier = Carrier.create(tmp_path / "carrier")
     unit = carrier.enroll(tmp_path / "unit", "acme", "u1", t0_ms=int(time.time() * 1000))
     rx = pki.service()
@@ -31,7 +31,7 @@ def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_
     procs = [subprocess.Popen([*cmd, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in (1, 2)]
     dev = pki.device("acme", "u1")
-    c = MqttClient(broker.uplink_config(dev), client_id="dev-u1")
+    c = MqttClient(broker.uplink_config(dev), client_id=ids.device_common_name("acme", "u1"))
     got: list[bytes] = []
     c.subscribe(topics.receipts("acme", "u1"), lambda t, p: got.append(p))
     c.start()

@@ -21,6 +21,7 @@ from kycedge.carrier.serve import ReceiverService, ServeConfig
 from kycedge.lab.broker import Broker, Pki
 from kycedge.mqtt.client import MqttClient
 from kycedge.protocol import topics
+from kycedge.protocol.ids import device_common_name
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
 from kycedge.unit.outbox import Outbox, OutboxConfig
 from support.kyc import Carrier, Unit
@@ -55,7 +56,7 @@ class World:
 
     def receiver(self, instance: str = "1") -> ReceiverService:
         t = MqttClient(self.broker.uplink_config(self.pki.service(), session_expiry_s=60),
-                       client_id=f"rx-{instance}", manual_ack=True)
+                       client_id=f"carrier-receiver-{instance}", manual_ack=True)
         svc = ReceiverService(self.carrier.receiver(), t, ServeConfig(group="g"))
         svc.start()
         assert t.wait_connected(5), t.last_error
@@ -63,7 +64,8 @@ class World:
 
     def forwarder(self, unit: Unit, ob: Outbox, **kw: object) -> Forwarder:
         t = MqttClient(self.broker.uplink_config(self.pki.device(TENANT, unit.device)),
-                       client_id=f"dev-{unit.device}", will=offline_will(TENANT, unit.device))
+                       client_id=device_common_name(TENANT, unit.device),
+                       will=offline_will(TENANT, unit.device))
         return Forwarder(ob, t, tenant=TENANT, device=unit.device, verify_receipt=unit.verify,
                          config=FW_CFG, **kw)  # type: ignore[arg-type]
 
@@ -90,7 +92,7 @@ def world(broker: Broker, pki: Pki, tmp_path: Path) -> World:
 def observer(world: World) -> Iterator[list[tuple[str, bytes]]]:
     """Everything published on the unit's status topic (as the receiver group sees it)."""
     seen: list[tuple[str, bytes]] = []
-    c = MqttClient(world.broker.uplink_config(world.pki.service()), client_id="observer")
+    c = MqttClient(world.broker.uplink_config(world.pki.service()), client_id="carrier-receiver-observer")
     c.subscribe("kyc/v1/+/+/status", lambda t, p: seen.append((t, p)))
     c.start()
     assert c.wait_connected(5)
@@ -220,7 +222,7 @@ def test_duplicate_deliveries_and_lost_receipts_with_clock_jump(world: World) ->
     ids = put_all(ob, unit, 6)
     # First attempt by a session that does not subscribe to receipts: they are lost.
     raw = MqttClient(world.broker.uplink_config(world.pki.device(TENANT, unit.device)),
-                     client_id="dev-u1-first", )
+                     client_id=device_common_name(TENANT, unit.device))
     raw.start()
     assert raw.wait_connected(5)
     for d in ob.due():

@@ -23,7 +23,7 @@ def connect(broker: Broker, creds, client_id: str) -> MqttClient:  # type: ignor
 
 
 def test_unit_cannot_publish_as_another(broker: Broker, pki: Pki) -> None:
-    u1 = connect(broker, pki.device("acme", "u1"), "dev-u1")
+    u1 = connect(broker, pki.device("acme", "u1"), "acme/u1")
     try:
         u1.publish(topics.templates("acme", "u1"), b"own")  # allowed
         for topic in (topics.templates("acme", "u2"), topics.templates("other", "u1"),
@@ -37,15 +37,18 @@ def test_unit_cannot_publish_as_another(broker: Broker, pki: Pki) -> None:
 
 
 def test_unit_cannot_read_another_units_topics(broker: Broker, pki: Pki) -> None:
-    u1 = connect(broker, pki.device("acme", "u1"), "dev-u1")
-    u2 = connect(broker, pki.device("acme", "u2"), "dev-u2")
-    rx = connect(broker, pki.service(), "rx-1")
+    u1 = connect(broker, pki.device("acme", "u1"), "acme/u1")
+    u2 = connect(broker, pki.device("acme", "u2"), "acme/u2")
+    rx = connect(broker, pki.service(), "carrier-receiver-1")
     spied: list[str] = []
     own: list[str] = []
     try:
-        # Mosquitto 2 grants the SUBSCRIBE but filters every delivery through the read ACL.
+        # The guard plugin refuses these in the SUBACK (Mosquitto's acl_file alone grants
+        # them and filters the deliveries); see test_isolation.py for the shared group.
         for f in (topics.receipts("acme", "u2"), "kyc/v1/#", "$share/g/kyc/v1/+/+/templates"):
-            u1.subscribe(f, lambda t, p: spied.append(t))
+            with pytest.raises(UplinkError) as ei:
+                u1.subscribe(f, lambda t, p: spied.append(t))
+            assert ei.value.reason == "not-authorized", f
         u2.subscribe(topics.receipts("acme", "u2"), lambda t, p: own.append(t))
         rx.publish(topics.receipts("acme", "u2"), b"receipt for u2")
         u2.publish(topics.templates("acme", "u2"), b"template of u2")
@@ -62,7 +65,7 @@ def test_unit_cannot_read_another_units_topics(broker: Broker, pki: Pki) -> None
 
 
 def test_receiver_cannot_impersonate_units_status_or_fleet(broker: Broker, pki: Pki) -> None:
-    rx = connect(broker, pki.service(), "rx-1")
+    rx = connect(broker, pki.service(), "carrier-receiver-1")
     try:
         for topic in (topics.templates("acme", "u1"), topics.status("acme", "u1"), "fleet/v1/acme/x"):
             with pytest.raises(UplinkError) as ei:
@@ -83,7 +86,7 @@ def test_certificate_from_another_ca_cannot_connect(broker: Broker, pki: Pki, tm
     provision.init_ca(rogue.ca_dir, "rogue CA", days=30)
     creds = rogue.device("acme", "u1")
     cfg = replace(broker.uplink_config(creds), ca_file=pki.ca_cert)  # trusts the real broker
-    c = MqttClient(cfg, client_id="dev-u1")
+    c = MqttClient(cfg, client_id="acme/u1")
     c.start()
     try:
         assert not c.wait_connected(2.5)

@@ -47,3 +47,4 @@ def test_round_trip(tenant: str, device: str, kind: str) -> None:
 def test_parser_never_crashes(s: str) -> None:
     with contextlib.suppress(TopicError):
         topics.parse_device_topic(s)
+

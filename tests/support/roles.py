@@ -79,6 +79,7 @@ def run_unit(world: dict[str, Any], a: argparse.Namespace) -> int:
     from kycedge.core.config import from_mapping
     from kycedge.fleet import provision
     from kycedge.mqtt.client import MqttClient
+    from kycedge.protocol import ids
     from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
     from kycedge.unit.outbox import Outbox, OutboxConfig
 
@@ -93,7 +94,8 @@ def run_unit(world: dict[str, Any], a: argparse.Namespace) -> int:
         provision.issue_device(Path(world["pki_dir"]) / "ca", tenant, device, cert_dir, days=30)
     ob = Outbox(workdir / "outbox.sqlite", from_mapping(OutboxConfig, world["outbox"]))
     transport = MqttClient(_uplink(world, str(cert_dir / "device.crt"), str(cert_dir / "device.key")),
-                           client_id=f"dev-{tenant}-{device}", will=offline_will(tenant, device))
+                           client_id=ids.device_common_name(tenant, device),
+                           will=offline_will(tenant, device))
     fw = Forwarder(ob, transport, tenant=tenant, device=device, verify_receipt=unit.verify,
                    config=from_mapping(ForwarderConfig, world["forwarder"]))
     if not a.hold:

@@ -5,11 +5,12 @@ Layout of a CA directory (``ca init``)::
     ca.key   EC P-256 private key, 0600 (keep offline in production)
     ca.crt   self-signed CA certificate, given to the broker and every unit
 
-Identities (the certificate's subject CN is the MQTT username, because the broker runs
-with ``use_identity_as_username true``; the ACL file keys on it):
+Identities (the certificate's subject CN is the MQTT username: the broker's guard plugin
+sets it, and binds the client id to it, ADR 0010; the ACL file keys on it):
 
 - a unit: CN = ``<tenant>/<device>`` (``device_common_name``), clientAuth; the ACL
-  pattern ``kyc/v1/%u/...`` then confines it to its own tenant *and* device topics;
+  pattern ``kyc/v1/%u/...`` then confines it to its own tenant *and* device topics, and
+  the broker accepts no client id but the CN;
 - a carrier receiver or fleet admin service: CN = the service name (for example
   ``carrier-receiver``), clientAuth;
 - the broker: CN = its host name, serverAuth with DNS/IP subjectAltNames.
@@ -70,7 +71,7 @@ class Issued:
 
 
 def device_common_name(tenant: str, device: str) -> str:
-    """The certificate CN (= broker username) of a unit: ``<tenant>/<device>`` (protocol.ids)."""
+    """The certificate CN of a unit (= broker username = client id): ``<tenant>/<device>`` (protocol.ids)."""
     try:
         return ids.device_common_name(tenant, device)
     except IdError as e:

@@ -106,7 +106,8 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
         w(f"   fleet CA, broker certificate, receiver certificate; the unit's TLS key made on the unit,\n"
           f"   its certificate issued from its own CSR (CN {lab.tenant}/{lab.device})\n")
         lab.start_broker()
-        w(f"   Mosquitto on 127.0.0.1:{lab.port}: mutual TLS required, identity from the certificate, ACLs\n")
+        w(f"   Mosquitto on 127.0.0.1:{lab.port}: mutual TLS required, identity and client id from the "
+          "certificate, ACLs\n")
         w(f"   carrier keys made; unit {lab.device} enrolled (device key {facts['device_key_id'][:16]}...)\n")
         w(f"   ID photo obama.jpg enrolled as the reference of {len(facts['references'])} registrations "
           f"(model {facts['model']}, threshold {facts['threshold']:.3f})\n")

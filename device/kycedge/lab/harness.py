@@ -3,10 +3,11 @@
 :class:`Lab` provisions everything the way an operator would, with the project's own
 code, and runs every part as on a real deployment:
 
-- a fleet CA (``kycedge.fleet.provision``), a broker certificate, the receiver's client
-  certificate, and the unit's certificate issued from the unit's own CSR;
+- a fleet CA, a broker certificate and the receiver's client certificate
+  (:class:`kycedge.lab.broker.Pki`), and the unit's certificate issued from the unit's own CSR;
 - Mosquitto with the repository's ``deploy/mosquitto`` config (mutual TLS, identity from
-  the certificate, ACLs) on a free loopback port — stoppable and restartable;
+  the certificate, ACLs, the guard plugin) on a free loopback port, stoppable and
+  restartable: :class:`kycedge.lab.broker.Broker`, the same harness the tests and tools use;
 - the carrier: fresh keys, the unit enrolled, references added from ID photos, and the
   receiver consuming templates (``ReceiverService`` over a manual-ack MQTT client);
 - the unit: identity (``kycedge.unit.identity``), a TOML config, and the daemon started as a real
@@ -15,7 +16,9 @@ code, and runs every part as on a real deployment:
 
 Frames come from a replay source on ``scene/``; :meth:`Lab.show` changes what the
 "camera" sees (symlinks to fixture files, or a generated empty scene as ``.y4m``).
-Nothing is written outside the lab directory; :meth:`Lab.close` stops every process.
+Nothing is written outside the lab directory except the broker's guard plugin, compiled
+once per source version into a per-user build directory (:func:`kycedge.lab.broker.build_guard`);
+:meth:`Lab.close` stops every process.
 """
 
 from __future__ import annotations
@@ -36,20 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from kycedge.core.paths import data_dir
+from kycedge.lab.broker import RECEIVER, Broker, Pki, free_port
 
-__all__ = ["MOSQUITTO", "Lab", "approach", "free_port", "write_y4m"]
+__all__ = ["Lab", "approach", "write_y4m"]
 
-MOSQUITTO = os.environ.get("KYCEDGE_MOSQUITTO", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
-RECEIVER_NAME = "carrier-receiver"
 # `kycedge run` with this interpreter, whether or not the console script is on PATH
 DAEMON_CMD = (sys.executable, "-c", "import sys; from kycedge.unit.cli import main; sys.exit(main())")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_y4m(path: Path, frames: list[np.ndarray]) -> None:
@@ -115,7 +112,8 @@ class Lab:
     camera_size: tuple[int, int] = (1280, 720)
     daemon_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
-    broker: subprocess.Popen[bytes] | None = None
+    pki: Pki | None = None
+    broker: Broker | None = None
     daemon: subprocess.Popen[bytes] | None = None
     notify_log: list[tuple[float, str]] = field(default_factory=list)
     _receiver: Any = None
@@ -163,13 +161,9 @@ class Lab:
         from kycedge.unit import identity as keys
         from kycedge.vision.pipeline import Pipeline
 
-        pki = self.root / "pki"
-        ca = pki / "ca"
-        provision.init_ca(ca, "kycedge demo CA", days=2)
-        provision.issue_service(ca, "broker", pki / "broker", server=True, dns_names=("localhost",),
-                                ip_addresses=("127.0.0.1",), days=2)
-        provision.issue_service(ca, RECEIVER_NAME, pki / "receiver", days=2)
-        self._write_broker_conf()
+        pki = self.pki = Pki.create(self.root / "pki", name="kycedge demo CA", days=2)
+        pki.service(RECEIVER)
+        self.broker = Broker(self.root / "broker", pki, port=self.port)
 
         carrier_cfg = CarrierConfig(state_dir=self.root / "carrier")
         init_keys(carrier_cfg)
@@ -177,7 +171,8 @@ class Lab:
 
         identity, _ = keys.init_identity(self.unit_state)
         csr = keys.make_device_csr(self.unit_state, provision.device_common_name(self.tenant, self.device))
-        issued = provision.issue_device(ca, self.tenant, self.device, pki / "unit", csr_pem=csr, days=2)
+        issued = provision.issue_device(pki.ca_dir, self.tenant, self.device, pki.dir / "unit", csr_pem=csr,
+                                        days=2)
 
         added = {}
         self.threshold, self.model = 0.0, ""
@@ -191,30 +186,9 @@ class Lab:
                 self.threshold = float(pipe.threshold)
                 self.model = f"{pipe.model_id}@{pipe.model_version}"
                 del pipe
-        self._write_unit_config(models_dir, issued.cert, ca / "ca.crt")
+        self._write_unit_config(models_dir, issued.cert, pki.ca_cert)
         return {"device_key_id": identity.key_id, "references": added, "threshold": self.threshold,
                 "model": self.model}
-
-    def _write_broker_conf(self) -> None:
-        deploy = data_dir("mosquitto")
-        certs = self.root / "broker" / "certs"
-        certs.mkdir(parents=True, exist_ok=True)
-        pki = self.root / "pki"
-        for name in ("broker.crt", "broker.key"):
-            shutil.copy2(pki / "broker" / name, certs / name)
-        os.chmod(certs / "broker.key", 0o600)
-        shutil.copy2(pki / "ca" / "ca.crt", certs / "ca.crt")
-        shutil.copy2(deploy / "acl", certs / "acl")
-        persist = self.root / "broker" / "persist"
-        persist.mkdir(exist_ok=True)
-        text = (deploy / "mosquitto.conf").read_text()
-        text = text.replace("/etc/mosquitto/kycedge/", f"{certs}/")
-        text = text.replace("listener 8883", f"listener {self.port} 127.0.0.1")
-        text = text.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {persist}/")
-        text = text.replace("autosave_interval 60", "autosave_interval 1")
-        if os.geteuid() == 0:
-            text += "\nuser root\n"
-        (self.root / "broker" / "mosquitto.conf").write_text(text)
 
     def _write_unit_config(self, models_dir: Path, cert: Path, ca: Path) -> None:
         from kycedge import crypto
@@ -278,33 +252,21 @@ idle_poll_s = 0.2
 """)
 
     # ---- the broker ---------------------------------------------------------------------
+    def _broker(self) -> Broker:
+        if self.broker is None:
+            raise RuntimeError("Lab.provision() first: it writes the broker's certificates and config")
+        return self.broker
+
     def start_broker(self, timeout_s: float = 10.0) -> None:
-        if not os.access(MOSQUITTO, os.X_OK):
-            raise RuntimeError(f"mosquitto not found at {MOSQUITTO}: install it (apt-get install mosquitto) "
-                               "or set KYCEDGE_MOSQUITTO")
-        log = open(self.root / "broker" / "mosquitto.log", "ab")  # noqa: SIM115 - handed to the child
-        self.broker = subprocess.Popen([MOSQUITTO, "-c", str(self.root / "broker" / "mosquitto.conf")],
-                                       stdout=log, stderr=log)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.broker.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with code {self.broker.returncode}; see "
-                                   f"{self.root / 'broker' / 'mosquitto.log'}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return
-            time.sleep(0.02)
-        raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout_s} s")
+        self._broker().start(timeout_s)
 
     def stop_broker(self) -> None:
-        if self.broker is not None and self.broker.poll() is None:
-            self.broker.send_signal(signal.SIGTERM)
-            try:
-                self.broker.wait(10)
-            except subprocess.TimeoutExpired:
-                self.broker.kill()
-                self.broker.wait()
-        self.broker = None
+        if self.broker is not None:
+            self.broker.stop()
+
+    @property
+    def broker_running(self) -> bool:
+        return self.broker is not None and self.broker.running
 
     # ---- the carrier receiver ----------------------------------------------------------
     def start_receiver(self) -> None:
@@ -313,13 +275,13 @@ idle_poll_s = 0.2
         from kycedge.mqtt.client import MqttClient
         from kycedge.mqtt.config import UplinkConfig
 
-        pki = self.root / "pki"
-        cfg = UplinkConfig(host="127.0.0.1", port=self.port, ca_file=pki / "ca" / "ca.crt",
-                           cert_file=pki / "receiver" / f"{RECEIVER_NAME}.crt",
-                           key_file=pki / "receiver" / f"{RECEIVER_NAME}.key", reconnect_min_s=1,
-                           reconnect_max_s=2)
+        if self.pki is None:
+            raise RuntimeError("Lab.provision() first: it issues the receiver's certificate")
+        rx_creds = self.pki.service(RECEIVER)
+        cfg = UplinkConfig(host="127.0.0.1", port=self.port, ca_file=rx_creds.ca, cert_file=rx_creds.cert,
+                           key_file=rx_creds.key, reconnect_min_s=1, reconnect_max_s=2)
         rx = Receiver.from_config(self.carrier_config)
-        transport = MqttClient(cfg, client_id=f"carrier-receiver-lab-{os.getpid()}", manual_ack=True)
+        transport = MqttClient(cfg, client_id=f"{RECEIVER}-lab-{os.getpid()}", manual_ack=True)
         self._receiver = ReceiverService(rx, transport)
         self._receiver.start()
 

@@ -173,7 +173,8 @@ class MqttClient:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        if getattr(rc, "is_failure", False):
+        if getattr(rc, "is_failure", False) and (was or not self._last_error.startswith("connect refused")):
+            # after a refused CONNACK paho reports a protocol error: keep the broker's reason
             self._last_error = f"disconnected: {_reason_name(rc)}"
         if was:
             log.warning("uplink: disconnected from %s:%d: %s", self.config.host, self.config.port,

@@ -12,7 +12,7 @@ id                 grammar                                      where it appears
 tenant             ``[a-z0-9][a-z0-9-]{0,31}``                  header, topics, certificate
 device id          ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``          header, topics, certificate
 service name       ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``          receiver / broker certificates
-client id          service name or ``<tenant>-<device>...``     MQTT CONNECT
+client id          a unit: its CN; a service: ``<name>[-sfx]``  MQTT CONNECT (ADR 0010)
 share group        ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``          ``$share/<group>/...``
 key id             32 lowercase hex digits                      header, receipts, config
 model id           ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``          templates, manifests

@@ -13,6 +13,10 @@ Tenant and device ids are one topic level each, with the grammars of
 ``[A-Za-z0-9][A-Za-z0-9._-]{0,63}``). Both exclude the MQTT wildcards ``+``/``#``, the
 level separator ``/``, ``$`` (reserved prefixes) and NUL, so an id can never widen a
 subscription or an ACL pattern.
+
+A unit's broker identity is ``{tenant}/{device}`` (:func:`kycedge.protocol.ids.device_common_name`):
+its certificate's CN, its MQTT username and its MQTT client id, all three the same string;
+the broker's guard plugin refuses any other client id for that certificate (ADR 0010).
 """
 
 from __future__ import annotations

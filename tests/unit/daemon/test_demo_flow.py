@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kycedge.lab.harness import MOSQUITTO
+from kycedge.lab.broker import MOSQUITTO
 from kycedge.vision import default_models_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from kycedge.core.errors import ModelError
-from kycedge.lab.harness import MOSQUITTO, Lab
+from kycedge.lab.broker import MOSQUITTO
+from kycedge.lab.harness import Lab
 from kycedge.unit.capture.fake import FakeCamera
 from kycedge.unit.client import ApiClientError
 from kycedge.unit.daemon import settings

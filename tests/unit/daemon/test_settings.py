@@ -111,3 +111,15 @@ def test_a_provisioned_units_config_passes_the_full_check(tmp_path: Path,
     (lab.unit_state / "device-tls.pem").unlink()
     assert main(["config", "check", str(lab.config_path)]) == 2
     assert "uplink.key_file: expected an existing file, got missing path" in capsys.readouterr().err
+
+
+def test_uplink_client_id_is_the_units_identity_or_empty(tmp_path: Path) -> None:
+    """The broker binds the client id to the certificate (ADR 0010): a unit configured with
+    another id would be refused at every CONNECT, so the config says so at load time."""
+    def with_id(client_id: str) -> Path:
+        return write(tmp_path, MINIMAL.replace("port = 1883", f'port = 1883\nclient_id = "{client_id}"'))
+
+    assert settings.load(with_id("acme/unit-0001")).uplink.client_id == "acme/unit-0001"
+    with pytest.raises(ConfigError, match=r"uplink\.client_id: expected empty or 'acme/unit-0001' .*"
+                                          r"got 'acme\.unit-0001'"):
+        settings.load(with_id("acme.unit-0001"))

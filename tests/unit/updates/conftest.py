@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kycedge.lab.broker import broker, pki  # noqa: F401  (re-exported fixtures)
 
 from .helpers import FakeDaemon, Fleet, make_agent
 

@@ -64,7 +64,7 @@ def test_announce_and_status_through_mosquitto(unit_on_v1: UpdateAgent, broker: 
     assert admin.wait_connected(10)
     try:
         announce(admin, "acme", 5)
-        unit = connect(broker.uplink_config(pki.device("acme", "unit-1")), client_id="acme-unit-1")
+        unit = connect(broker.uplink_config(pki.device("acme", "unit-1")), client_id="acme/unit-1")
         unit.start()
         assert unit.wait_connected(10)
         try:

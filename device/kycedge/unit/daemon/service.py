@@ -38,6 +38,7 @@ import numpy as np
 from kycedge import __version__
 from kycedge.core.errors import EnvelopeError, KycEdgeError, ModelError
 from kycedge.core.logs import setup_logging
+from kycedge.protocol import ids
 from kycedge.unit.api import ApiServer
 from kycedge.unit.capture.base import FrameSource
 from kycedge.unit.daemon import memory
@@ -163,7 +164,7 @@ class Daemon:
         self.models_dir = models_dir
 
         tenant, device = s.daemon.tenant, s.daemon.device_id
-        transport = connect(s.uplink, client_id=s.uplink.client_id or f"{tenant}.{device}",
+        transport = connect(s.uplink, client_id=ids.device_common_name(tenant, device),
                             will=offline_will(tenant, device))
 
         def verify(raw: bytes) -> Any:

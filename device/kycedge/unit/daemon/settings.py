@@ -101,6 +101,14 @@ class Settings:
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     updates: UpdatesConfig = field(default_factory=_disabled_updates)
 
+    def __post_init__(self) -> None:
+        own = ids.device_common_name(self.daemon.tenant, self.daemon.device_id)
+        if self.uplink.client_id not in ("", own):
+            raise ConfigError(
+                f"uplink.client_id: expected empty or {own!r} (the unit's certificate CN: the broker refuses "
+                f"any other client id for this unit), got {self.uplink.client_id!r:.80}"
+            )
+
 
 def load(path: Path) -> Settings:
     """Read and validate ``path``; :class:`ConfigError` names the key, expected and actual value."""
