@@ -27,7 +27,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -35,17 +35,26 @@ from typing import Any
 
 import numpy as np
 
-from kycedge import __version__
+from kycedge import __version__, crypto
 from kycedge.core.errors import EnvelopeError, KycEdgeError, ModelError
 from kycedge.core.logs import setup_logging
-from kycedge.protocol import ids
+from kycedge.mqtt import Transport, connect
+from kycedge.protocol import envelope, ids
+from kycedge.protocol.status import UpdateReport
 from kycedge.unit.api import ApiServer
 from kycedge.unit.capture.base import FrameSource
+from kycedge.unit.capture.factory import make_source
 from kycedge.unit.daemon import memory
 from kycedge.unit.daemon import settings as settings_mod
 from kycedge.unit.daemon.notify import Notifier, watchdog_interval_s
 from kycedge.unit.daemon.settings import Settings
+from kycedge.unit.forwarder import Forwarder, offline_will
+from kycedge.unit.identity import load_identity
+from kycedge.unit.outbox import Outbox
+from kycedge.unit.sealer import DeviceSealer
 from kycedge.unit.session import Analyzer, ReceiptInfo, SessionManager
+from kycedge.unit.updates.agent import UpdateAgent
+from kycedge.vision.pipeline import Pipeline
 
 __all__ = ["Daemon", "self_test"]
 
@@ -87,8 +96,6 @@ def self_test(analyzer: Analyzer, image: bytes | None = None) -> dict[str, Any]:
 
 def _pipeline_loader(s: Settings) -> AnalyzerLoader:
     def load(models_dir: Path) -> Analyzer:
-        from kycedge.vision.pipeline import Pipeline
-
         pipe: Analyzer = Pipeline.load(models_dir, config=s.vision)
         return pipe
 
@@ -122,13 +129,13 @@ class Daemon:
         self.started_mono = time.monotonic()
         self.ready_after_s: float | None = None
         self._unhealthy_since: float | None = None
-        self.outbox: Any = None
-        self.forwarder: Any = None
+        self.outbox: Outbox | None = None
+        self.forwarder: Forwarder | None = None
         self.sessions: SessionManager | None = None
         self.api: ApiServer | None = None
-        self.agent: Any = None
+        self.agent: UpdateAgent | None = None
         self._agent_thread: threading.Thread | None = None
-        self._receipt_keys: Any = None
+        self._receipt_keys: Mapping[str, crypto.VerifyKey] = {}
         self._selftest_image: bytes | None = None
 
     # ---- start-up -------------------------------------------------------------------
@@ -138,17 +145,9 @@ class Daemon:
         memory.limit_arenas(2)
         log.info("starting", extra={"version": __version__, "device_id": s.daemon.device_id,
                                     "tenant": s.daemon.tenant, "camera": s.capture.source})
-        from kycedge.mqtt import connect
-        from kycedge.protocol import envelope
-        from kycedge.unit import identity as keys
-        from kycedge.unit.capture.factory import make_source
-        from kycedge.unit.forwarder import Forwarder, offline_will
-        from kycedge.unit.outbox import Outbox
-        from kycedge.unit.sealer import DeviceSealer
-
         state = s.daemon.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        identity = keys.load_identity(state)
+        identity = load_identity(state)
         carrier_keys = s.carrier_keys.load_hpke_keys()
         self._receipt_keys = s.carrier_keys.load_receipt_keys()
         self.outbox = Outbox(state / s.daemon.outbox_file, s.outbox)
@@ -167,7 +166,7 @@ class Daemon:
         transport = connect(s.uplink, client_id=ids.device_common_name(tenant, device),
                             will=offline_will(tenant, device))
 
-        def verify(raw: bytes) -> Any:
+        def verify(raw: bytes) -> envelope.Receipt:
             return envelope.verify_receipt(raw, self._receipt_keys, expected_device_id=device,
                                            expected_tenant=tenant)
 
@@ -197,8 +196,6 @@ class Daemon:
         s = self.settings
         if not s.updates.enabled:
             return s.daemon.models_dir
-        from kycedge.unit.updates.agent import UpdateAgent
-
         self.agent = UpdateAgent(s.updates, device_id=s.daemon.device_id, reload_models=self.reload_models,
                                  health_check=self.health_check, report=self._on_update_status)
         rec = self.agent.startup()  # finish or undo an interrupted switch before loading anything
@@ -218,7 +215,7 @@ class Daemon:
             "load_ms": round((time.perf_counter() - t0) * 1000, 1)})
         return analyzer
 
-    def _start_updates(self, transport: Any) -> None:
+    def _start_updates(self, transport: Transport) -> None:
         if self.agent is None:
             return
         self.agent.attach(transport, self.settings.daemon.tenant)  # retained announces wake it
@@ -244,13 +241,13 @@ class Daemon:
     def health_check(self) -> bool:
         return self.sessions is not None and self.sessions.healthy()[0]
 
-    def _on_update_status(self, st: Any) -> None:
+    def _on_update_status(self, st: UpdateReport) -> None:
         d = st.to_dict()
         log.info("update status", extra={k: d[k] for k in ("state", "outcome", "bundle_version", "reason")})
         if self.forwarder is not None and d.get("outcome") not in (None, "none"):
             self.forwarder.publish_status({"update": d})
 
-    def _on_receipt(self, r: Any) -> None:
+    def _on_receipt(self, r: Any) -> None:  # the forwarder's receipt (see kycedge.unit.forwarder)
         self.last_upload = time.time()
         assert self.sessions is not None
         self.sessions.deliver_receipt(ReceiptInfo(
