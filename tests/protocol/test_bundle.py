@@ -19,7 +19,7 @@ from kycedge.protocol.bundle import (
 from kycedge.protocol.rollout import Candidate, Rollout, bucket, choose, parse_rollout
 from kycedge.protocol.update_errors import BundleError
 
-from .helpers import Fleet
+from tests.unit.updates.helpers import Fleet
 
 
 @pytest.fixture(scope="module")

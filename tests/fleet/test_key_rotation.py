@@ -9,7 +9,7 @@ from kycedge.fleet.bundle_build import set_rollout, sign_bundle
 from kycedge.protocol.rollout import Rollout
 from kycedge.unit.updates.agent import UpdateAgent
 
-from .helpers import FakeDaemon, Fleet
+from tests.unit.updates.helpers import FakeDaemon, Fleet
 
 
 def test_targets_key_rotation(unit_on_v1: UpdateAgent, fleet: Fleet, daemon: FakeDaemon) -> None:
