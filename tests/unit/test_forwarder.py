@@ -2,7 +2,7 @@
 
 The receipts here are HMAC-"signed" JSON so that the logic (verify before ack, drop on
 rejection, ignore forgeries, re-send on loss) is tested apart from the wire format;
-tests/uplink/ runs the same flows with real envelopes, real receipts and a real broker.
+tests/mqtt/ runs the same flows with real envelopes, real receipts and a real broker.
 """
 
 from __future__ import annotations
