@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from kycedge import crypto
+from kycedge.crypto import _vectors
 from kycedge.protocol.envelope import (
     GENESIS_DIGEST,
     CarrierKey,
@@ -38,6 +39,18 @@ from kycedge.protocol.envelope import (
 from kycedge.protocol.envelope.cose import CT_TEMPLATE, sign1
 from kycedge.protocol.envelope.header import encode_header, hpke_info
 from kycedge.protocol.envelope.seal import encode_payload
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedEphemeralCarrierKey(CarrierKey):
+    """A carrier key that seals with a given HPKE ephemeral key (vectors only)."""
+
+    ephemeral: crypto.KemPrivateKey | None = dataclasses.field(default=None, repr=False)
+
+    def encrypt(self, plaintext: bytes, info: bytes) -> bytes:
+        assert self.ephemeral is not None
+        return _vectors.hpke_seal(self.public_key, plaintext, info=info, ephemeral_key=self.ephemeral)
+
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 
@@ -103,7 +116,6 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     cases = []
     prev = GENESIS_DIGEST
     for i, s in enumerate(specs):
-        ck = CarrierKey.from_public_key(s["carrier"].public_key())
         payload = Payload(
             template=Template.from_array(vector(s["dim"], s["name"]), model_id="sface-2021dec-int8",
                                          model_version="1.0.0"),
@@ -111,8 +123,10 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             prev_digest=prev if s["name"] == "chained-second" else GENESIS_DIGEST, quality=s["quality"])
         mid = new_message_id(now_ms=s["mid_ms"], random_bytes=seed(f"mid {i}")[:10])
         eph = crypto.kem_private_key_from_bytes(seed(f"ephemeral {s['name']}"))
+        ck = FixedEphemeralCarrierKey(key_id=crypto.key_id(s["carrier"].public_key()),
+                                      public_key=s["carrier"].public_key(), ephemeral=eph)
         sealed = seal(payload, tenant=s["tenant"], device_id=s["device_id"], sequence=s["sequence"],
-                      signing_key=DEVICE, carrier_key=ck, message_id=mid, ephemeral_key=eph)
+                      signing_key=DEVICE, carrier_key=ck, message_id=mid)
         hb = encode_header(sealed.header)
         opened = open_envelope(sealed.data, device_public_key=DEVICE.public_key(),
                                carrier_private_keys={crypto.key_id(s["carrier"].public_key()): s["carrier"]})
@@ -147,7 +161,7 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     def reseal(header: Any, inner: bytes, label: str) -> bytes:
         hb = encode_header(header)
         eph = crypto.kem_private_key_from_bytes(seed(label))
-        return hb + crypto.hpke_seal(carrier_key.public_key, inner, info=hpke_info(hb), ephemeral_key=eph)
+        return hb + _vectors.hpke_seal(carrier_key.public_key, inner, info=hpke_info(hb), ephemeral_key=eph)
 
     attacker_signed = sign1(ATTACKER, encode_payload(first_header, _payload_of(cases[0])), CT_TEMPLATE)
     invalid = [

@@ -64,6 +64,10 @@ class CarrierKey:
     def from_public_key(cls, public_key: crypto.KemPublicKey) -> CarrierKey:
         return cls(key_id=crypto.key_id(public_key), public_key=public_key)
 
+    def encrypt(self, plaintext: bytes, info: bytes) -> bytes:
+        """HPKE-seal ``plaintext`` to this key (a fresh ephemeral key every call)."""
+        return crypto.hpke_seal(self.public_key, plaintext, info=info)
+
 
 def encode_payload(header: Header, payload: Payload) -> bytes:
     """Deterministic CBOR of the signed payload map (header fields repeated)."""
@@ -124,12 +128,11 @@ def seal(
     signing_key: crypto.SigningKey,
     carrier_key: CarrierKey,
     message_id: uuid.UUID | None = None,
-    ephemeral_key: crypto.KemPrivateKey | None = None,
 ) -> Sealed:
     """Sign ``payload`` with the device key, then encrypt it to ``carrier_key``.
 
     ``message_id`` defaults to a fresh UUIDv7; ``sequence`` is the device's monotonic
-    counter (the caller persists it). ``ephemeral_key`` is for test vectors only.
+    counter (the caller persists it).
     Raises EnvelopeError(reason="malformed") if a field is outside the wire limits,
     KeyStoreError if the carrier key yields no shared secret (a low-order point).
     """
@@ -143,9 +146,7 @@ def seal(
     )
     signed = sign1(signing_key, encode_payload(header, payload), CT_TEMPLATE, key_id=header.device_key_id)
     header_bytes = encode_header(header)
-    data = header_bytes + crypto.hpke_seal(
-        carrier_key.public_key, signed, info=hpke_info(header_bytes), ephemeral_key=ephemeral_key
-    )
+    data = header_bytes + carrier_key.encrypt(signed, hpke_info(header_bytes))
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError(f"envelope: expected at most {MAX_ENVELOPE_BYTES} bytes, got {len(data)}")
     return Sealed(data=data, header=header, digest=hashlib.sha256(signed).digest())
