@@ -64,6 +64,37 @@ ATTACKER = crypto.signing_key_from_bytes(seed("attacker ed25519"))
 CARRIER = crypto.kem_private_key_from_bytes(seed("carrier x25519 2026"))
 CARRIER_OLD = crypto.kem_private_key_from_bytes(seed("carrier x25519 2025"))
 RECEIPT = crypto.signing_key_from_bytes(seed("carrier receipt ed25519"))
+DEVICE_ES256 = crypto.ec_signing_key_from_bytes(seed("device es256"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimedSigner:
+    """A software key that claims a protection (a wire vector cannot hold a TPM; the carrier
+    learns the real protection from the enrolment attestation, never from the header)."""
+
+    key: crypto.EcSigningKey
+    claimed: crypto.KeyProtection
+
+    @property
+    def algorithm(self) -> crypto.SignatureAlgorithm:
+        return "es256"
+
+    @property
+    def protection(self) -> crypto.KeyProtection:
+        return self.claimed
+
+    def public_key(self) -> crypto.AnyVerifyKey:
+        return self.key.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        return crypto.sign_es256(self.key, data)
+
+
+SIGNERS: dict[str, Any] = {
+    "device": DEVICE,
+    "device_es256": DEVICE_ES256,
+    "device_es256_tpm": ClaimedSigner(DEVICE_ES256, "tpm"),
+}
 
 
 def vector(dim: int, label: str) -> np.ndarray:
@@ -72,8 +103,12 @@ def vector(dim: int, label: str) -> np.ndarray:
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 
-def keys_json() -> dict[str, Any]:
+def keys_json(es256: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if es256:
+        out["device_es256"] = {"type": "p256", "private_hex": crypto.private_key_bytes(DEVICE_ES256).hex(),
+                               "public_hex": crypto.public_key_bytes(DEVICE_ES256.public_key()).hex(),
+                               "key_id": crypto.key_id(DEVICE_ES256.public_key())}
     for name, sk in [("device", DEVICE), ("attacker", ATTACKER), ("receipt", RECEIPT)]:
         out[name] = {"type": "ed25519", "private_hex": crypto.private_key_bytes(sk).hex(),
                      "public_hex": crypto.public_key_bytes(sk.public_key()).hex(),
@@ -97,9 +132,7 @@ def payload_json(p: Payload) -> dict[str, Any]:
     }
 
 
-def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    carrier_key = CarrierKey.from_public_key(CARRIER.public_key())
-    specs = [
+V1_SPECS: list[dict[str, Any]] = [
         dict(name="first-envelope", tenant="acme-telecom", device_id="dev-0001", sequence=0,
              mid_ms=1_764_158_400_000, dim=128, quality={"blur": 0.125, "face_px": 212.0, "yaw_deg": -3.5},
              liveness=(True, "blink", 0.9375), reference="rQm7Xk2Lw9Pz4Vt8Nc1Bd0", carrier=CARRIER),
@@ -112,7 +145,17 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         dict(name="rotated-old-carrier-key", tenant="acme-telecom", device_id="dev-0002", sequence=5,
              mid_ms=1_764_158_580_000, dim=512, quality={"blur": 0.5}, liveness=(True, "blink", 0.75),
              reference="rAb-Cd_Ef-Gh_Ij-Kl_Mn", carrier=CARRIER_OLD),
-    ]
+]
+V2_SPECS: list[dict[str, Any]] = [
+    dict(V1_SPECS[0], name="ed25519-software", device_key="device"),
+    dict(V1_SPECS[0], name="es256-software", device_key="device_es256", device_id="dev-0003"),
+    dict(V1_SPECS[1], name="es256-tpm-chained-second", device_key="device_es256_tpm", device_id="dev-0004"),
+]
+
+
+def envelope_cases(version: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    carrier_key = CarrierKey.from_public_key(CARRIER.public_key())
+    specs = V1_SPECS if version == 1 else V2_SPECS
     cases = []
     prev = GENESIS_DIGEST
     for i, s in enumerate(specs):
@@ -120,23 +163,27 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             template=Template.from_array(vector(s["dim"], s["name"]), model_id="sface-2021dec-int8",
                                          model_version="1.0.0"),
             captured_at_ms=s["mid_ms"] - 1500, liveness=Liveness(*s["liveness"]), reference=s["reference"],
-            prev_digest=prev if s["name"] == "chained-second" else GENESIS_DIGEST, quality=s["quality"])
+            prev_digest=prev if "chained-second" in s["name"] else GENESIS_DIGEST, quality=s["quality"])
         mid = new_message_id(now_ms=s["mid_ms"], random_bytes=seed(f"mid {i}")[:10])
         eph = crypto.kem_private_key_from_bytes(seed(f"ephemeral {s['name']}"))
         ck = FixedEphemeralCarrierKey(key_id=crypto.key_id(s["carrier"].public_key()),
                                       public_key=s["carrier"].public_key(), ephemeral=eph)
+        device_key = s.get("device_key", "device")
+        signer = SIGNERS[device_key]
         sealed = seal(payload, tenant=s["tenant"], device_id=s["device_id"], sequence=s["sequence"],
-                      signing_key=DEVICE, carrier_key=ck, message_id=mid)
+                      signing_key=signer, carrier_key=ck, message_id=mid, format_version=version)
         hb = encode_header(sealed.header)
-        opened = open_envelope(sealed.data, device_public_key=DEVICE.public_key(),
+        opened = open_envelope(sealed.data, device_public_key=signer.public_key(),
                                carrier_private_keys={crypto.key_id(s["carrier"].public_key()): s["carrier"]})
         assert opened.payload == payload
-        if s["name"] == "first-envelope":
+        if i == 0:
             prev = sealed.digest
         cases.append({
             "name": s["name"],
             "inputs": {"tenant": s["tenant"], "device_id": s["device_id"], "sequence": s["sequence"],
-                       "message_id": str(mid), "device_key": "device",
+                       "message_id": str(mid), "device_key": device_key,
+                       **({"signature_alg": sealed.header.signature_alg,
+                           "key_protection": sealed.header.key_protection} if version > 1 else {}),
                        "carrier_key": "carrier" if s["carrier"] is CARRIER else "carrier_old",
                        "ephemeral_private_hex": crypto.private_key_bytes(eph).hex(),
                        "payload": payload_json(payload)},
@@ -164,6 +211,8 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return hb + _vectors.hpke_seal(carrier_key.public_key, inner, info=hpke_info(hb), ephemeral_key=eph)
 
     attacker_signed = sign1(ATTACKER, encode_payload(first_header, _payload_of(cases[0])), CT_TEMPLATE)
+    if version > 1:
+        return cases, _v2_invalid(cases, reseal)
     invalid = [
         ("ciphertext-bit-flip", flip(first, len(first) - 20), "undecryptable"),
         ("hpke-enc-bit-flip", flip(first, hlen + 3), "undecryptable"),
@@ -175,7 +224,7 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         ("truncated-in-header", first[:40], "malformed"),
         ("truncated-after-header", first[: hlen + 47], "malformed"),
         ("bad-magic", b"KYCF" + first[4:], "malformed"),
-        ("format-version-2", first[:4] + b"\x02" + first[5:], "unsupported-version"),
+        ("format-version-3", first[:4] + b"\x03" + first[5:], "unsupported-version"),
         ("suite-2", first[:5] + b"\x02" + first[6:], "unsupported-version"),
         ("sequence-above-2^63-1", first[:22] + b"\x80" + first[23:], "malformed"),
         ("message-id-not-v7", first[:12] + bytes([first[12] & 0x0F | 0x40]) + first[13:], "malformed"),
@@ -199,6 +248,39 @@ def envelope_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         out_invalid.append({"name": name, "derived_from": "first-envelope", "envelope_hex": data.hex(),
                             "reason": reason})
     return cases, out_invalid
+
+
+def _v2_invalid(cases: list[dict[str, Any]], reseal: Any) -> list[dict[str, Any]]:
+    """Version-2 specific refusals: the algorithm and protection bytes."""
+    es = cases[1]
+    data = bytes.fromhex(es["envelope_hex"])
+    header = peek_header(data)
+    signed = bytes.fromhex(es["cose_sign1_hex"])
+    inner_as_ed25519 = dataclasses.replace(header, signature_alg="ed25519")
+    invalid = [
+        ("es256-ciphertext-bit-flip", data[:-20] + bytes([data[-20] ^ 1]) + data[-19:], "undecryptable"),
+        ("unknown-signature-alg-byte", data[:62] + b"\x05" + data[63:], "unsupported-version"),
+        ("unknown-key-protection-byte", data[:63] + b"\x07" + data[64:], "malformed"),
+        ("header-alg-differs-from-cose", reseal(inner_as_ed25519, signed, "eph alg"), "bad-signature"),
+        ("header-protection-relabelled", reseal(dataclasses.replace(header, key_protection="tpm"), signed,
+                                                "eph kp"), "bad-signature"),
+        ("es256-signature-bit-flip", reseal(header, signed[:-1] + bytes([signed[-1] ^ 1]), "eph sig"),
+         "bad-signature"),
+    ]
+    out = []
+    pub = DEVICE_ES256.public_key()
+    for name, blob, reason in invalid:
+        try:
+            open_envelope(blob, device_public_key=pub,
+                          carrier_private_keys={crypto.key_id(CARRIER.public_key()): CARRIER})
+        except EnvelopeError as e:
+            if e.reason != reason:
+                raise SystemExit(f"invalid v2 vector {name}: expected {reason}, got {e.reason}: {e}") from e
+        else:
+            raise SystemExit(f"invalid v2 vector {name} opened")
+        out.append({"name": name, "derived_from": es["name"], "device_key": "device_es256",
+                    "envelope_hex": blob.hex(), "reason": reason})
+    return out
 
 
 def _payload_of(case: dict[str, Any]) -> Payload:
@@ -257,7 +339,8 @@ def receipt_cases() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def build() -> dict[str, str]:
-    env, env_bad = envelope_cases()
+    env, env_bad = envelope_cases(1)
+    env2, env2_bad = envelope_cases(2)
     rec, rec_bad = receipt_cases()
     common = {"generator": "tools/make_vectors.py", "format_version": 1, "keys": keys_json()}
     return {
@@ -267,6 +350,15 @@ def build() -> dict[str, str]:
                            "Re-sealing 'inputs' with the given keys and ephemeral key reproduces "
                            "envelope_hex exactly; every 'invalid' entry must be refused with 'reason'.",
             "valid": env, "invalid": env_bad}, indent=1) + "\n",
+        "envelope-v2.json": json.dumps({
+            **common, "format_version": 2, "keys": keys_json(es256=True),
+            "description": "kycedge sealed template envelopes, format version 2 (docs/wire-format.md): the "
+                           "header names the signature algorithm (COSE -8 EdDSA, -7 ES256) and the key "
+                           "protection (software, tpm). ES256 software signatures use RFC 6979 nonces, so "
+                           "re-sealing 'inputs' reproduces envelope_hex; a TPM's ES256 signatures are "
+                           "randomised (the tpm case here is a software key labelled tpm: the header is a "
+                           "claim, the carrier trusts the enrolment attestation).",
+            "valid": env2, "invalid": env2_bad}, indent=1) + "\n",
         "receipt-v1.json": json.dumps({
             **common,
             "description": "kycedge carrier receipts (COSE_Sign1, Ed25519 is deterministic: re-signing "

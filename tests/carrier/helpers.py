@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from kycedge import crypto
@@ -47,7 +48,7 @@ class Unit:
     """A device: its key, its sequence counter and chain (as the firmware keeps them)."""
 
     device_id: str
-    key: crypto.SigningKey
+    key: Any  # a crypto.Signer or a bare Ed25519 key
     carrier_key: CarrierKey
     tenant: str = TENANT
     seq: int = 0
@@ -56,7 +57,7 @@ class Unit:
 
     def seal(self, template: np.ndarray | None = None, *, reference: str = REF, captured_at_ms: int = NOW_MS,
              model: tuple[str, str] = MODEL, seq: int | None = None, prev: bytes | None = None,
-             message_id: uuid.UUID | None = None) -> bytes:
+             message_id: uuid.UUID | None = None, format_version: int = 2) -> bytes:
         t = unit_vector(1) if template is None else template
         payload = Payload(
             template=Template.from_array(t, model_id=model[0], model_version=model[1]),
@@ -68,7 +69,7 @@ class Unit:
         )
         s = seal(payload, tenant=self.tenant, device_id=self.device_id,
                  sequence=self.seq + 1 if seq is None else seq, signing_key=self.key,
-                 carrier_key=self.carrier_key, message_id=message_id)
+                 carrier_key=self.carrier_key, message_id=message_id, format_version=format_version)
         if seq is None:
             self.seq += 1
             self.prev = s.digest
@@ -87,10 +88,15 @@ class World:
         kid = self.receiver.keys.newest_hpke_key_id
         return CarrierKey.from_public_key(self.receiver.keys.hpke[kid].public_key())
 
-    def unit(self, device_id: str = "unit-0001", *, enroll: bool = True, tenant: str = TENANT) -> Unit:
-        key = crypto.generate_signing_key()
+    def unit(self, device_id: str = "unit-0001", *, enroll: bool = True, tenant: str = TENANT,
+             key: Any = None, key_protection: str = "software") -> Unit:
+        """A unit with ``key`` (a Signer or a private key; default a fresh Ed25519 key), enrolled
+        as ``key_protection`` (tests pass "tpm" where the attestation is not the subject)."""
+        key = crypto.generate_signing_key() if key is None else key
+        signer = crypto.as_signer(key)
         if enroll:
-            self.receiver.registry.enroll(tenant, device_id, crypto.public_key_bytes(key.public_key()))
+            self.receiver.registry.enroll(tenant, device_id, crypto.public_key_bytes(signer.public_key()),
+                                          signature_alg=signer.algorithm, key_protection=key_protection)
         return Unit(device_id, key, self.carrier_key, tenant=tenant)
 
     def add_reference(self, template: np.ndarray, reference: str = REF,

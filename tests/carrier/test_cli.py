@@ -41,7 +41,7 @@ def test_keys_device_ingest_purge(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "already-enrolled" in err
     code, _, err = run(capsys, "device", "enroll", TENANT, "unit-0002", "nothex", *st)
     assert code == 2
-    assert "expected 64 hex characters or a PEM file" in err
+    assert "expected 64 or 130 hex characters or a PEM file" in err
 
     keys = CarrierKeys.load(load_config(state_dir=tmp_path / "st"))
     kid = keys.newest_hpke_key_id

@@ -169,7 +169,7 @@ def test_oversized_envelope_is_refused_unread(world: World) -> None:
 
 def test_unsupported_version_is_answered_when_the_header_is_readable(world: World) -> None:
     env = bytearray(world.unit().seal())
-    env[4] = 2  # format version byte
+    env[4] = 3  # an unknown format version byte
     out = world.receiver.handle(bytes(env))
     assert (out.status, out.reason) == ("rejected", "unsupported-version")
     check_receipt(world, out)

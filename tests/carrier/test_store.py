@@ -53,16 +53,21 @@ def test_upgrade_from_version_1(db_target: str, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:1])
     s = open_store(db_target)
-    s.put_device(DeviceRecord("t1", "d1", "k1", b"p" * 32, "active", 5))
+    s._run("v1 insert", lambda: s._exec(  # the version-1 columns only
+        "INSERT INTO devices (tenant, device_id, key_id, public_key, status, enrolled_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?)", ("t1", "d1", "k1", b"p" * 32, "active", 5)))
     assert s.schema_version() == 1
     s.close()
     monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
-    with pytest.raises(CarrierError, match="expected schema version 2, got 1"):
+    latest = MIGRATIONS[-1].version
+    with pytest.raises(CarrierError, match=f"expected schema version {latest}, got 1"):
         open_store(db_target, migrate=False)
     s = open_store(db_target)
     try:
-        assert s.schema_version() == 2
-        assert s.get_device("t1", "d1", "k1") is not None  # data kept across the upgrade
+        assert s.schema_version() == latest
+        rec = s.get_device("t1", "d1", "k1")  # data kept across the upgrade
+        assert rec is not None
+        assert (rec.signature_alg, rec.key_protection) == ("ed25519", "software")  # migration 3 defaults
         with pytest.raises(CarrierError, match="already enrolled as t1/d1"):
             s.put_device(DeviceRecord("t1", "d2", "k1", b"p" * 32, "active", 6))  # the new unique index
     finally:

@@ -63,6 +63,11 @@ class CarrierConfig:
         help="receipts, de-duplication and sequence entries are purged after this; "
         "must be >= replay_window_s + future_skew_s",
     )
+    require_hardware_key: tuple[str, ...] = section(
+        default_factory=tuple,
+        help="tenants whose units must sign with a TPM-held key attested at enrolment: software keys "
+        "are refused at enrolment and their envelopes rejected (revoked-device)",
+    )
     batch_max: int = section(
         256, min=1, max=10_000, help="most envelopes one storage transaction takes (ingest_batch)"
     )

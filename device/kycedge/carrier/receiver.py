@@ -163,7 +163,7 @@ class Receiver:
 
     @property
     def registry(self) -> Registry:
-        return Registry(self.store)
+        return Registry(self.store, frozenset(self.config.require_hardware_key))
 
     @property
     def references(self) -> References:
@@ -275,8 +275,16 @@ class Receiver:
         if device.status != "active":
             return self._reject(header, "revoked-device",
                                 f"{header.tenant}/{header.device_id} key {header.device_key_id} is revoked")
+        if header.tenant in self.config.require_hardware_key and device.key_protection != "tpm":
+            return self._reject(header, "revoked-device",
+                                f"{header.tenant} requires hardware keys (require_hardware_key); "
+                                f"{header.device_id} key {header.device_key_id} is {device.key_protection}")
+        if header.key_protection != device.key_protection:
+            return self._reject(header, "bad-signature",
+                                f"header claims a {header.key_protection} key, "
+                                f"enrolled as {device.key_protection}")
         try:
-            verify_key = crypto.verify_key_from_bytes(device.public_key)
+            verify_key = crypto.verify_key_from_raw(device.public_key, _alg(device.signature_alg))
             opened = open_envelope(p.envelope, device_public_key=verify_key,
                                    carrier_private_keys=self.keys.hpke)
         except EnvelopeError as e:
@@ -387,6 +395,14 @@ def _route_unsupported(envelope: bytes) -> Header | None:
 
 
 _Stage = Union[_Parsed, _Authentic, "_Pending", IngestOutcome]
+
+
+def _alg(value: str) -> crypto.SignatureAlgorithm:
+    if value == "es256":
+        return "es256"
+    if value == "ed25519":
+        return "ed25519"
+    raise KeyStoreError(f"signature algorithm: expected ed25519 or es256, got {value!r:.20}")
 
 
 def _device_key(header: Header) -> tuple[str, str, str]:

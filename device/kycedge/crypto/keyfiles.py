@@ -22,6 +22,7 @@ from kycedge.core.errors import KeyStoreError
 from kycedge.core.fsutil import atomic_write
 from kycedge.crypto.at_rest import AtRestKeyLength
 from kycedge.crypto.keys import (
+    AnyVerifyKey,
     KemPrivateKey,
     KemPublicKey,
     PrivateKey,
@@ -32,6 +33,7 @@ from kycedge.crypto.keys import (
 )
 
 __all__ = [
+    "load_any_verify_key",
     "load_kem_private_key",
     "load_kem_public_key",
     "load_secret_key",
@@ -170,6 +172,16 @@ def load_verify_key(path: Path) -> VerifyKey:
     if not isinstance(key, Ed25519PublicKey):
         raise _wrong_type(path, "Ed25519 public", key)
     return key
+
+
+def load_any_verify_key(path: Path) -> AnyVerifyKey:
+    """An Ed25519 or P-256 public key from a PEM file (a unit's signing key, either algorithm)."""
+    key = _load_public(path)
+    if isinstance(key, Ed25519PublicKey) or (
+        isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    ):
+        return key
+    raise _wrong_type(path, "Ed25519 or P-256 public", key)
 
 
 def load_kem_public_key(path: Path) -> KemPublicKey:

@@ -15,6 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from kycedge.core.errors import KeyStoreError
 
 __all__ = [
+    "AnyVerifyKey",
+    "EcSigningKey",
+    "EcVerifyKey",
     "KemPrivateKey",
     "KemPublicKey",
     "PrivateKey",
@@ -22,6 +25,8 @@ __all__ = [
     "SigningKey",
     "TlsPrivateKey",
     "VerifyKey",
+    "ec_signing_key_from_bytes",
+    "ec_verify_key_from_bytes",
     "expect_len",
     "kem_private_key_from_bytes",
     "kem_public_key_from_bytes",
@@ -37,22 +42,44 @@ VerifyKey = Ed25519PublicKey
 KemPrivateKey = X25519PrivateKey
 KemPublicKey = X25519PublicKey
 TlsPrivateKey = ec.EllipticCurvePrivateKey
+EcSigningKey = ec.EllipticCurvePrivateKey  # P-256, ES256 (software keys; TPM keys never leave the TPM)
+EcVerifyKey = ec.EllipticCurvePublicKey
+AnyVerifyKey = Ed25519PublicKey | ec.EllipticCurvePublicKey  # a device or receipt verification key
 PrivateKey = Ed25519PrivateKey | X25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = Ed25519PublicKey | X25519PublicKey | ec.EllipticCurvePublicKey
 
 
-def key_id(public_key: VerifyKey | KemPublicKey) -> str:
-    """First 16 bytes of SHA-256 over the raw 32-byte public key, as 32 lowercase hex chars."""
+def key_id(public_key: AnyVerifyKey | KemPublicKey) -> str:
+    """First 16 bytes of SHA-256 over the raw public key (:func:`public_key_bytes`), 32 hex chars."""
     return hashlib.sha256(public_key_bytes(public_key)).digest()[:16].hex()
 
 
-def public_key_bytes(public_key: VerifyKey | KemPublicKey) -> bytes:
-    """The raw 32-byte encoding of an Ed25519 or X25519 public key (RFC 8032 / RFC 7748)."""
+def public_key_bytes(public_key: AnyVerifyKey | KemPublicKey) -> bytes:
+    """The raw encoding of a public key: 32 bytes for Ed25519 / X25519 (RFC 8032 / RFC 7748),
+    the 65-byte uncompressed SEC1 point ``04 || x || y`` for P-256."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(public_key.curve, ec.SECP256R1):
+            raise KeyStoreError(f"expected a P-256 public key, got curve {public_key.curve.name}")
+        fmt = serialization.PublicFormat.UncompressedPoint
+        return public_key.public_bytes(serialization.Encoding.X962, fmt)
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def private_key_bytes(private_key: SigningKey | KemPrivateKey) -> bytes:
-    """The raw 32-byte private key (for test vectors only; files use PEM)."""
+def ec_verify_key_from_bytes(raw: bytes) -> EcVerifyKey:
+    """A P-256 public key from its 65-byte uncompressed SEC1 point; KeyStoreError otherwise."""
+    expect_len(raw, 65, "uncompressed P-256 point")
+    if raw[0] != 4:
+        raise KeyStoreError(f"expected an uncompressed P-256 point (0x04 first), got 0x{raw[0]:02x}")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(raw))
+    except ValueError as e:
+        raise KeyStoreError(f"expected a valid P-256 public key, got a point not on the curve: {e}") from e
+
+
+def private_key_bytes(private_key: SigningKey | KemPrivateKey | EcSigningKey) -> bytes:
+    """The raw 32-byte private key, the P-256 scalar big-endian (test vectors only; files use PEM)."""
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return private_key.private_numbers().private_value.to_bytes(32, "big")
     return private_key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
@@ -80,6 +107,15 @@ def signing_key_from_bytes(raw: bytes) -> SigningKey:
     """An Ed25519 private key from its raw 32-byte seed (test vectors)."""
     expect_len(raw, 32, "Ed25519 private key")
     return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def ec_signing_key_from_bytes(raw: bytes) -> EcSigningKey:
+    """A P-256 private key from its 32-byte big-endian scalar (test vectors)."""
+    expect_len(raw, 32, "P-256 private scalar")
+    try:
+        return ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+    except ValueError as e:
+        raise KeyStoreError(f"expected a P-256 scalar in [1, n-1], got an invalid one: {e}") from e
 
 
 def kem_private_key_from_bytes(raw: bytes) -> KemPrivateKey:

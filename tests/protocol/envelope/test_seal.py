@@ -89,7 +89,7 @@ def test_reencrypted_under_forged_header_is_bad_signature(keys: Keys, payload: P
 def test_limits_and_versions(keys: Keys, payload: Payload) -> None:
     data = _seal(keys, payload)
     assert _reason(data + bytes(MAX_ENVELOPE_BYTES), keys) == "malformed"
-    assert _reason(data[:4] + b"\x02" + data[5:], keys) == "unsupported-version"
+    assert _reason(data[:4] + b"\x03" + data[5:], keys) == "unsupported-version"
     assert _reason(data[:5] + b"\x02" + data[6:], keys) == "unsupported-version"
     assert _reason(b"XYCE" + data[4:], keys) == "malformed"
     with pytest.raises(EnvelopeError):

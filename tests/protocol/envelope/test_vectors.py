@@ -29,21 +29,29 @@ from kycedge.protocol.envelope import (
     verify_receipt,
 )
 from kycedge.protocol.envelope.header import hpke_info
-from pycose.keys import OKPKey
-from pycose.keys.curves import Ed25519
+from pycose.keys import EC2Key, OKPKey
+from pycose.keys.curves import P256, Ed25519
 from pycose.messages import Sign1Message
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors"
 ENV = json.loads((VECTORS / "envelope-v1.json").read_text())
+ENV2 = json.loads((VECTORS / "envelope-v2.json").read_text())
 REC = json.loads((VECTORS / "receipt-v1.json").read_text())
+# (document, case) for both envelope formats: version 1 (Ed25519 only) stays valid
+VALID = [(ENV, c) for c in ENV["valid"]] + [(ENV2, c) for c in ENV2["valid"]]
+INVALID = [(ENV, c) for c in ENV["invalid"]] + [(ENV2, c) for c in ENV2["invalid"]]
+
+
+def _id(dc: tuple[dict[str, Any], dict[str, Any]]) -> str:
+    return f"v{dc[0]['format_version']}-{dc[1]['name']}"
 
 
 def _sk(name: str, doc: dict[str, Any] = ENV) -> Any:
     k = doc["keys"][name]
     raw = bytes.fromhex(k["private_hex"])
-    key = (crypto.signing_key_from_bytes(raw) if k["type"] == "ed25519"
-           else crypto.kem_private_key_from_bytes(raw))
+    key = {"ed25519": crypto.signing_key_from_bytes, "p256": crypto.ec_signing_key_from_bytes,
+           "x25519": crypto.kem_private_key_from_bytes}[k["type"]](raw)
     assert crypto.public_key_bytes(key.public_key()).hex() == k["public_hex"]
     assert crypto.key_id(key.public_key()) == k["key_id"]
     return key
@@ -71,12 +79,34 @@ class _FixedEphemeral(CarrierKey):
 CARRIER_KEYS = {ENV["keys"][n]["key_id"]: _sk(n) for n in ("carrier", "carrier_old")}
 
 
-@pytest.mark.parametrize("case", ENV["valid"], ids=lambda c: c["name"])
-def test_resealing_inputs_reproduces_vector(case: dict[str, Any]) -> None:
+class _Claimed:
+    """The vectors' ``device_es256_tpm``: a software key whose header claims ``tpm``."""
+
+    def __init__(self, key: crypto.EcSigningKey) -> None:
+        self.key, self.algorithm, self.protection = key, "es256", "tpm"
+
+    def public_key(self) -> crypto.AnyVerifyKey:
+        return self.key.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        return crypto.sign_es256(self.key, data)
+
+
+def _signer(doc: dict[str, Any], name: str) -> Any:
+    return _Claimed(_sk("device_es256", doc)) if name == "device_es256_tpm" else _sk(name, doc)
+
+
+def _device_public(doc: dict[str, Any], name: str) -> crypto.AnyVerifyKey:
+    return _signer(doc, name).public_key()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("dc", VALID, ids=_id)
+def test_resealing_inputs_reproduces_vector(dc: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    doc, case = dc
     i = case["inputs"]
     sealed = seal(_payload(i["payload"]), tenant=i["tenant"], device_id=i["device_id"],
-                  sequence=i["sequence"],
-                  signing_key=_sk(i["device_key"]),
+                  sequence=i["sequence"], format_version=doc["format_version"],
+                  signing_key=_signer(doc, i["device_key"]),
                   carrier_key=_FixedEphemeral(
                       key_id=crypto.key_id(_sk(i["carrier_key"]).public_key()),
                       public_key=_sk(i["carrier_key"]).public_key(),
@@ -89,15 +119,20 @@ def test_resealing_inputs_reproduces_vector(case: dict[str, Any]) -> None:
     assert hpke_info(header).hex() == case["hpke_info_hex"]
 
 
-@pytest.mark.parametrize("case", ENV["valid"], ids=lambda c: c["name"])
-def test_opening_vector_gives_inputs(case: dict[str, Any]) -> None:
+@pytest.mark.parametrize("dc", VALID, ids=_id)
+def test_opening_vector_gives_inputs(dc: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    doc, case = dc
     i = case["inputs"]
     data = bytes.fromhex(case["envelope_hex"])
     header = peek_header(data)
     assert (header.tenant, header.device_id, header.sequence, str(header.message_id)) == (
         i["tenant"], i["device_id"], i["sequence"], i["message_id"])
     assert header.carrier_key_id == ENV["keys"][i["carrier_key"]]["key_id"]
-    opened = open_envelope(data, device_public_key=_sk("device").public_key(),
+    if doc["format_version"] > 1:
+        assert (header.signature_alg, header.key_protection) == (i["signature_alg"], i["key_protection"])
+    else:
+        assert (header.signature_alg, header.key_protection) == ("ed25519", "software")
+    opened = open_envelope(data, device_public_key=_device_public(doc, i["device_key"]),
                            carrier_private_keys=CARRIER_KEYS)
     assert opened.header == header
     assert opened.payload == _payload(i["payload"])
@@ -114,19 +149,46 @@ def test_chain_link_between_vectors() -> None:
     assert first["inputs"]["payload"]["prev_digest_hex"] == "00" * 32
 
 
-@pytest.mark.parametrize("case", ENV["valid"], ids=lambda c: c["name"])
-def test_vector_signed_part_verifies_with_pycose(case: dict[str, Any]) -> None:
+@pytest.mark.parametrize("dc", VALID, ids=_id)
+def test_vector_signed_part_verifies_with_pycose(dc: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    doc, case = dc
     item = cbor2.loads(bytes.fromhex(case["cose_sign1_hex"]))
     protected, unprotected, payload, signature = item.value
     msg = Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
-    msg.key = OKPKey(crv=Ed25519, x=bytes.fromhex(ENV["keys"]["device"]["public_hex"]))
+    name = case["inputs"]["device_key"]
+    if name == "device":
+        msg.key = OKPKey(crv=Ed25519, x=bytes.fromhex(doc["keys"]["device"]["public_hex"]))
+        assert cbor2.loads(protected)[1] == -8
+    else:
+        point = bytes.fromhex(doc["keys"]["device_es256"]["public_hex"])
+        msg.key = EC2Key(crv=P256, x=point[1:33], y=point[33:])
+        assert cbor2.loads(protected)[1] == -7
     assert msg.verify_signature()
 
 
-@pytest.mark.parametrize("case", ENV["invalid"], ids=lambda c: c["name"])
-def test_invalid_vectors_rejected_with_reason(case: dict[str, Any]) -> None:
+def test_pycose_es256_signature_verifies_with_kycedge() -> None:
+    """The other direction: a COSE_Sign1 that pycose signs with ES256 verifies with our code."""
+    from kycedge.protocol.envelope.cose import CT_TEMPLATE, parse_sign1, verify_sign1
+    from pycose.algorithms import Es256
+    from pycose.headers import KID, Algorithm, ContentType
+
+    sk = _sk("device_es256", ENV2)
+    d = crypto.private_key_bytes(sk)
+    point = crypto.public_key_bytes(sk.public_key())
+    kid = bytes.fromhex(ENV2["keys"]["device_es256"]["key_id"])
+    msg = Sign1Message(phdr={Algorithm: Es256, ContentType: CT_TEMPLATE, KID: kid}, payload=b"\xa0")
+    msg.key = EC2Key(crv=P256, d=d, x=point[1:33], y=point[33:])
+    encoded = msg.encode(tag=True)
+    part = parse_sign1(encoded, what="pycose", content_type=CT_TEMPLATE)
+    verify_sign1(part, sk.public_key())
+
+
+@pytest.mark.parametrize("dc", INVALID, ids=_id)
+def test_invalid_vectors_rejected_with_reason(dc: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    doc, case = dc
     with pytest.raises(EnvelopeError) as ei:
-        open_envelope(bytes.fromhex(case["envelope_hex"]), device_public_key=_sk("device").public_key(),
+        open_envelope(bytes.fromhex(case["envelope_hex"]),
+                      device_public_key=_device_public(doc, case.get("device_key", "device")),
                       carrier_private_keys=CARRIER_KEYS)
     assert ei.value.reason == case["reason"]
 

@@ -60,11 +60,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     dev = subparsers.add_parser("device", help="device registry")
     ds = dev.add_subparsers(dest="device_command", metavar="ACTION", required=True)
-    p = ds.add_parser("enroll", help="enrol a unit's Ed25519 public key")
+    p = ds.add_parser("enroll", help="enrol a unit's public key (Ed25519 software, or ES256)")
     _common(p)
     p.add_argument("tenant")
     p.add_argument("device_id")
-    p.add_argument("public_key", help="64 hex characters (kycedge keys init prints them) or a PEM file")
+    p.add_argument("public_key", help="hex (64 chars Ed25519, 130 chars P-256 point; kycedge keys init "
+                   "prints it) or a PEM file")
     p.add_argument("--key-id", default=None, help="refuse unless the key has this key id")
     p.set_defaults(handler=_device_enroll)
     p = ds.add_parser("revoke", help="revoke a unit's key (all its keys without --key-id)")
@@ -174,30 +175,34 @@ def _keys_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _public_key_arg(value: str) -> bytes:
+def _public_key_arg(value: str) -> Any:
+    """The unit's verification key from hex (32-byte Ed25519 / 65-byte P-256) or a PEM file."""
     from kycedge import crypto
     from kycedge.core.errors import KeyStoreError
 
     text = value.strip().lower()
-    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
-        return bytes.fromhex(text)
+    if len(text) in (64, 130) and all(c in "0123456789abcdef" for c in text):
+        return crypto.verify_key_from_raw(bytes.fromhex(text), "ed25519" if len(text) == 64 else "es256")
     path = Path(value)
     if path.is_file():
-        return crypto.public_key_bytes(crypto.load_verify_key(path))
-    raise KeyStoreError(f"public key: expected 64 hex characters or a PEM file, got {value!r:.80}")
+        return crypto.load_any_verify_key(path)
+    raise KeyStoreError(f"public key: expected 64 or 130 hex characters or a PEM file, got {value!r:.80}")
 
 
 def _device_enroll(args: argparse.Namespace) -> int:
     from kycedge import crypto
     from kycedge.carrier.registry import Registry, RegistryError
 
-    raw = _public_key_arg(args.public_key)
-    kid = crypto.key_id(crypto.verify_key_from_bytes(raw))
+    key = _public_key_arg(args.public_key)
+    kid = crypto.key_id(key)
     if args.key_id is not None and args.key_id != kid:
         raise RegistryError(f"--key-id: expected the key's own id {kid}, got {args.key_id}", reason="bad-key")
+    policy = frozenset(_cfg(args).require_hardware_key)
     with _store(args) as store:
-        rec = Registry(store).enroll(args.tenant, args.device_id, raw)
-    print(f"enrolled {rec.tenant}/{rec.device_id} key_id {rec.key_id}")
+        rec = Registry(store, policy).enroll(args.tenant, args.device_id, crypto.public_key_bytes(key),
+                                             signature_alg=crypto.algorithm_of(key))
+    print(f"enrolled {rec.tenant}/{rec.device_id} key_id {rec.key_id} {rec.signature_alg} "
+          f"key protection {rec.key_protection}")
     return 0
 
 
@@ -216,6 +221,7 @@ def _device_list(args: argparse.Namespace) -> int:
             print(json.dumps({
                 "tenant": d.tenant, "device_id": d.device_id, "key_id": d.key_id, "status": d.status,
                 "public_key": d.public_key.hex(), "enrolled_at_ms": d.enrolled_at_ms,
+                "signature_alg": d.signature_alg, "key_protection": d.key_protection,
                 "revoked_at_ms": d.revoked_at_ms,
                 "last_sequence": store.last_sequence(d.tenant, d.device_id, d.key_id),
             }, sort_keys=True))

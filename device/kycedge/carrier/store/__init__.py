@@ -206,9 +206,10 @@ class SqlStore(IngestOps):
         def ins() -> None:
             cur = self._exec(
                 "INSERT INTO devices (tenant, device_id, key_id, public_key, status, enrolled_at_ms, "
-                "revoked_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "revoked_at_ms, signature_alg, key_protection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (rec.tenant, rec.device_id, rec.key_id, rec.public_key, rec.status,
-                 rec.enrolled_at_ms, rec.revoked_at_ms),
+                 rec.enrolled_at_ms, rec.revoked_at_ms, rec.signature_alg, rec.key_protection),
             )
             if cur.rowcount != 1:
                 row = self._one(
@@ -227,8 +228,9 @@ class SqlStore(IngestOps):
     def get_device(self, tenant: str, device_id: str, key_id: str) -> DeviceRecord | None:
         def get() -> DeviceRecord | None:
             row = self._one(
-                "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms "
-                "FROM devices WHERE tenant = ? AND device_id = ? AND key_id = ?",
+                "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms, "
+                "signature_alg, key_protection FROM devices "
+                "WHERE tenant = ? AND device_id = ? AND key_id = ?",
                 (tenant, device_id, key_id),
             )
             return device_from_row(row) if row else None
@@ -240,12 +242,14 @@ class SqlStore(IngestOps):
         def get() -> list[DeviceRecord]:
             if tenant is None:
                 rows = self._exec(
-                    "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms "
+                    "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms, "
+                "signature_alg, key_protection "
                     "FROM devices ORDER BY tenant, device_id, enrolled_at_ms"
                 ).fetchall()
             else:
                 rows = self._exec(
-                    "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms "
+                    "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms, "
+                "signature_alg, key_protection "
                     "FROM devices WHERE tenant = ? ORDER BY device_id, enrolled_at_ms",
                     (tenant,),
                 ).fetchall()

@@ -100,6 +100,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "one enrolment per device public key (a key identifies exactly one unit, even after revocation)",
         ("CREATE UNIQUE INDEX devices_public_key ON devices (public_key)",),
     ),
+    Migration(
+        3,
+        "each enrolled key's signature algorithm and where it lives (software file or TPM, attested)",
+        (
+            "ALTER TABLE devices ADD COLUMN signature_alg TEXT NOT NULL DEFAULT 'ed25519' "
+            "CHECK (signature_alg IN ('ed25519', 'es256'))",
+            "ALTER TABLE devices ADD COLUMN key_protection TEXT NOT NULL DEFAULT 'software' "
+            "CHECK (key_protection IN ('software', 'tpm'))",
+        ),
+    ),
 )
 
 
@@ -112,6 +122,8 @@ class DeviceRecord:
     status: DeviceStatus
     enrolled_at_ms: int
     revoked_at_ms: int | None = None
+    signature_alg: str = "ed25519"  # "ed25519" | "es256"
+    key_protection: str = "software"  # "software" | "tpm" (tpm only after a verified attestation)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,15 @@ from kycedge.protocol.ids import (
 )
 from kycedge.protocol.match import MAX_DIM, MIN_DIM
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2  # what seal() writes: the header names the signature algorithm and key protection
+FORMAT_VERSION_1: Final = 1  # still opened: Ed25519, software key, no algorithm/protection bytes
+SUPPORTED_FORMAT_VERSIONS: Final = (FORMAT_VERSION_1, FORMAT_VERSION)
+RECEIPT_VERSION: Final = 1
 SUITE_X25519_SHA256_CHACHA20POLY1305: Final = 1
+# A unit's signing key: Ed25519 in a file ("software") or ES256 inside a TPM ("tpm"); a
+# unit without a TPM may also hold an ES256 key in software. COSE algorithm ids (RFC 9053).
+SIGNATURE_ALG_IDS: Final[dict[str, int]] = {"ed25519": -8, "es256": -7}
+UNIT_KEY_PROTECTIONS: Final[dict[str, int]] = {"software": 1, "tpm": 2}
 MAGIC: Final = b"KYCE"
 
 MAX_ENVELOPE_BYTES: Final = 16384
@@ -105,6 +112,8 @@ class Header:
     sequence: int
     version: int = FORMAT_VERSION
     suite: int = SUITE_X25519_SHA256_CHACHA20POLY1305
+    signature_alg: str = "ed25519"
+    key_protection: str = "software"
 
     def __post_init__(self) -> None:
         check_text(self.tenant, TENANT_RE, "tenant")
@@ -113,12 +122,23 @@ class Header:
         check_text(self.carrier_key_id, KEY_ID_RE, "carrier_key_id")
         check_message_id(self.message_id)
         check_int(self.sequence, 0, MAX_SEQUENCE, "sequence")
-        if self.version != FORMAT_VERSION or self.suite != SUITE_X25519_SHA256_CHACHA20POLY1305:
+        suite = SUITE_X25519_SHA256_CHACHA20POLY1305
+        if self.version not in SUPPORTED_FORMAT_VERSIONS or self.suite != suite:
             raise EnvelopeError(
-                f"expected format version {FORMAT_VERSION} suite {SUITE_X25519_SHA256_CHACHA20POLY1305}, "
+                f"expected format version in {SUPPORTED_FORMAT_VERSIONS} suite {suite}, "
                 f"got version {self.version} suite {self.suite}",
                 reason="unsupported-version",
             )
+        if self.signature_alg not in SIGNATURE_ALG_IDS:
+            raise _bad(f"signature_alg: expected one of {sorted(SIGNATURE_ALG_IDS)}, "
+                       f"got {self.signature_alg!r:.20}")
+        if self.key_protection not in UNIT_KEY_PROTECTIONS:
+            raise _bad(f"key_protection: expected one of {sorted(UNIT_KEY_PROTECTIONS)}, "
+                       f"got {self.key_protection!r:.20}")
+        key = (self.signature_alg, self.key_protection)
+        if self.version == FORMAT_VERSION_1 and key != ("ed25519", "software"):
+            raise _bad(f"format version 1 carries only Ed25519 software keys, got "
+                       f"{self.signature_alg}/{self.key_protection} (seal with version {FORMAT_VERSION})")
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from kycedge.core.errors import EnvelopeError
 from kycedge.protocol.envelope import _cbor
 from kycedge.protocol.envelope.cose import CT_RECEIPT, parse_sign1, sign1, verify_sign1
 from kycedge.protocol.envelope.model import (
-    FORMAT_VERSION,
     MAX_RECEIPT_BYTES,
     MAX_TIME_MS,
     MIN_TIME_MS,
+    RECEIPT_VERSION,
     as_mapping,
     check_bytes,
     check_float,
@@ -98,7 +98,7 @@ class Receipt:
 
 
 def sign_receipt(
-    signing_key: crypto.SigningKey,
+    signing_key: crypto.Signer | crypto.SigningKey | crypto.EcSigningKey,
     *,
     message_id: uuid.UUID,
     tenant: str,
@@ -110,7 +110,9 @@ def sign_receipt(
     model_version: str | None = None,
     issued_at_ms: int | None = None,
 ) -> bytes:
-    """A signed receipt (COSE_Sign1 bytes, <= MAX_RECEIPT_BYTES) from the carrier's Ed25519 key."""
+    """A signed receipt (COSE_Sign1 bytes, <= MAX_RECEIPT_BYTES) from the carrier's receipt key:
+    Ed25519 in a file, or ES256 in an HSM (a :class:`~kycedge.crypto.Signer`)."""
+    signing_key = crypto.as_signer(signing_key)
     r = Receipt(
         message_id=message_id, tenant=tenant, device_id=device_id, reason=reason,
         issued_at_ms=int(time.time() * 1000) if issued_at_ms is None else issued_at_ms,
@@ -118,7 +120,7 @@ def sign_receipt(
         score=score, threshold=threshold, model_id=model_id, model_version=model_version,
     )
     payload = _cbor.encode({
-        "v": FORMAT_VERSION, "mid": r.message_id.bytes, "tenant": r.tenant, "device": r.device_id,
+        "v": RECEIPT_VERSION, "mid": r.message_id.bytes, "tenant": r.tenant, "device": r.device_id,
         "status": r.status, "reason": r.reason, "score": r.score, "threshold": r.threshold,
         "model_id": r.model_id, "model_version": r.model_version, "issued_at_ms": r.issued_at_ms,
         "ckid": bytes.fromhex(r.carrier_key_id),
@@ -128,7 +130,7 @@ def sign_receipt(
 
 def verify_receipt(
     data: bytes,
-    carrier_public_keys: Mapping[str, crypto.VerifyKey],
+    carrier_public_keys: Mapping[str, crypto.AnyVerifyKey],
     *,
     expected_device_id: str,
     expected_tenant: str | None = None,
@@ -151,8 +153,8 @@ def verify_receipt(
         raise EnvelopeError(f"receipt signed by unknown carrier key {part.kid}", reason="bad-signature")
     verify_sign1(part, key)
     m = as_mapping(_cbor.decode(part.payload, what="receipt payload", max_depth=1), _KEYS, "receipt")
-    if m["v"] != FORMAT_VERSION or isinstance(m["v"], bool):
-        raise EnvelopeError(f"receipt: expected version {FORMAT_VERSION}, got {m['v']!r:.20}",
+    if m["v"] != RECEIPT_VERSION or isinstance(m["v"], bool):
+        raise EnvelopeError(f"receipt: expected version {RECEIPT_VERSION}, got {m['v']!r:.20}",
                             reason="unsupported-version")
     for name in ("score", "threshold"):
         if m[name] is not None and (isinstance(m[name], bool) or not isinstance(m[name], float | int)

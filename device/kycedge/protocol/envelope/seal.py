@@ -24,7 +24,10 @@ from kycedge.protocol.envelope.cose import CT_TEMPLATE, parse_sign1, sign1, veri
 from kycedge.protocol.envelope.header import encode_header, hpke_info, split
 from kycedge.protocol.envelope.model import (
     FORMAT_VERSION,
+    FORMAT_VERSION_1,
     MAX_ENVELOPE_BYTES,
+    SIGNATURE_ALG_IDS,
+    SUPPORTED_FORMAT_VERSIONS,
     Header,
     Liveness,
     Opened,
@@ -40,10 +43,11 @@ from kycedge.protocol.ids import new_message_id
 
 __all__ = ["CarrierKey", "decode_payload", "encode_payload", "open_envelope", "seal"]
 
-_PAYLOAD_KEYS: Final = frozenset(
+_PAYLOAD_KEYS_V1: Final = frozenset(
     {"v", "tenant", "device", "dkid", "ckid", "mid", "seq", "captured_at_ms", "template",
      "quality", "liveness", "ref", "prev"}
 )
+_PAYLOAD_KEYS: Final = _PAYLOAD_KEYS_V1 | {"alg", "kp"}  # version 2 repeats the key header bytes
 _TEMPLATE_KEYS: Final = frozenset({"model_id", "model_version", "dtype", "dim", "vector"})
 _LIVENESS_KEYS: Final = frozenset({"passed", "method", "score"})
 
@@ -72,7 +76,11 @@ class CarrierKey:
 def encode_payload(header: Header, payload: Payload) -> bytes:
     """Deterministic CBOR of the signed payload map (header fields repeated)."""
     t = payload.template
+    key_fields: dict[str, object] = {}
+    if header.version != FORMAT_VERSION_1:
+        key_fields = {"alg": SIGNATURE_ALG_IDS[header.signature_alg], "kp": header.key_protection}
     return _cbor.encode({
+        **key_fields,
         "v": header.version,
         "tenant": header.tenant,
         "device": header.device_id,
@@ -93,12 +101,20 @@ def encode_payload(header: Header, payload: Payload) -> bytes:
 
 def decode_payload(data: bytes) -> tuple[Header, Payload]:
     """Parse a signed payload map; ``malformed`` on any deviation."""
-    m = as_mapping(_cbor.decode(data, what="payload", max_depth=3), _PAYLOAD_KEYS, "payload")
+    raw = _cbor.decode(data, what="payload", max_depth=3)
+    v1 = isinstance(raw, dict) and raw.get("v") == FORMAT_VERSION_1
+    m = as_mapping(raw, _PAYLOAD_KEYS_V1 if v1 else _PAYLOAD_KEYS, "payload")
     tm = as_mapping(m["template"], _TEMPLATE_KEYS, "payload.template")
     lm = as_mapping(m["liveness"], _LIVENESS_KEYS, "payload.liveness")
     if not isinstance(m["quality"], dict):
         raise EnvelopeError("payload.quality: expected a map", reason="malformed")
-    check_int(m["v"], FORMAT_VERSION, FORMAT_VERSION, "payload.v")
+    check_int(m["v"], min(SUPPORTED_FORMAT_VERSIONS), max(SUPPORTED_FORMAT_VERSIONS), "payload.v")
+    alg, protection = "ed25519", "software"
+    if not v1:
+        algs = {v: k for k, v in SIGNATURE_ALG_IDS.items()}
+        if isinstance(m["alg"], bool) or m["alg"] not in algs or not isinstance(m["kp"], str):
+            raise EnvelopeError("payload.alg/kp: expected -8 or -7 and a key protection", reason="malformed")
+        alg, protection = algs[m["alg"]], m["kp"]
     template = Template(model_id=tm["model_id"], model_version=tm["model_version"], dtype=tm["dtype"],
                         vector=tm["vector"])
     if check_int(tm["dim"], 0, 2**16, "template.dim") != template.dim:
@@ -109,7 +125,7 @@ def decode_payload(data: bytes) -> tuple[Header, Payload]:
         device_key_id=check_bytes(m["dkid"], 16, "payload.dkid").hex(),
         carrier_key_id=check_bytes(m["ckid"], 16, "payload.ckid").hex(),
         message_id=check_message_id(uuid.UUID(bytes=check_bytes(m["mid"], 16, "payload.mid"))),
-        sequence=m["seq"], version=m["v"],
+        sequence=m["seq"], version=m["v"], signature_alg=alg, key_protection=protection,
     )
     payload = Payload(
         template=template, captured_at_ms=m["captured_at_ms"],
@@ -125,26 +141,37 @@ def seal(
     tenant: str,
     device_id: str,
     sequence: int,
-    signing_key: crypto.SigningKey,
+    signing_key: crypto.Signer | crypto.SigningKey,
     carrier_key: CarrierKey,
     message_id: uuid.UUID | None = None,
+    format_version: int = FORMAT_VERSION,
 ) -> Sealed:
     """Sign ``payload`` with the device key, then encrypt it to ``carrier_key``.
 
-    ``message_id`` defaults to a fresh UUIDv7; ``sequence`` is the device's monotonic
-    counter (the caller persists it).
+    ``signing_key`` is a :class:`~kycedge.crypto.Signer` (software, TPM) or a bare Ed25519
+    key (software); the header records its algorithm and protection. ``message_id``
+    defaults to a fresh UUIDv7; ``sequence`` is the device's monotonic counter (the caller
+    persists it). ``format_version=1`` writes the version-1 header (Ed25519 software keys
+    only), for carriers that do not open version 2 yet.
     Raises EnvelopeError(reason="malformed") if a field is outside the wire limits,
     KeyStoreError if the carrier key yields no shared secret (a low-order point).
     """
+    signer = crypto.as_signer(signing_key)
+    protection = signer.protection
+    if protection not in ("software", "tpm"):
+        raise KeyStoreError(f"device key protection: expected software or tpm, got {protection}")
     header = Header(
         tenant=tenant,
         device_id=device_id,
-        device_key_id=crypto.key_id(signing_key.public_key()),
+        device_key_id=crypto.key_id(signer.public_key()),
         carrier_key_id=carrier_key.key_id,
         message_id=message_id if message_id is not None else new_message_id(),
         sequence=sequence,
+        version=format_version,
+        signature_alg=signer.algorithm,
+        key_protection=protection,
     )
-    signed = sign1(signing_key, encode_payload(header, payload), CT_TEMPLATE, key_id=header.device_key_id)
+    signed = sign1(signer, encode_payload(header, payload), CT_TEMPLATE, key_id=header.device_key_id)
     header_bytes = encode_header(header)
     data = header_bytes + carrier_key.encrypt(signed, hpke_info(header_bytes))
     if len(data) > MAX_ENVELOPE_BYTES:
@@ -155,7 +182,7 @@ def seal(
 def open_envelope(
     data: bytes,
     *,
-    device_public_key: crypto.VerifyKey,
+    device_public_key: crypto.AnyVerifyKey,
     carrier_private_keys: Mapping[str, crypto.KemPrivateKey],
 ) -> Opened:
     """Decrypt with the carrier key the header names, verify the device signature, parse.
@@ -179,6 +206,11 @@ def open_envelope(
     if part.kid != header.device_key_id:
         raise EnvelopeError(
             f"COSE kid {part.kid} differs from header device key id {header.device_key_id}",
+            reason="bad-signature",
+        )
+    if part.algorithm != header.signature_alg:
+        raise EnvelopeError(
+            f"COSE alg {part.algorithm} differs from header signature algorithm {header.signature_alg}",
             reason="bad-signature",
         )
     verify_sign1(part, device_public_key)
