@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
-SYSTEM_PACKAGES=(mosquitto postgresql mosquitto-dev libssl-dev gcc)
+SYSTEM_PACKAGES=(mosquitto postgresql mosquitto-dev libssl-dev gcc swtpm swtpm-tools tpm2-tools libtss2-dev
+                 tpm2-openssl softhsm2)
 
 need_system_packages() {
     local missing=()
@@ -17,6 +18,14 @@ need_system_packages() {
     [ -f /usr/include/mosquitto_broker.h ] || missing+=(mosquitto-dev)
     [ -f /usr/include/openssl/x509.h ] || missing+=(libssl-dev)
     command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+    # hardware-held keys (issue 11): swtpm + tools for the tpm tests, libtss2-dev to build
+    # tpm2-pytss, tpm2-openssl for the TLS provider measurement, SoftHSM2 for the hsm tests
+    command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
+    command -v swtpm_setup >/dev/null 2>&1 || missing+=(swtpm-tools)
+    command -v tpm2_createprimary >/dev/null 2>&1 || missing+=(tpm2-tools)
+    [ -f /usr/include/tss2/tss2_esys.h ] || missing+=(libtss2-dev)
+    ls /usr/lib/*/ossl-modules/tpm2.so >/dev/null 2>&1 || missing+=(tpm2-openssl)
+    [ -f /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "run.sh: installing system packages: ${missing[*]}" >&2
     local sudo=()
