@@ -87,16 +87,17 @@ def create_key(tcti: str) -> bytes:
     """Generate a non-exportable ES256 key inside the TPM; return its blob (public + wrapped private)."""
     t = _tss()
     ctx = _context(tcti)
+    srk = None
     try:
         srk = _storage_primary(ctx)
         template = t.TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256", objectAttributes=_attrs("SIGN_ENCRYPT"))
         priv, pub, *_ = ctx.create(srk, t.TPM2B_SENSITIVE_CREATE(), template)
-        ctx.flush_context(srk)
-    except KeyStoreError:
-        raise
     except Exception as e:
         raise KeyStoreError(f"tpm {tcti}: key creation failed: {e}", reason="tpm-error") from e
     finally:
+        if srk is not None:  # transient objects outlive the connection without a resource manager
+            with contextlib.suppress(Exception):
+                ctx.flush_context(srk)
         ctx.close()
     p, s = bytes(pub.marshal()), bytes(priv.marshal())
     return BLOB_MAGIC + _LEN.pack(len(p)) + p + _LEN.pack(len(s)) + s
@@ -131,6 +132,7 @@ class TpmSigner:
         t = _tss()
         pub_b, priv_b = _split_blob(blob)
         ctx = _context(tcti)
+        srk = None
         try:
             pub, _ = t.TPM2B_PUBLIC.unmarshal(pub_b)
             priv, _ = t.TPM2B_PRIVATE.unmarshal(priv_b)
@@ -138,6 +140,9 @@ class TpmSigner:
             handle = ctx.load(srk, priv, pub)
             ctx.flush_context(srk)
         except Exception as e:
+            if srk is not None:
+                with contextlib.suppress(Exception):
+                    ctx.flush_context(srk)
             ctx.close()
             raise KeyStoreError(
                 f"tpm {tcti}: cannot load the device key (a key blob loads only into the TPM "
