@@ -86,3 +86,9 @@ def running(state: Path, ca: Path) -> Iterator[Swtpm]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def fixture_tpm(root: Path) -> contextlib.AbstractContextManager[Swtpm]:
+    """A manufactured and running swtpm under ``root`` (skip first if :func:`missing`)."""
+    state, ca = manufacture(root)
+    return running(state, ca)

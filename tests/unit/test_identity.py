@@ -25,7 +25,7 @@ def test_init_creates_once_and_reloads(tmp_path: Path) -> None:
     assert again.public_key == ident.public_key
     pub = crypto.load_verify_key(state / keys.SIGNING_PUBLIC_FILE)
     assert crypto.key_id(pub) == ident.key_id
-    crypto.verify(pub, crypto.sign(again.signing_key, b"x"), b"x")
+    crypto.verify(pub, again.signer.sign(b"x"), b"x")
 
 
 def test_load_identity_missing_and_unsafe(tmp_path: Path) -> None:

@@ -29,9 +29,11 @@ from kycedge.crypto.keyfiles import (
     load_signing_key,
     load_tls_key,
     load_verify_key,
+    read_key_file,
     save_private_key,
     save_public_key,
     save_secret_key,
+    write_key_file,
     write_public_file,
 )
 from kycedge.crypto.keys import (
@@ -152,6 +154,7 @@ __all__ = [
     "make_csr",
     "private_key_bytes",
     "public_key_bytes",
+    "read_key_file",
     "save_certificate",
     "save_private_key",
     "save_public_key",
@@ -163,5 +166,6 @@ __all__ = [
     "verify",
     "verify_key_from_bytes",
     "verify_key_from_raw",
+    "write_key_file",
     "write_public_file",
 ]

@@ -1,10 +1,19 @@
-"""Device identity: the unit's Ed25519 signing key and its TLS key, in the state directory.
+"""Device identity: the unit's signing key and its TLS key, in the state directory.
+
+The signing key lives in one of two places, and every output says which (``key_protection``):
+
+- ``tpm``: an ES256 (P-256) key generated inside the unit's TPM 2.0 (``kycedge keys init
+  --tpm TCTI``, then ``[daemon] tpm_tcti`` in the config). The state directory holds only
+  the key blob, which loads into that TPM alone: a copied state directory cannot sign.
+- ``software``: an Ed25519 key in a 0600 file, for units without a TPM.
 
 Files (the state directory is created mode 0700; private keys are 0600 and never leave
 the unit)::
 
-    <state_dir>/device-ed25519.pem   Ed25519 private key (signs envelopes)
-    <state_dir>/device-ed25519.pub   its public key (PEM), handed to the carrier at enrolment
+    <state_dir>/device-ed25519.pem   software: Ed25519 private key (signs envelopes)
+    <state_dir>/device-ed25519.pub   software: its public key (PEM), handed to the carrier at enrolment
+    <state_dir>/device-tpm.key       tpm: the TPM key blob (public + private wrapped by the TPM)
+    <state_dir>/device-tpm.pub       tpm: its public key (PEM, P-256)
     <state_dir>/device-tls.pem       EC P-256 private key for the broker's mutual TLS
     <state_dir>/device-tls.csr       the last certificate signing request made
 
@@ -28,6 +37,8 @@ __all__ = [
     "SIGNING_PUBLIC_FILE",
     "TLS_CSR_FILE",
     "TLS_KEY_FILE",
+    "TPM_KEY_FILE",
+    "TPM_PUBLIC_FILE",
     "DeviceIdentity",
     "init_identity",
     "load_identity",
@@ -37,30 +48,51 @@ __all__ = [
 
 SIGNING_KEY_FILE: Final = "device-ed25519.pem"
 SIGNING_PUBLIC_FILE: Final = "device-ed25519.pub"
+TPM_KEY_FILE: Final = "device-tpm.key"
+TPM_PUBLIC_FILE: Final = "device-tpm.pub"
 TLS_KEY_FILE: Final = "device-tls.pem"
 TLS_CSR_FILE: Final = "device-tls.csr"
 
 
 @dataclass(frozen=True)
 class DeviceIdentity:
-    """The unit's signing key, its raw public key and key id."""
+    """The unit's signer (software or TPM), its raw public key, key id and key file."""
 
-    signing_key: crypto.SigningKey = field(repr=False)
+    signer: crypto.Signer = field(repr=False)
     public_key: bytes
     key_id: str
     path: Path
 
     def __post_init__(self) -> None:
-        if crypto.public_key_bytes(self.signing_key.public_key()) != self.public_key:
+        if crypto.public_key_bytes(self.signer.public_key()) != self.public_key:
             raise KeyStoreError("device identity: public key does not belong to the signing key")
-        actual = crypto.key_id(self.signing_key.public_key())
+        actual = crypto.key_id(self.signer.public_key())
         if actual != self.key_id:
             raise KeyStoreError(f"device identity: expected key id {actual}, got {self.key_id}")
 
     @classmethod
-    def from_key(cls, signing_key: crypto.SigningKey, path: Path) -> DeviceIdentity:
-        pub = signing_key.public_key()
-        return cls(signing_key, crypto.public_key_bytes(pub), crypto.key_id(pub), path)
+    def from_signer(cls, signer: crypto.Signer | crypto.SigningKey, path: Path) -> DeviceIdentity:
+        s = crypto.as_signer(signer)
+        pub = s.public_key()
+        return cls(s, crypto.public_key_bytes(pub), crypto.key_id(pub), path)
+
+    @property
+    def algorithm(self) -> crypto.SignatureAlgorithm:
+        return self.signer.algorithm
+
+    @property
+    def key_protection(self) -> crypto.KeyProtection:
+        return self.signer.protection
+
+    @property
+    def public_key_file(self) -> Path:
+        return self.path.parent / (TPM_PUBLIC_FILE if self.key_protection == "tpm" else SIGNING_PUBLIC_FILE)
+
+    def close(self) -> None:
+        """Release the TPM connection (a no-op for software keys)."""
+        close = getattr(self.signer, "close", None)
+        if callable(close):
+            close()
 
 
 def _state_dir(state_dir: Path) -> Path:
@@ -79,24 +111,60 @@ def _state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
-def init_identity(state_dir: Path) -> tuple[DeviceIdentity, bool]:
+def init_identity(state_dir: Path, *, tpm_tcti: str = "") -> tuple[DeviceIdentity, bool]:
     """Load the identity, creating it first if there is none. Returns ``(identity, created)``.
 
-    Never overwrites an existing key (re-keying a unit means re-enrolling it).
+    With ``tpm_tcti`` the key is generated inside that TPM (ES256); without it, an Ed25519
+    key in software. Never overwrites an existing key (re-keying a unit means re-enrolling
+    it, or a signed hand-over: ``kycedge keys rotate``).
     """
-    path = _state_dir(state_dir) / SIGNING_KEY_FILE
-    if path.exists():
-        return load_identity(state_dir), False
+    directory = _state_dir(state_dir)
+    if (directory / SIGNING_KEY_FILE).exists() or (directory / TPM_KEY_FILE).exists():
+        return load_identity(state_dir, tpm_tcti=tpm_tcti), False
+    if tpm_tcti:
+        return _create_tpm_key(directory, tpm_tcti, TPM_KEY_FILE, TPM_PUBLIC_FILE), True
+    path = directory / SIGNING_KEY_FILE
     key = crypto.generate_signing_key()
     crypto.save_private_key(path, key)
     crypto.save_public_key(path.parent / SIGNING_PUBLIC_FILE, key.public_key())
-    return DeviceIdentity.from_key(key, path), True
+    return DeviceIdentity.from_signer(key, path), True
 
 
-def load_identity(state_dir: Path) -> DeviceIdentity:
-    """The existing identity; KeyStoreError(reason="missing-key") if ``keys init`` never ran."""
-    path = Path(state_dir) / SIGNING_KEY_FILE
-    return DeviceIdentity.from_key(crypto.load_signing_key(path), path)
+def _create_tpm_key(directory: Path, tcti: str, key_file: str, public_file: str) -> DeviceIdentity:
+    from kycedge.crypto.tpm import TpmSigner, create_key
+
+    blob = create_key(tcti)
+    crypto.write_key_file(directory / key_file, blob, 0o600)
+    signer = TpmSigner.open(tcti, blob)
+    crypto.save_public_key(directory / public_file, signer.public_key())
+    return DeviceIdentity.from_signer(signer, directory / key_file)
+
+
+def load_identity(state_dir: Path, *, tpm_tcti: str = "") -> DeviceIdentity:
+    """The existing identity; KeyStoreError(reason="missing-key") if ``keys init`` never ran.
+
+    A state directory with a TPM key blob needs ``tpm_tcti`` (the key is useless without
+    its TPM); a configured TPM with a software key in the state directory is refused
+    rather than silently used as software.
+    """
+    directory = Path(state_dir)
+    blob_path = directory / TPM_KEY_FILE
+    if blob_path.exists():
+        if not tpm_tcti:
+            raise KeyStoreError(
+                f"{blob_path}: the device key is held by a TPM; set [daemon] tpm_tcti (e.g. "
+                "device:/dev/tpmrm0) to use it", reason="missing-key")
+        from kycedge.crypto.tpm import TpmSigner
+
+        blob = crypto.read_key_file(blob_path, secret=True)
+        return DeviceIdentity.from_signer(TpmSigner.open(tpm_tcti, blob), blob_path)
+    path = directory / SIGNING_KEY_FILE
+    if tpm_tcti and path.exists():
+        raise KeyStoreError(
+            f"{path}: [daemon] tpm_tcti is set but the device key is a software key; make a TPM key "
+            "(kycedge keys rotate --tpm) or clear tpm_tcti to keep signing in software",
+            reason="key-protection-mismatch")
+    return DeviceIdentity.from_signer(crypto.load_signing_key(path), path)
 
 
 def load_or_create_tls_key(state_dir: Path) -> crypto.TlsPrivateKey:

@@ -90,6 +90,6 @@ class DeviceSealer:
             )
             seq = self._chain.sequence + 1
             sealed = seal(payload, tenant=self._tenant, device_id=self._device, sequence=seq,
-                          signing_key=self._identity.signing_key, carrier_key=self._carrier_key)
+                          signing_key=self._identity.signer, carrier_key=self._carrier_key)
             self._chain.advance(seq, sealed.digest)
         return SealedCapture(message_id=str(sealed.header.message_id), envelope=sealed.data)

@@ -32,7 +32,7 @@ def test_chain_survives_a_restart_and_envelopes_open(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "state" / CHAIN_FILE).st_mode) == 0o600
     seal2 = DeviceSealer(ident, [ck], tenant="acme", device_id="u1", state_dir=tmp_path / "state")
     c = seal2(capture(3))  # a new process continues the chain
-    opened = [open_envelope(x.envelope, device_public_key=ident.signing_key.public_key(),
+    opened = [open_envelope(x.envelope, device_public_key=ident.signer.public_key(),
                             carrier_private_keys={ck.key_id: kem}) for x in (a, b, c)]
     assert [o.header.sequence for o in opened] == [1, 2, 3]
     assert opened[0].payload.prev_digest == GENESIS_DIGEST

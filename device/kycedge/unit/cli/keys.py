@@ -13,9 +13,12 @@ DEFAULT_STATE_DIR = Path(os.environ.get("KYCEDGE_STATE_DIR", "/var/lib/kycedge")
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("keys", help="device identity: signing key and TLS CSR")
     sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    init = sub.add_parser("init", help="create the Ed25519 signing key (if absent) and print its public key")
+    init = sub.add_parser("init", help="create the signing key (if absent) and print its public key")
     init.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                       help=f"state directory (default {DEFAULT_STATE_DIR}, env KYCEDGE_STATE_DIR)")
+    init.add_argument("--tpm", default="", metavar="TCTI",
+                      help="generate the key inside this TPM 2.0 (ES256), e.g. device:/dev/tpmrm0; "
+                      "without it the key is Ed25519 in software")
     init.set_defaults(handler=_init)
     csr = sub.add_parser("csr", help="write a PEM certificate signing request for the broker's mutual TLS")
     csr.add_argument("--tenant", required=True, help="the carrier tenant this unit belongs to")
@@ -27,13 +30,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _init(args: argparse.Namespace) -> int:
-    from kycedge.unit.identity import SIGNING_PUBLIC_FILE, init_identity
+    from kycedge.unit.identity import init_identity
 
-    identity, created = init_identity(args.state_dir)
-    print(f"key_id: {identity.key_id}")
-    print(f"public_key: {identity.public_key.hex()}")
-    print(f"public_key_file: {identity.path.parent / SIGNING_PUBLIC_FILE}")
-    print(f"status: {'created' if created else 'existing'}")
+    identity, created = init_identity(args.state_dir, tpm_tcti=args.tpm)
+    try:
+        print(f"key_id: {identity.key_id}")
+        print(f"algorithm: {identity.algorithm}")
+        print(f"key_protection: {identity.key_protection}")
+        print(f"public_key: {identity.public_key.hex()}")
+        print(f"public_key_file: {identity.public_key_file}")
+        print(f"status: {'created' if created else 'existing'}")
+    finally:
+        identity.close()
     return 0
 
 

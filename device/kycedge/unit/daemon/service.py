@@ -147,7 +147,9 @@ class Daemon:
                                     "tenant": s.daemon.tenant, "camera": s.capture.source})
         state = s.daemon.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        identity = load_identity(state)
+        identity = load_identity(state, tpm_tcti=s.daemon.tpm_tcti)
+        log.info("device key", extra={"key_id": identity.key_id, "algorithm": identity.algorithm,
+                                      "key_protection": identity.key_protection})
         carrier_keys = s.carrier_keys.load_hpke_keys()
         self._receipt_keys = s.carrier_keys.load_receipt_keys()
         self.outbox = Outbox(state / s.daemon.outbox_file, s.outbox)

@@ -63,6 +63,9 @@ class DaemonConfig:
     selftest_image: Path | None = section(  # noqa: RUF009
         None, help="a face photo the models must turn into a template before READY (optional)"
     )
+    tpm_tcti: str = section(
+        "", help="the TPM 2.0 that holds the device key, as a TCTI (device:/dev/tpmrm0); empty = the "
+        "key is software (Ed25519 in state_dir), which every envelope and the carrier mark as such")
     log_level: Literal["debug", "info", "warning", "error"] = section("info", help="log verbosity")
     stop_grace_s: float = section(
         10.0, min=0.0, max=120.0,
