@@ -95,8 +95,10 @@ class World:
         key = crypto.generate_signing_key() if key is None else key
         signer = crypto.as_signer(key)
         if enroll:
+            att = b"test: not attested" if key_protection == "tpm" else None
             self.receiver.registry.enroll(tenant, device_id, crypto.public_key_bytes(signer.public_key()),
-                                          signature_alg=signer.algorithm, key_protection=key_protection)
+                                          signature_alg=signer.algorithm, key_protection=key_protection,
+                                          attestation=att)
         return Unit(device_id, key, self.carrier_key, tenant=tenant)
 
     def add_reference(self, template: np.ndarray, reference: str = REF,

@@ -61,23 +61,34 @@ def manufacture(root: Path) -> tuple[Path, Path]:
     return state, ca
 
 
+def _start(state: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """swtpm on a free port and port + 1 (its TCTI wants the control channel there); ports
+    can be taken between the probe and the bind, so retry on a fresh pair."""
+    last = b""
+    for _ in range(8):
+        port = _free_port()
+        proc = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+             "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+             "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+             "--flags", "not-need-init,startup-clear"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        last = proc.stderr.read() if proc.stderr else b""
+    raise RuntimeError(f"swtpm did not start: {last!r}")
+
+
 @contextlib.contextmanager
 def running(state: Path, ca: Path) -> Iterator[Swtpm]:
-    port = _free_port()
-    ctrl = port + 1  # the swtpm TCTI finds the control channel at port + 1
-    proc = subprocess.Popen(
-        ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-         "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-         "--ctrl", f"type=tcp,port={ctrl},bindaddr=127.0.0.1", "--flags", "not-need-init,startup-clear"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, port = _start(state)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"swtpm did not start: {proc.stderr.read() if proc.stderr else b''!r}")
-            time.sleep(0.05)
         yield Swtpm(state, ca, port)
     finally:
         proc.terminate()
@@ -86,6 +97,8 @@ def running(state: Path, ca: Path) -> Iterator[Swtpm]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
 
 
 def fixture_tpm(root: Path) -> contextlib.AbstractContextManager[Swtpm]:

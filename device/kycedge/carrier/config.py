@@ -68,6 +68,11 @@ class CarrierConfig:
         help="tenants whose units must sign with a TPM-held key attested at enrolment: software keys "
         "are refused at enrolment and their envelopes rejected (revoked-device)",
     )
+    tpm_ca_certificates: tuple[Path, ...] = section(
+        default_factory=tuple,
+        help="PEM files of the TPM manufacturer CAs (roots and intermediates) whose endorsement-key "
+        "certificates the carrier trusts when it enrols a TPM-held unit key",
+    )
     batch_max: int = section(
         256, min=1, max=10_000, help="most envelopes one storage transaction takes (ingest_batch)"
     )

@@ -55,6 +55,7 @@ class Registry:
         *,
         signature_alg: crypto.SignatureAlgorithm = "ed25519",
         key_protection: str = "software",
+        attestation: bytes | None = None,
     ) -> DeviceRecord:
         """Enrol a device's raw public key; returns the record (with key id).
 
@@ -66,6 +67,9 @@ class Registry:
         check_device_id(device_id)
         if key_protection not in ("software", "tpm"):
             raise RegistryError(f"key protection: expected software or tpm, got {key_protection!r:.20}",
+                                reason="bad-key")
+        if (key_protection == "tpm") != (attestation is not None):
+            raise RegistryError("key protection tpm: expected exactly with a verified attestation",
                                 reason="bad-key")
         if key_protection == "tpm" and signature_alg != "es256":
             raise RegistryError("key protection tpm: expected an es256 key (a TPM has no Ed25519), "
@@ -81,6 +85,7 @@ class Registry:
             enrolled_at_ms=now_ms(),
             signature_alg=signature_alg,
             key_protection=key_protection,
+            attestation=attestation,
         )
         self.store.put_device(rec)
         return rec

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import struct
 import threading
 from typing import Any, Final
@@ -37,8 +38,10 @@ _LEN: Final = struct.Struct(">H")
 
 
 def _tss() -> Any:
+    os.environ.setdefault("TSS2_LOG", "all+none")  # errors come back as exceptions, not stderr noise
     try:
         import tpm2_pytss
+        import tpm2_pytss.utils
     except ImportError as e:  # pragma: no cover - depends on the install
         raise KeyStoreError(f"TPM support needs tpm2-pytss (pip install tpm2-pytss): {e}",
                             reason="tpm-error") from e

@@ -40,6 +40,7 @@ __all__ = [
     "generate_tls_key",
     "issue_certificate",
     "load_certificate",
+    "load_certificates",
     "make_ca",
     "make_csr",
     "save_certificate",
@@ -217,6 +218,16 @@ def save_certificate(path: Path, cert: Certificate) -> None:
 
 def load_certificate(path: Path) -> Certificate:
     return certificate_from_pem(read_key_file(path, secret=False))
+
+
+def load_certificates(path: Path) -> list[Certificate]:
+    """Every certificate of a PEM bundle (at least one)."""
+    data = read_key_file(path, secret=False)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise KeyStoreError(f"{path}: expected PEM X.509 certificates, got: {e}") from e
+    return certs
 
 
 def certificate_common_name(cert: Certificate) -> str:

@@ -64,10 +64,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(p)
     p.add_argument("tenant")
     p.add_argument("device_id")
-    p.add_argument("public_key", help="hex (64 chars Ed25519, 130 chars P-256 point; kycedge keys init "
-                   "prints it) or a PEM file")
+    p.add_argument("public_key", nargs="?", default=None,
+                   help="hex (64 chars Ed25519, 130 chars P-256 point; kycedge keys init prints it) or a PEM "
+                   "file; a software key. Omit it with --attestation: the key comes from the attestation")
     p.add_argument("--key-id", default=None, help="refuse unless the key has this key id")
+    p.add_argument("--attestation", type=Path, default=None,
+                   help="TPM attestation request (kycedge keys attest): enrol the key as tpm-held")
+    p.add_argument("--proof", type=Path, default=None,
+                   help="the unit's answer to `device challenge` (kycedge keys activate)")
     p.set_defaults(handler=_device_enroll)
+    p = ds.add_parser("challenge",
+                      help="check a TPM attestation request and write the challenge for the unit")
+    _common(p)
+    p.add_argument("attestation", type=Path, help="the request file (kycedge keys attest)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(handler=_device_challenge)
     p = ds.add_parser("revoke", help="revoke a unit's key (all its keys without --key-id)")
     _common(p)
     p.add_argument("tenant")
@@ -189,10 +200,52 @@ def _public_key_arg(value: str) -> Any:
     raise KeyStoreError(f"public key: expected 64 or 130 hex characters or a PEM file, got {value!r:.80}")
 
 
+def _read_file(path: Path, what: str) -> bytes:
+    from kycedge.carrier.registry import RegistryError
+
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise RegistryError(f"{path}: cannot read the {what}: {e.strerror or e}",
+                            reason="bad-attestation") from e
+
+
+def _device_challenge(args: argparse.Namespace) -> int:
+    from kycedge import crypto
+    from kycedge.carrier.attest import make_challenge
+
+    data = make_challenge(_cfg(args), _read_file(args.attestation, "attestation request"))
+    crypto.write_public_file(args.out, data)
+    print(f"challenge: {args.out} (the unit answers with kycedge keys activate)")
+    return 0
+
+
+def _device_enroll_attested(args: argparse.Namespace) -> int:
+    from kycedge.carrier.attest import enroll_attested
+    from kycedge.carrier.registry import Registry, RegistryError
+
+    if args.proof is None or args.public_key is not None:
+        raise RegistryError("--attestation: expected --proof and no public key argument",
+                            reason="bad-attestation")
+    cfg = _cfg(args)
+    data = _read_file(args.attestation, "attestation request")
+    proof = _read_file(args.proof, "attestation proof")
+    with _store(args) as store:
+        rec = enroll_attested(Registry(store, frozenset(cfg.require_hardware_key)), cfg, data, proof,
+                              tenant=args.tenant, device_id=args.device_id)
+    print(f"enrolled {rec.tenant}/{rec.device_id} key_id {rec.key_id} {rec.signature_alg} "
+          f"key protection {rec.key_protection} (attested)")
+    return 0
+
+
 def _device_enroll(args: argparse.Namespace) -> int:
     from kycedge import crypto
     from kycedge.carrier.registry import Registry, RegistryError
 
+    if args.attestation is not None:
+        return _device_enroll_attested(args)
+    if args.public_key is None:
+        raise RegistryError("device enroll: expected a public key or --attestation", reason="bad-key")
     key = _public_key_arg(args.public_key)
     kid = crypto.key_id(key)
     if args.key_id is not None and args.key_id != kid:
@@ -222,6 +275,7 @@ def _device_list(args: argparse.Namespace) -> int:
                 "tenant": d.tenant, "device_id": d.device_id, "key_id": d.key_id, "status": d.status,
                 "public_key": d.public_key.hex(), "enrolled_at_ms": d.enrolled_at_ms,
                 "signature_alg": d.signature_alg, "key_protection": d.key_protection,
+                "attested": d.attestation is not None,
                 "revoked_at_ms": d.revoked_at_ms,
                 "last_sequence": store.last_sequence(d.tenant, d.device_id, d.key_id),
             }, sort_keys=True))

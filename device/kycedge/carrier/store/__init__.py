@@ -206,10 +206,12 @@ class SqlStore(IngestOps):
         def ins() -> None:
             cur = self._exec(
                 "INSERT INTO devices (tenant, device_id, key_id, public_key, status, enrolled_at_ms, "
-                "revoked_at_ms, signature_alg, key_protection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "revoked_at_ms, signature_alg, key_protection, attestation) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
                 (rec.tenant, rec.device_id, rec.key_id, rec.public_key, rec.status,
-                 rec.enrolled_at_ms, rec.revoked_at_ms, rec.signature_alg, rec.key_protection),
+                 rec.enrolled_at_ms, rec.revoked_at_ms, rec.signature_alg, rec.key_protection,
+                 rec.attestation),
             )
             if cur.rowcount != 1:
                 row = self._one(
@@ -229,7 +231,7 @@ class SqlStore(IngestOps):
         def get() -> DeviceRecord | None:
             row = self._one(
                 "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms, "
-                "signature_alg, key_protection FROM devices "
+                "signature_alg, key_protection, attestation FROM devices "
                 "WHERE tenant = ? AND device_id = ? AND key_id = ?",
                 (tenant, device_id, key_id),
             )
@@ -243,13 +245,13 @@ class SqlStore(IngestOps):
             if tenant is None:
                 rows = self._exec(
                     "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms, "
-                "signature_alg, key_protection "
+                "signature_alg, key_protection, attestation "
                     "FROM devices ORDER BY tenant, device_id, enrolled_at_ms"
                 ).fetchall()
             else:
                 rows = self._exec(
                     "SELECT tenant, device_id, key_id, public_key, status, enrolled_at_ms, revoked_at_ms, "
-                "signature_alg, key_protection "
+                "signature_alg, key_protection, attestation "
                     "FROM devices WHERE tenant = ? ORDER BY device_id, enrolled_at_ms",
                     (tenant,),
                 ).fetchall()

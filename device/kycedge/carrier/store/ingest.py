@@ -47,7 +47,7 @@ class IngestOps:
             for chunk in _chunks(sorted(set(keys)), LOOKUP_CHUNK):
                 rows = self._exec(
                     "SELECT d.tenant, d.device_id, d.key_id, d.public_key, d.status, d.enrolled_at_ms, "  # noqa: S608
-                    "d.revoked_at_ms, d.signature_alg, d.key_protection "
+                    "d.revoked_at_ms, d.signature_alg, d.key_protection, d.attestation "
                     f"FROM (VALUES {_values(len(chunk), 3)}) AS k JOIN devices AS d "
                     "ON d.tenant = k.column1 AND d.device_id = k.column2 AND d.key_id = k.column3",
                     [v for key in chunk for v in key],
@@ -284,6 +284,7 @@ def device_from_row(row: Sequence[Any]) -> DeviceRecord:
         str(row[0]), str(row[1]), str(row[2]), bytes(row[3]),
         "active" if status == "active" else "revoked",
         int(row[5]), None if row[6] is None else int(row[6]), str(row[7]), str(row[8]),
+        None if row[9] is None else bytes(row[9]),
     )
 
 

@@ -108,6 +108,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CHECK (signature_alg IN ('ed25519', 'es256'))",
             "ALTER TABLE devices ADD COLUMN key_protection TEXT NOT NULL DEFAULT 'software' "
             "CHECK (key_protection IN ('software', 'tpm'))",
+            # tpm keys: CBOR {ek_sha256, ek_issuer, ak_pub} of the verified attestation
+            "ALTER TABLE devices ADD COLUMN attestation {blob}",
         ),
     ),
 )
@@ -124,6 +126,7 @@ class DeviceRecord:
     revoked_at_ms: int | None = None
     signature_alg: str = "ed25519"  # "ed25519" | "es256"
     key_protection: str = "software"  # "software" | "tpm" (tpm only after a verified attestation)
+    attestation: bytes | None = None  # tpm: CBOR {ek_sha256, ek_issuer, ak_pub}
 
 
 @dataclass(frozen=True)

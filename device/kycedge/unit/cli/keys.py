@@ -20,6 +20,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="generate the key inside this TPM 2.0 (ES256), e.g. device:/dev/tpmrm0; "
                       "without it the key is Ed25519 in software")
     init.set_defaults(handler=_init)
+    att = sub.add_parser("attest", help="TPM key attestation request for the carrier (enrolment)")
+    att.add_argument("--tenant", required=True)
+    att.add_argument("--device", required=True)
+    att.add_argument("--tpm", required=True, metavar="TCTI", help="the TPM holding the key")
+    att.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    att.add_argument("--out", type=Path, required=True, help="write the request here (CBOR)")
+    att.set_defaults(handler=_attest)
+    act = sub.add_parser("activate", help="answer the carrier's attestation challenge with this TPM")
+    act.add_argument("challenge", type=Path, help="the file `kycedge-carrier device challenge` wrote")
+    act.add_argument("--tpm", required=True, metavar="TCTI")
+    act.add_argument("--out", type=Path, required=True, help="write the proof here (hand it to the carrier)")
+    act.set_defaults(handler=_activate)
     csr = sub.add_parser("csr", help="write a PEM certificate signing request for the broker's mutual TLS")
     csr.add_argument("--tenant", required=True, help="the carrier tenant this unit belongs to")
     csr.add_argument("--device", required=True, help="the unit's device id")
@@ -42,6 +54,35 @@ def _init(args: argparse.Namespace) -> int:
         print(f"status: {'created' if created else 'existing'}")
     finally:
         identity.close()
+    return 0
+
+
+def _read(path: Path, what: str) -> bytes:
+    from kycedge.core.errors import KeyStoreError
+
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise KeyStoreError(f"{path}: cannot read the {what}: {e.strerror or e}") from e
+
+
+def _attest(args: argparse.Namespace) -> int:
+    from kycedge import crypto
+    from kycedge.unit.attestation import request
+
+    data = request(args.state_dir, args.tpm, args.tenant, args.device)
+    crypto.write_public_file(args.out, data)
+    print(f"attestation_request: {args.out} ({len(data)} bytes)")
+    return 0
+
+
+def _activate(args: argparse.Namespace) -> int:
+    from kycedge import crypto
+    from kycedge.unit.attestation import activate
+
+    proof = activate(args.tpm, _read(args.challenge, "attestation challenge"))
+    crypto.write_key_file(args.out, proof, 0o600)
+    print(f"attestation_proof: {args.out}")
     return 0
 
 
