@@ -37,6 +37,14 @@ class CarrierConfig:
     receipt_key: Path | None = section(  # noqa: RUF009
         None, help="Ed25519 receipt-signing private key file (default state_dir/keys/receipt.pem)"
     )
+    receipt_hsm_module: Path | None = section(  # noqa: RUF009
+        None, help="PKCS#11 module of the HSM holding the receipt key (e.g. "
+        "/usr/lib/softhsm/libsofthsm2.so); set = receipts are signed inside the token, receipt_key unused",
+    )
+    receipt_hsm_token: str = section("", help="label of the PKCS#11 token holding the receipt key")
+    receipt_hsm_key: str = section("kycedge-receipt", help="label of the receipt key in the token")
+    receipt_hsm_pin_file: Path | None = section(  # noqa: RUF009
+        None, help="0600 file holding the token's user PIN (required with receipt_hsm_module)")
     at_rest_key: Path | None = section(  # noqa: RUF009
         None, help="32-byte at-rest AEAD key file for stored templates (default state_dir/keys/at-rest.key)"
     )
@@ -78,6 +86,11 @@ class CarrierConfig:
     )
 
     def __post_init__(self) -> None:
+        hsm_incomplete = not self.receipt_hsm_token or self.receipt_hsm_pin_file is None
+        if self.receipt_hsm_module is not None and hsm_incomplete:
+            raise ConfigError("carrier.receipt_hsm_module: expected receipt_hsm_token and "
+                              f"receipt_hsm_pin_file beside it, got token {self.receipt_hsm_token!r}, "
+                              f"pin file {self.receipt_hsm_pin_file}")
         if self.receipt_retention_s < self.replay_window_s + self.future_skew_s:
             raise ConfigError(
                 "carrier.receipt_retention_s: expected >= replay_window_s + future_skew_s "

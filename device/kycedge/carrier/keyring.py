@@ -1,5 +1,7 @@
 """The carrier's own keys: HPKE (X25519) decryption keys, the receipt-signing Ed25519
-key and the at-rest AEAD key. Files only (0600), through :mod:`kycedge.crypto`.
+key and the at-rest AEAD key: 0600 files through :mod:`kycedge.crypto`, except the
+receipt key, which may live in an HSM (``carrier.receipt_hsm_*``, PKCS#11: generated in the
+token, never extractable). The HPKE key stays a file: see :mod:`kycedge.crypto.pkcs11`.
 
 Rotation: ``keys init --rotate`` adds a new HPKE key ``hpke-<UTC time>-<key id>.pem``;
 every key listed stays able to decrypt until its file is removed, the newest is the one
@@ -24,7 +26,7 @@ __all__ = ["CarrierKeys", "init_keys"]
 @dataclass(frozen=True)
 class CarrierKeys:
     hpke: Mapping[str, crypto.KemPrivateKey]  # key id -> private key, newest first
-    receipt_key: crypto.SigningKey
+    receipt_key: crypto.Signer | crypto.SigningKey  # a file key, or a Pkcs11Signer (protection pkcs11)
     at_rest_key: bytes
 
     @property
@@ -32,8 +34,12 @@ class CarrierKeys:
         return crypto.key_id(self.receipt_key.public_key())
 
     @property
-    def receipt_public_key(self) -> crypto.VerifyKey:
+    def receipt_public_key(self) -> crypto.AnyVerifyKey:
         return self.receipt_key.public_key()
+
+    @property
+    def receipt_key_protection(self) -> crypto.KeyProtection:
+        return crypto.as_signer(self.receipt_key).protection
 
     @property
     def newest_hpke_key_id(self) -> str:
@@ -54,7 +60,7 @@ class CarrierKeys:
             hpke.setdefault(crypto.key_id(k.public_key()), k)
         return cls(
             hpke=hpke,
-            receipt_key=crypto.load_signing_key(config.receipt_key_path),
+            receipt_key=_receipt_key(config),
             at_rest_key=crypto.load_secret_key(config.at_rest_key_path),
         )
 
@@ -80,7 +86,9 @@ def init_keys(config: CarrierConfig, *, rotate: bool = False) -> list[str]:
         if not any(str(p) in line for line in out):
             out.append(f"hpke {p} {crypto.key_id(crypto.load_kem_private_key(p).public_key())}")
     rk_path = config.receipt_key_path
-    if not rk_path.exists():
+    if config.receipt_hsm_module is not None:
+        out.append(_init_hsm_receipt_key(config))
+    elif not rk_path.exists():
         rk = crypto.generate_signing_key()
         crypto.save_private_key(rk_path, rk)
         crypto.save_public_key(_pub(rk_path), rk.public_key())
@@ -95,6 +103,46 @@ def init_keys(config: CarrierConfig, *, rotate: bool = False) -> list[str]:
         crypto.load_secret_key(ar_path)
         out.append(f"at-rest {ar_path}")
     return out
+
+
+def _hsm(config: CarrierConfig) -> tuple[Path, str, Path]:
+    if config.receipt_hsm_module is None or config.receipt_hsm_pin_file is None:
+        raise KeyStoreError("carrier.receipt_hsm_module and receipt_hsm_pin_file: expected both")
+    return config.receipt_hsm_module, config.receipt_hsm_token, config.receipt_hsm_pin_file
+
+
+def _receipt_key(config: CarrierConfig) -> crypto.Signer | crypto.SigningKey:
+    if config.receipt_hsm_module is None:
+        return crypto.load_signing_key(config.receipt_key_path)
+    from kycedge.crypto.pkcs11 import Pkcs11Signer, Token
+
+    module, label, pin_file = _hsm(config)
+    pin = crypto.read_key_file(pin_file, secret=True).decode("utf-8", "replace").strip()
+    token = Token(module, label, pin)
+    return Pkcs11Signer.open(token, config.receipt_hsm_key)
+
+
+def _init_hsm_receipt_key(config: CarrierConfig) -> str:
+    """Generate the receipt key in the token unless it is there; write its public PEM for units."""
+    from kycedge.crypto.pkcs11 import Pkcs11Signer, Token, generate_key
+
+    module, label, pin_file = _hsm(config)
+    pin = crypto.read_key_file(pin_file, secret=True).decode("utf-8", "replace").strip()
+    token = Token(module, label, pin)
+    where = f"pkcs11:{label}/{config.receipt_hsm_key}"
+    try:
+        signer = Pkcs11Signer.open(token, config.receipt_hsm_key)
+        new = ""
+    except KeyStoreError:
+        generate_key(token, config.receipt_hsm_key)
+        signer = Pkcs11Signer.open(token, config.receipt_hsm_key)
+        new = " (new)"
+    try:
+        pub = signer.public_key()
+        crypto.save_public_key(_pub(config.receipt_key_path), pub)
+        return f"receipt {where} {crypto.key_id(pub)} {signer.algorithm} hsm{new}"
+    finally:
+        signer.close()
 
 
 def _pub(path: Path) -> Path:

@@ -170,8 +170,8 @@ class Receiver:
         return References(self.store, self.keys.at_rest_key)
 
     @property
-    def receipt_public_keys(self) -> dict[str, crypto.VerifyKey]:
-        """What units need to verify receipts: ``{key id: Ed25519 public key}``."""
+    def receipt_public_keys(self) -> dict[str, crypto.AnyVerifyKey]:
+        """What units need to verify receipts: ``{key id: public key}`` (Ed25519, from a file or an HSM)."""
         return {self.keys.receipt_key_id: self.keys.receipt_public_key}
 
     # -- public API -----------------------------------------------------------------------
