@@ -151,3 +151,87 @@ def test_cheating_is_refused(tpm: swtpm.Swtpm, tmp_path: Path, capsys: pytest.Ca
     assert "attestation names" in capsys.readouterr().err
     assert carrier(["device", "list", "--config", str(cfg)]) == 0
     assert capsys.readouterr().out == ""  # nothing was enrolled
+
+
+def _enrol_attested(tmp_path: Path, t: swtpm.Swtpm, cfg: Path, state: Path) -> None:
+    req = _attest(tmp_path, t, state)
+    ch, proof = tmp_path / "ch", tmp_path / "proof"
+    assert carrier(["device", "challenge", str(req), "--out", str(ch), "--config", str(cfg)]) == 0
+    assert unit(["keys", "activate", str(ch), "--tpm", t.tcti, "--out", str(proof)]) == 0
+    assert carrier(["device", "enroll", TENANT, DEVICE, "--attestation", str(req), "--proof", str(proof),
+                    "--config", str(cfg)]) == 0
+
+
+def test_tpm_key_rotation_by_signed_handover(tpm: swtpm.Swtpm, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _carrier_config(tmp_path, tpm.ca_dir)
+    state = tmp_path / "unit"
+    keys.init_identity(state, tpm_tcti=tpm.tcti)[0].close()
+    _enrol_attested(tmp_path, tpm, cfg, state)
+    old = keys.load_identity(state, tpm_tcti=tpm.tcti)
+    old.close()
+    handover = tmp_path / "handover"
+    assert unit(["keys", "rotate", "--tenant", TENANT, "--device", DEVICE, "--tpm", tpm.tcti,
+                 "--state-dir", str(state), "--out", str(handover)]) == 0
+    data = handover.read_bytes()
+
+    # tampering with the hand-over breaks the old key's signature
+    bad = tmp_path / "bad"
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    capsys.readouterr()
+    assert carrier(["device", "rotate", str(bad), "--config", str(cfg)]) == 2
+    assert "bad-handover" in capsys.readouterr().err
+
+    assert carrier(["device", "rotate", str(handover), "--config", str(cfg)]) == 0
+    assert "key protection tpm (hand-over)" in capsys.readouterr().out
+    assert carrier(["device", "rotate", str(handover), "--config", str(cfg)]) == 2  # replayed: refused
+    capsys.readouterr()
+    assert unit(["keys", "rotate", "--commit", "--tpm", tpm.tcti, "--state-dir", str(state)]) == 0
+    new = keys.load_identity(state, tpm_tcti=tpm.tcti)
+    try:
+        assert new.key_id != old.key_id
+        assert new.key_protection == "tpm"
+        assert "status: switched" in capsys.readouterr().out
+        assert carrier(["device", "list", "--config", str(cfg)]) == 0
+        rows = {r["key_id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+        assert set(rows) == {old.key_id, new.key_id}  # the old key stays until revoked (its outbox)
+        assert (rows[new.key_id]["key_protection"], rows[new.key_id]["attested"]) == ("tpm", True)
+        receiver = Receiver.from_config(load_config(cfg), clock=Clock())
+        try:
+            kid = receiver.keys.newest_hpke_key_id
+            u = Unit(DEVICE, new.signer, CarrierKey.from_public_key(receiver.keys.hpke[kid].public_key()))
+            assert receiver.handle(u.seal()).status == "accepted"
+        finally:
+            receiver.close()
+    finally:
+        new.close()
+
+
+def test_handover_certified_by_another_tpm_is_refused(tpm: swtpm.Swtpm, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A clone that stole the old key's signature power cannot move the unit to a key in ITS TPM:
+    the AK recorded at enrolment does not certify it."""
+    from kycedge.crypto import attest
+    from kycedge.crypto.tpm import create_key
+    from kycedge.protocol.envelope.cose import sign1
+
+    cfg = _carrier_config(tmp_path, tpm.ca_dir)
+    state = tmp_path / "unit"
+    keys.init_identity(state, tpm_tcti=tpm.tcti)[0].close()
+    _enrol_attested(tmp_path, tpm, cfg, state)
+    old = keys.load_identity(state, tpm_tcti=tpm.tcti)
+    try:
+        with swtpm.fixture_tpm(tmp_path / "tpm-b") as other:
+            blob = create_key(other.tcti)
+            info, sig = attest.certify_blob(other.tcti, blob, msg.qualifying_data(TENANT, DEVICE, "rotate"))
+        import time
+
+        m = msg.HandoverMessage(TENANT, DEVICE, old.key_id, attest.key_area(blob), "es256", "tpm", info, sig,
+                                int(time.time() * 1000))
+        forged = tmp_path / "forged"
+        forged.write_bytes(sign1(old.signer, msg.encode_handover(m), msg.CT_HANDOVER))
+        capsys.readouterr()
+        assert carrier(["device", "rotate", str(forged), "--config", str(cfg)]) == 2
+        assert "the enrolled AK does not certify the next key" in capsys.readouterr().err
+    finally:
+        old.close()

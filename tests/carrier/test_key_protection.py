@@ -84,3 +84,42 @@ def test_tpm_protection_requires_es256(tmp_path: Path) -> None:
     world = make_world(tmp_path, str(tmp_path / "c.db"))
     with pytest.raises(RegistryError):
         world.unit("unit-ed-tpm", key_protection="tpm")
+
+
+def test_software_key_rotation_by_handover(tmp_path: Path) -> None:
+    from kycedge.carrier.handover import accept_handover
+    from kycedge.unit import identity as keys
+    from kycedge.unit.rotation import commit, prepare
+
+    world = make_world(tmp_path, str(tmp_path / "c.db"))
+    state = tmp_path / "unit"
+    ident, _ = keys.init_identity(state)
+    world.receiver.registry.enroll(TENANT, "unit-r", ident.public_key)
+    handover = prepare(state, TENANT, "unit-r")
+    assert keys.load_identity(state).key_id == ident.key_id  # the old key signs until commit
+    rec = accept_handover(world.receiver.registry, handover)
+    assert (rec.signature_alg, rec.key_protection) == ("ed25519", "software")
+    new = commit(state)
+    assert new.key_id == rec.key_id != ident.key_id
+    unit = world.unit("unit-r", enroll=False, key=new.signer)
+    assert world.receiver.handle(unit.seal()).status == "accepted"
+    keys.init_identity(tmp_path / "stranger")  # a key the carrier never enrolled for unit-r
+    with pytest.raises(RegistryError) as ei:
+        accept_handover(world.receiver.registry, prepare(tmp_path / "stranger", TENANT, "unit-r"))
+    assert ei.value.reason == "bad-handover"
+
+
+def test_handover_respects_the_hardware_policy(tmp_path: Path) -> None:
+    from kycedge.carrier.handover import accept_handover
+    from kycedge.unit import identity as keys
+    from kycedge.unit.rotation import prepare
+
+    db = str(tmp_path / "c.db")
+    before = make_world(tmp_path, db)
+    state = tmp_path / "unit"
+    ident, _ = keys.init_identity(state)
+    before.receiver.registry.enroll(TENANT, "unit-p", ident.public_key)
+    world = make_world(tmp_path, db, require_hardware_key=(TENANT,))
+    with pytest.raises(RegistryError) as ei:
+        accept_handover(world.receiver.registry, prepare(state, TENANT, "unit-p"))
+    assert ei.value.reason == "software-key-refused"

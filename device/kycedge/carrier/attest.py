@@ -23,7 +23,6 @@ from kycedge.carrier.config import CarrierConfig
 from kycedge.carrier.registry import DeviceRecord, Registry, RegistryError
 from kycedge.core.errors import EnvelopeError, KeyStoreError
 from kycedge.protocol import attestation as msg
-from kycedge.protocol.envelope import _cbor
 
 __all__ = ["AttestedKey", "attestation_record", "enroll_attested", "make_challenge", "verify"]
 
@@ -54,7 +53,7 @@ def _request(data: bytes) -> msg.AttestationMessage:
 
 
 def attestation_record(ek_sha256: str, ek_issuer: str, ak_public: bytes) -> bytes:
-    return _cbor.encode({"ek_sha256": ek_sha256, "ek_issuer": ek_issuer, "ak_pub": ak_public})
+    return msg.encode_record(msg.AttestationRecord(ek_sha256, ek_issuer, ak_public))
 
 
 def verify(config: CarrierConfig, data: bytes) -> AttestedKey:

@@ -47,8 +47,10 @@ __all__ = [
     "Challenge",
     "VerifiedAttestation",
     "activate",
+    "certify_blob",
     "certify_with_ak",
     "check_proof",
+    "key_area",
     "make_challenge",
     "make_request",
     "public_key_of_area",
@@ -178,6 +180,32 @@ def make_request(tcti: str, key_blob: bytes, qualifying_data: bytes) -> Attestat
         _flush(ctx, *handles)
         ctx.close()
     return AttestationRequest(ek_cert, bytes(ek_pub.marshal()), ak_pub, pub_b, info, sig)
+
+
+def certify_blob(tcti: str, key_blob: bytes, qualifying_data: bytes) -> tuple[bytes, bytes]:
+    """``(TPM2B_ATTEST, ES256 signature)``: the AK certifies the key of ``key_blob`` (rotation)."""
+    t = _tss()
+    pub_b, priv_b = _split_blob(key_blob)
+    ctx = _context(tcti)
+    handles: list[Any] = []
+    try:
+        srk = _storage_primary(ctx)
+        handles.append(srk)
+        key = ctx.load(srk, t.TPM2B_PRIVATE.unmarshal(priv_b)[0], t.TPM2B_PUBLIC.unmarshal(pub_b)[0])
+        handles.append(key)
+        _flush(ctx, handles.pop(0))
+        _, info, sig = certify_with_ak(ctx, key, qualifying_data)
+        return info, sig
+    except Exception as e:
+        raise KeyStoreError(f"tpm {tcti}: certification failed: {e}", reason="tpm-error") from e
+    finally:
+        _flush(ctx, *handles)
+        ctx.close()
+
+
+def key_area(key_blob: bytes) -> bytes:
+    """The TPM2B_PUBLIC area inside a key blob (what a certification names)."""
+    return _split_blob(key_blob)[0]
 
 
 def _public(raw: bytes, what: str) -> Any:

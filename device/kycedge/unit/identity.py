@@ -161,8 +161,9 @@ def load_identity(state_dir: Path, *, tpm_tcti: str = "") -> DeviceIdentity:
     path = directory / SIGNING_KEY_FILE
     if tpm_tcti and path.exists():
         raise KeyStoreError(
-            f"{path}: [daemon] tpm_tcti is set but the device key is a software key; make a TPM key "
-            "(kycedge keys rotate --tpm) or clear tpm_tcti to keep signing in software",
+            f"{path}: [daemon] tpm_tcti is set but the device key is a software key; make a TPM key in a "
+            "fresh state directory and enrol it with attestation (kycedge keys init --tpm, kycedge keys "
+            "attest), or clear tpm_tcti to keep signing in software",
             reason="key-protection-mismatch")
     return DeviceIdentity.from_signer(crypto.load_signing_key(path), path)
 

@@ -79,6 +79,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("attestation", type=Path, help="the request file (kycedge keys attest)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(handler=_device_challenge)
+    p = ds.add_parser("rotate", help="enrol a unit's next key from the hand-over its current key signed")
+    _common(p)
+    p.add_argument("handover", type=Path, help="the file `kycedge keys rotate` wrote")
+    p.set_defaults(handler=_device_rotate)
     p = ds.add_parser("revoke", help="revoke a unit's key (all its keys without --key-id)")
     _common(p)
     p.add_argument("tenant")
@@ -256,6 +260,18 @@ def _device_enroll(args: argparse.Namespace) -> int:
                                              signature_alg=crypto.algorithm_of(key))
     print(f"enrolled {rec.tenant}/{rec.device_id} key_id {rec.key_id} {rec.signature_alg} "
           f"key protection {rec.key_protection}")
+    return 0
+
+
+def _device_rotate(args: argparse.Namespace) -> int:
+    from kycedge.carrier.handover import accept_handover
+    from kycedge.carrier.registry import Registry
+
+    data = _read_file(args.handover, "key hand-over")
+    with _store(args) as store:
+        rec = accept_handover(Registry(store, frozenset(_cfg(args).require_hardware_key)), data)
+    print(f"enrolled {rec.tenant}/{rec.device_id} key_id {rec.key_id} {rec.signature_alg} key protection "
+          f"{rec.key_protection} (hand-over); revoke the old key once the unit's outbox has drained")
     return 0
 
 

@@ -32,6 +32,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     act.add_argument("--tpm", required=True, metavar="TCTI")
     act.add_argument("--out", type=Path, required=True, help="write the proof here (hand it to the carrier)")
     act.set_defaults(handler=_activate)
+    rot = sub.add_parser("rotate", help="make the next signing key and the hand-over the current key signs; "
+                         "--commit switches to it once the carrier enrolled it")
+    rot.add_argument("--tenant")
+    rot.add_argument("--device")
+    rot.add_argument("--tpm", default="", metavar="TCTI", help="the TPM holding the key (TPM units)")
+    rot.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    rot.add_argument("--out", type=Path, default=None,
+                     help="write the hand-over here (kycedge-carrier device rotate)")
+    rot.add_argument("--commit", action="store_true", help="switch to the prepared key")
+    rot.set_defaults(handler=_rotate)
     csr = sub.add_parser("csr", help="write a PEM certificate signing request for the broker's mutual TLS")
     csr.add_argument("--tenant", required=True, help="the carrier tenant this unit belongs to")
     csr.add_argument("--device", required=True, help="the unit's device id")
@@ -83,6 +93,26 @@ def _activate(args: argparse.Namespace) -> int:
     proof = activate(args.tpm, _read(args.challenge, "attestation challenge"))
     crypto.write_key_file(args.out, proof, 0o600)
     print(f"attestation_proof: {args.out}")
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from kycedge import crypto
+    from kycedge.core.errors import ConfigError
+    from kycedge.unit.rotation import commit, prepare
+
+    if args.commit:
+        identity = commit(args.state_dir, tpm_tcti=args.tpm)
+        identity.close()
+        print(f"key_id: {identity.key_id}")
+        print(f"key_protection: {identity.key_protection}")
+        print("status: switched (restart the daemon)")
+        return 0
+    if not args.tenant or not args.device or args.out is None:
+        raise ConfigError("keys rotate: expected --tenant, --device and --out (or --commit)")
+    data = prepare(args.state_dir, args.tenant, args.device, tpm_tcti=args.tpm)
+    crypto.write_public_file(args.out, data)
+    print(f"handover: {args.out} (kycedge-carrier device rotate; then kycedge keys rotate --commit)")
     return 0
 
 
