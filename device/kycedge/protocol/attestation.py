@@ -25,15 +25,8 @@ from typing import Any, Final
 
 from kycedge.core.errors import EnvelopeError
 from kycedge.protocol.envelope import _cbor
-from kycedge.protocol.envelope.model import (
-    DEVICE_ID_RE,
-    KEY_ID_RE,
-    MAX_TIME_MS,
-    MIN_TIME_MS,
-    TENANT_RE,
-    check_int,
-    check_text,
-)
+from kycedge.protocol.envelope.model import MAX_TIME_MS, MIN_TIME_MS, check_int, check_text
+from kycedge.protocol.ids import DEVICE_ID_RE, KEY_ID_RE, TENANT_RE
 
 __all__ = [
     "CT_HANDOVER",
