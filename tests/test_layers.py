@@ -39,6 +39,8 @@ SOLE_IMPORTER = {
     "cbor2": "kycedge.protocol.envelope._cbor",
     "urllib3": "kycedge.unit.updates.tuf_client",
     "securesystemslib": "kycedge.fleet.repository",
+    "tpm2_pytss": "kycedge.crypto.tpm",
+    "pkcs11": "kycedge.crypto.pkcs11",
     "tuf": None,  # the unit's client and the fleet's repository each wrap their side (below)
 }
 TUF_IMPORTERS = {"kycedge.unit.updates.tuf_client", "kycedge.fleet.repository"}
