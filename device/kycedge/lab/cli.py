@@ -108,6 +108,10 @@ def register(subparsers: Any) -> None:
                    help="model directory (default: $KYCEDGE_MODELS or the repository's models/)")
     p.add_argument("--faces", type=Path, default=None, help="image folder (default: fixtures/faces)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tpm", default="", metavar="TCTI",
+                   help="hold the unit's key in this TPM (e.g. device:/dev/tpmrm0), enrol it by attestation")
+    p.add_argument("--tpm-ca", type=Path, action="append", default=[], metavar="PEM",
+                   help="a TPM manufacturer CA certificate file the carrier trusts (repeat for the chain)")
     p.set_defaults(handler=run_demo)
 
 
@@ -119,4 +123,5 @@ def run_demo(args: argparse.Namespace) -> int:
     vision_demo(pipe, args.faces or default_faces_dir())
     from kycedge.lab.demo import run_flow  # then the whole flow: daemon, broker, carrier, receipts
 
-    return 0 if run_flow(models_dir=args.models, faces_dir=args.faces).ok else 1
+    return 0 if run_flow(models_dir=args.models, faces_dir=args.faces, tpm_tcti=args.tpm,
+                         tpm_ca_certificates=tuple(args.tpm_ca)).ok else 1

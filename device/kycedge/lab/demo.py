@@ -83,8 +83,13 @@ def _registration(client: Any, ref: str, out: TextIO, *, timeout_s: float | None
 
 
 def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_dir: Path | None = None,
-             keep: bool = False) -> FlowResult:
-    """The whole flow (see the module docstring); prints a readable account to ``out``."""
+             keep: bool = False, tpm_tcti: str = "",
+             tpm_ca_certificates: tuple[Path, ...] = ()) -> FlowResult:
+    """The whole flow (see the module docstring); prints a readable account to ``out``.
+
+    With ``tpm_tcti`` the unit's key is generated in that TPM and enrolled by attestation
+    against ``tpm_ca_certificates`` (docs/tpm.md); otherwise it is a software key.
+    """
     from kycedge.core.paths import data_dir
     from kycedge.lab.harness import Lab, approach
     from kycedge.vision import default_models_dir
@@ -93,7 +98,8 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
     models = (models_dir or default_models_dir()).resolve()
     res = FlowResult()
     w = out.write
-    lab = Lab.create(session_timeout_s=10.0, receipt_wait_s=20.0, selftest_image=faces / "obama.jpg")
+    lab = Lab.create(session_timeout_s=10.0, receipt_wait_s=20.0, selftest_image=faces / "obama.jpg",
+                     tpm_tcti=tpm_tcti, tpm_ca_certificates=tpm_ca_certificates)
     res.lab_root = lab.root
     # The carrier side runs in this process: its log lines go to a file, the screen shows the story.
     log_handler = _log_to_file(lab.root / "carrier.log")
@@ -108,7 +114,10 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
         lab.start_broker()
         w(f"   Mosquitto on 127.0.0.1:{lab.port}: mutual TLS required, identity and client id from the "
           "certificate, ACLs\n")
-        w(f"   carrier keys made; unit {lab.device} enrolled (device key {facts['device_key_id'][:16]}...)\n")
+        how = ("attested: its TPM's EK certificate chains to a trusted TPM CA, the AK certified the key"
+               if facts["attested"] else "software key: no hardware protection")
+        w(f"   carrier keys made; unit {lab.device} enrolled (device key {facts['device_key_id'][:16]}..., "
+          f"{facts['algorithm']}, key protection {facts['key_protection']}; {how})\n")
         w(f"   ID photo obama.jpg enrolled as the reference of {len(facts['references'])} registrations "
           f"(model {facts['model']}, threshold {facts['threshold']:.3f})\n")
         lab.start_receiver()

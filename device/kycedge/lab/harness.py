@@ -111,6 +111,10 @@ class Lab:
     raw_frames: bool = False
     camera_size: tuple[int, int] = (1280, 720)
     daemon_env: dict[str, str] = field(default_factory=dict)
+    # a TPM for the unit's signing key (TCTI; empty = software key) and the CAs of its EK
+    # certificate: the unit is then enrolled by attestation and its key recorded as tpm
+    tpm_tcti: str = ""
+    tpm_ca_certificates: tuple[Path, ...] = ()
     port: int = 0
     pki: Pki | None = None
     broker: Broker | None = None
@@ -165,11 +169,13 @@ class Lab:
         pki.service(RECEIVER)
         self.broker = Broker(self.root / "broker", pki, port=self.port)
 
-        carrier_cfg = CarrierConfig(state_dir=self.root / "carrier")
+        carrier_cfg = CarrierConfig(state_dir=self.root / "carrier",
+                                    tpm_ca_certificates=self.tpm_ca_certificates)
         init_keys(carrier_cfg)
         self.carrier_config = carrier_cfg
 
-        identity, _ = keys.init_identity(self.unit_state)
+        identity, _ = keys.init_identity(self.unit_state, tpm_tcti=self.tpm_tcti)
+        identity.close()
         csr = keys.make_device_csr(self.unit_state, provision.device_common_name(self.tenant, self.device))
         issued = provision.issue_device(pki.ca_dir, self.tenant, self.device, pki.dir / "unit", csr_pem=csr,
                                         days=2)
@@ -177,7 +183,11 @@ class Lab:
         added = {}
         self.threshold, self.model = 0.0, ""
         with Receiver.from_config(carrier_cfg) as rx:
-            rx.registry.enroll(self.tenant, self.device, identity.public_key)
+            if identity.key_protection == "tpm":
+                self._enrol_attested(rx)
+            else:
+                rx.registry.enroll(self.tenant, self.device, identity.public_key)
+            record = rx.registry.lookup(self.tenant, self.device, identity.key_id)
             if references:
                 pipe = Pipeline.load(models_dir)
                 for ref, photo in references.items():
@@ -188,7 +198,20 @@ class Lab:
                 del pipe
         self._write_unit_config(models_dir, issued.cert, pki.ca_cert)
         return {"device_key_id": identity.key_id, "references": added, "threshold": self.threshold,
-                "model": self.model}
+                "model": self.model, "algorithm": record.signature_alg if record else "",
+                "key_protection": record.key_protection if record else "",
+                "attested": bool(record and record.attestation)}
+
+    def _enrol_attested(self, rx: Any) -> None:
+        """The three-message attested enrolment (docs/tpm.md), both sides in this process."""
+        from kycedge.carrier.attest import enroll_attested, make_challenge
+        from kycedge.unit import attestation
+
+        request = attestation.request(self.unit_state, self.tpm_tcti, self.tenant, self.device)
+        challenge = make_challenge(self.carrier_config, request)
+        proof = attestation.activate(self.tpm_tcti, challenge)
+        enroll_attested(rx.registry, self.carrier_config, request, proof, tenant=self.tenant,
+                        device_id=self.device)
 
     def _write_unit_config(self, models_dir: Path, cert: Path, ca: Path) -> None:
         from kycedge import crypto
@@ -208,6 +231,7 @@ tenant = "{self.tenant}"
 device_id = "{self.device}"
 state_dir = "{self.unit_state}"
 models_dir = "{models_dir}"
+tpm_tcti = "{self.tpm_tcti}"
 stop_grace_s = 5.0
 status_interval_s = 1.0
 {f'selftest_image = "{self.selftest_image}"' if self.selftest_image else ""}

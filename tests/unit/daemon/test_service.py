@@ -113,6 +113,7 @@ def test_ready_registration_receipt_and_clean_stop(lab: Lab, systemd: Systemd) -
     info = c.info()
     assert info["queue"]["count"] == 0
     assert info["last_upload"] is not None
+    assert (info["device_key"]["algorithm"], info["device_key"]["key_protection"]) == ("ed25519", "software")
     wait_for(lambda: len(systemd.seen("WATCHDOG=1")) >= 2)
     assert any("queued" in m and "last upload" in m for _, m in systemd.log if m.startswith("STATUS="))
     d.stop_event.set()

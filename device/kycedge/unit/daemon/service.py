@@ -136,6 +136,7 @@ class Daemon:
         self.agent: UpdateAgent | None = None
         self._agent_thread: threading.Thread | None = None
         self._receipt_keys: Mapping[str, crypto.VerifyKey] = {}
+        self.device_key: dict[str, str] = {}  # key_id, algorithm, key_protection (software | tpm)
         self._selftest_image: bytes | None = None
 
     # ---- start-up -------------------------------------------------------------------
@@ -148,8 +149,9 @@ class Daemon:
         state = s.daemon.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         identity = load_identity(state, tpm_tcti=s.daemon.tpm_tcti)
-        log.info("device key", extra={"key_id": identity.key_id, "algorithm": identity.algorithm,
-                                      "key_protection": identity.key_protection})
+        self.device_key = {"key_id": identity.key_id, "algorithm": identity.algorithm,
+                           "key_protection": identity.key_protection}
+        log.info("device key", extra=self.device_key)
         carrier_keys = s.carrier_keys.load_hpke_keys()
         self._receipt_keys = s.carrier_keys.load_receipt_keys()
         self.outbox = Outbox(state / s.daemon.outbox_file, s.outbox)
@@ -275,7 +277,8 @@ class Daemon:
                 "model": {"id": a.model_id, "version": a.model_version},
                 "status": status, "detail": why, "queue": fw.get("queue"),
                 "link": {"connected": fw.get("connected", False), "error": fw.get("link_error", "")},
-                "last_upload": self.last_upload, "sessions": dict(self.sessions.counts)}
+                "last_upload": self.last_upload, "sessions": dict(self.sessions.counts),
+                "device_key": self.device_key}
 
     def message(self, message_id: str) -> dict[str, Any] | None:
         from kycedge.protocol import envelope
