@@ -123,3 +123,11 @@ def test_handover_respects_the_hardware_policy(tmp_path: Path) -> None:
     with pytest.raises(RegistryError) as ei:
         accept_handover(world.receiver.registry, prepare(state, TENANT, "unit-p"))
     assert ei.value.reason == "software-key-refused"
+
+
+def test_config_validates_policy_and_tcti(tmp_path: Path) -> None:
+    from kycedge.carrier.config import CarrierConfig
+    from kycedge.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"require_hardware_key\[1\]"):
+        CarrierConfig(state_dir=tmp_path, require_hardware_key=("acme", "Not A Tenant"))

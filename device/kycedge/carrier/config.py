@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kycedge.core.config import section
 from kycedge.core.errors import ConfigError
+from kycedge.protocol.ids import TENANT_RE
 
 DAY_S = 86_400
 
@@ -86,6 +87,10 @@ class CarrierConfig:
     )
 
     def __post_init__(self) -> None:
+        for i, tenant in enumerate(self.require_hardware_key):
+            if not isinstance(tenant, str) or TENANT_RE.fullmatch(tenant) is None:
+                raise ConfigError(f"carrier.require_hardware_key[{i}]: expected a tenant matching "
+                                  f"{TENANT_RE.pattern}, got {tenant!r:.40}")
         hsm_incomplete = not self.receipt_hsm_token or self.receipt_hsm_pin_file is None
         if self.receipt_hsm_module is not None and hsm_incomplete:
             raise ConfigError("carrier.receipt_hsm_module: expected receipt_hsm_token and "

@@ -31,9 +31,10 @@ from kycedge.core.errors import KeyStoreError
 from kycedge.crypto.keys import ec_verify_key_from_bytes
 from kycedge.crypto.sign import KeyProtection, SignatureAlgorithm, es256_from_ints
 
-__all__ = ["BLOB_MAGIC", "TpmSigner", "create_key", "parse_tcti"]
+__all__ = ["BLOB_MAGIC", "TCTI_NAMES", "TpmSigner", "create_key", "parse_tcti"]
 
 BLOB_MAGIC: Final = b"KYTP\x01"
+TCTI_NAMES: Final = ("device", "swtpm", "mssim", "tabrmd")  # what a TCTI string may start with
 _LEN: Final = struct.Struct(">H")
 
 
@@ -51,9 +52,9 @@ def _tss() -> Any:
 def parse_tcti(tcti: str) -> tuple[str, str]:
     """``"swtpm:host=...,port=..."`` -> ``("swtpm", "host=...,port=...")``."""
     name, _, conf = tcti.partition(":")
-    if name not in ("device", "swtpm", "mssim", "tabrmd"):
-        raise KeyStoreError(f"tpm tcti: expected device:, swtpm:, mssim: or tabrmd:, got {tcti!r:.80}",
-                            reason="tpm-error")
+    if name not in TCTI_NAMES:
+        raise KeyStoreError(f"tpm tcti: expected one of {', '.join(n + ':' for n in TCTI_NAMES)}..., "
+                            f"got {tcti!r:.80}", reason="tpm-error")
     return name, conf
 
 

@@ -57,6 +57,12 @@ def test_required_sections_and_identity(tmp_path: Path) -> None:
         settings.load(write(tmp_path, '[daemon]\ntenant = "acme"\ndevice_id = "u1"\n'))
     with pytest.raises(ConfigError, match=r"daemon\.tenant: expected .*got 'ACME'"):
         settings.load(write(tmp_path, MINIMAL.replace('"acme"', '"ACME"')))
+    with pytest.raises(ConfigError, match=r"daemon\.tpm_tcti: expected empty or a TCTI starting with one of "
+                                          r"device:, swtpm:, mssim:, tabrmd:, got '/dev/tpm0'"):
+        settings.load(write(tmp_path, MINIMAL.replace('[daemon]\n', '[daemon]\ntpm_tcti = "/dev/tpm0"\n', 1)))
+    text = MINIMAL.replace('[daemon]\n', '[daemon]\ntpm_tcti = "device:/dev/tpmrm0"\n', 1)
+    tpm = settings.load(write(tmp_path, text))
+    assert tpm.daemon.tpm_tcti == "device:/dev/tpmrm0"
 
 
 def test_file_checks(tmp_path: Path) -> None:

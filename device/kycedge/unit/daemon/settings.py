@@ -81,6 +81,12 @@ class DaemonConfig:
             ids.check_device_id(self.device_id, "daemon.device_id")
         except IdError as e:
             raise ConfigError(e.message) from e
+        if self.tpm_tcti:
+            from kycedge.crypto.tpm import TCTI_NAMES  # the binding itself loads only when used
+
+            if self.tpm_tcti.partition(":")[0] not in TCTI_NAMES:
+                raise ConfigError(f"daemon.tpm_tcti: expected empty or a TCTI starting with one of "
+                                  f"{', '.join(n + ':' for n in TCTI_NAMES)}, got {self.tpm_tcti!r:.80}")
         if "/" in self.outbox_file or self.outbox_file in ("", ".", ".."):
             raise ConfigError(f"daemon.outbox_file: expected a plain file name, got {self.outbox_file!r}")
 
