@@ -12,6 +12,7 @@ timestamp metadata.
 from __future__ import annotations
 
 import shutil
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +38,41 @@ from kycedge.protocol.rollout import ROLLOUT_TARGET, Rollout, parse_rollout
 __all__ = ["build_bundle", "describe_models", "set_rollout", "sign_bundle"]
 
 Embed = Callable[[Path, Sequence[Path]], list[list[float]]]
+
+
+def regular_file(base: Path, rel: str) -> Path:
+    """``base/rel`` if every component below ``base`` is a real directory and the last a
+    regular file; :class:`RepoError` for a symlink (it could publish a file from outside the
+    bundle) or a special file (device, FIFO, socket)."""
+    path = base
+    parts = rel.split("/")
+    for i, seg in enumerate(parts):
+        path = path / seg
+        try:
+            mode = path.lstat().st_mode
+        except OSError as e:
+            raise RepoError(f"{path}: expected a file of the bundle, cannot read it: {e}") from e
+        if stat.S_ISLNK(mode):
+            raise RepoError(f"{path}: expected a regular file inside {base}, got a symlink "
+                            f"(to {path.readlink()}); copy the file instead")
+        last = i == len(parts) - 1
+        if (last and not stat.S_ISREG(mode)) or (not last and not stat.S_ISDIR(mode)):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a special file"
+            raise RepoError(f"{path}: expected a regular file{'' if last else ' below a directory'}, "
+                            f"got {kind}")
+    return path
+
+
+def _license_files(models_dir: Path) -> list[str]:
+    """Every entry of ``LICENSES/`` (recursive); symlinks and special files are refused."""
+    out = []
+    for p in sorted((models_dir / "LICENSES").rglob("*")):
+        rel = str(p.relative_to(models_dir))
+        if p.is_dir() and not p.is_symlink():
+            continue
+        regular_file(models_dir, rel)
+        out.append(rel)
+    return out
 
 
 def describe_models(models_dir: Path) -> tuple[list[BundleModel], Matching, list[str]]:
@@ -70,9 +106,8 @@ def describe_models(models_dir: Path) -> tuple[list[BundleModel], Matching, list
                                   inp if isinstance(inp, Mapping) else {"tensors": inp}))
         files.append(e.file)
     m = Matching(model_id, model_version, vm.threshold, vm.far)
-    lic = models_dir / "LICENSES"
-    if lic.is_dir():
-        files += [str(p.relative_to(models_dir)) for p in sorted(lic.rglob("*")) if p.is_file()]
+    if (models_dir / "LICENSES").is_dir():
+        files += _license_files(models_dir)
     return entries, m, files
 
 
@@ -112,9 +147,10 @@ def build_bundle(
     vectors = (embed or pipeline_embed)(models_dir, golden)
     out_dir.mkdir(parents=True)
     for rel in files:
-        dest = out_dir / safe_relpath(rel, "models dir")
+        src = regular_file(models_dir, safe_relpath(rel, "models dir"))
+        dest = out_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(models_dir / rel, dest)
+        shutil.copyfile(src, dest)
     images = []
     for i, (p, vec) in enumerate(zip(golden, vectors, strict=True)):
         name = f"g{i}-{p.stem}"
@@ -145,10 +181,17 @@ def build_bundle(
 
 
 def sign_bundle(repo: FleetRepository, bundle_dir: Path, signers: Any = None) -> int:
-    """Add every file of ``bundle_dir`` as a target and commit; returns the targets version."""
-    manifest = parse_manifest((bundle_dir / BUNDLE_FILE).read_bytes())
+    """Add every file of ``bundle_dir`` as a target and commit; returns the targets version.
+
+    Only regular files are signed: a symlink anywhere in the bundle (it could publish a
+    file from outside it) or a special file is refused before anything is written.
+    """
+    manifest = parse_manifest(regular_file(bundle_dir, BUNDLE_FILE).read_bytes())
+    for p in sorted(bundle_dir.rglob("*")):  # rglob does not descend into symlinked dirs
+        if p.is_symlink() or not (p.is_dir() or p.is_file()):
+            regular_file(bundle_dir, p.relative_to(bundle_dir).as_posix())  # raises, says why
     for f in manifest.files:
-        digest, size = sha256_file(bundle_dir / f.path)
+        digest, size = sha256_file(regular_file(bundle_dir, f.path))
         if (digest, size) != (f.sha256, f.size):
             raise RepoError(f"{bundle_dir / f.path}: expected sha256 {f.sha256} ({f.size} bytes) per "
                             f"bundle.json, got {digest} ({size} bytes)")

@@ -1,0 +1,82 @@
+"""``bundle build`` / ``bundle sign``: what is published is exactly the bundle's own regular files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from kycedge.fleet.bundle_build import _license_files, build_bundle, sign_bundle
+from kycedge.fleet.repository import RepoError
+from kycedge.protocol.bundle import sha256_file
+from unit.updates.helpers import Fleet, fake_describe, fake_embed, fake_models_dir
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Fleet:
+    f = Fleet(tmp_path / "fleet")
+    f.close()
+    return f
+
+
+def list_file(bundle: Path, rel: str, content_of: Path) -> None:
+    """Add ``rel`` to bundle.json with the sha256/size of ``content_of`` (what a symlink shows)."""
+    obj = json.loads((bundle / "bundle.json").read_text())
+    digest, size = sha256_file(content_of)
+    obj["files"].append({"path": rel, "sha256": digest, "size": size})
+    (bundle / "bundle.json").write_text(json.dumps(obj))
+
+
+def test_sign_refuses_symlink_outside(fleet: Fleet, tmp_path: Path) -> None:
+    bundle = fleet.bundle(1)
+    secret = tmp_path / "outside" / "id_ed25519"
+    secret.parent.mkdir()
+    secret.write_bytes(b"-----BEGIN PRIVATE KEY----- not for publishing")
+    (bundle / "LICENSES").mkdir()
+    (bundle / "LICENSES" / "MIT.txt").symlink_to(secret)
+    list_file(bundle, "LICENSES/MIT.txt", secret)
+    before = fleet.repo.targets().signed.version
+    with pytest.raises(RepoError, match=r"LICENSES/MIT.txt: expected a regular file .* got a symlink"):
+        sign_bundle(fleet.repo, bundle)
+    assert fleet.repo.targets().signed.version == before
+    assert not any(b"not for publishing" in p.read_bytes()
+                   for p in fleet.repo.targets_dir.rglob("*") if p.is_file())
+
+
+def test_sign_refuses_symlinked_directory(fleet: Fleet, tmp_path: Path) -> None:
+    bundle = fleet.bundle(1)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "MIT.txt").write_text("outside")
+    (bundle / "LICENSES").symlink_to(outside, target_is_directory=True)
+    list_file(bundle, "LICENSES/MIT.txt", outside / "MIT.txt")
+    with pytest.raises(RepoError, match="got a symlink"):
+        sign_bundle(fleet.repo, bundle)
+
+
+def test_sign_refuses_special_file(fleet: Fleet) -> None:
+    bundle = fleet.bundle(1)
+    (bundle / "LICENSES").mkdir()
+    os.mkfifo(bundle / "LICENSES" / "pipe")
+    with pytest.raises(RepoError, match="got a special file"):
+        sign_bundle(fleet.repo, bundle)
+
+
+def test_build_refuses_symlinked_model_and_licence(tmp_path: Path) -> None:
+    models = fake_models_dir(tmp_path / "models", 1)
+    real = tmp_path / "det-real.tflite"
+    os.replace(models / "det.tflite", real)
+    (models / "det.tflite").symlink_to(real)
+    golden = [tmp_path / f"g{i}.jpg" for i in range(3)]
+    for i, g in enumerate(golden):
+        g.write_bytes(bytes([i]) * 100)
+    with pytest.raises(RepoError, match=r"det.tflite: expected a regular file .* got a symlink"):
+        build_bundle(models, tmp_path / "out", version=1, golden=golden, embed=fake_embed,
+                     describe=fake_describe)
+    lic = tmp_path / "m2" / "LICENSES"
+    lic.mkdir(parents=True)
+    (lic / "ok.txt").write_text("MIT")
+    (lic / "bad.txt").symlink_to(real)
+    with pytest.raises(RepoError, match=r"LICENSES/bad.txt: expected a regular file .*symlink"):
+        _license_files(tmp_path / "m2")
