@@ -136,3 +136,26 @@ def test_reference_add_and_match_through_the_pipeline(
         assert outs["biden.jpg"].reason == "no-match"
     finally:
         rx.close()
+
+
+
+def test_reference_add_refuses_special_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`reference add ... /dev/zero` is refused before reading (it used to read until memory
+    ran out); run in a child under a 3 GiB address-space limit so a regression fails, not OOMs."""
+    import subprocess
+    import sys
+    import textwrap
+
+    _pipeline_or_skip()
+    st = ["--state-dir", str(tmp_path / "st")]
+    run(capsys, "keys", "init", *st)
+    argv = ["reference", "add", "rZeroes", "/dev/zero", "--tenant", TENANT, *st]
+    code = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, ({3 * 2**30}, {3 * 2**30}))
+        from kycedge.carrier.cli import main
+        sys.exit(main({argv!r}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "not-a-file: /dev/zero: expected a regular image file" in out.stderr

@@ -4,7 +4,10 @@ Every failure is an :class:`~kycedge.core.errors.ImageError` with a specific ``r
 
 =====================  ===============================================================
 ``empty-image``        zero bytes
-``file-too-large``     more bytes than ``max_bytes``
+``file-too-large``     more bytes than ``max_bytes`` (files: from their size, and never
+                       more than ``max_bytes + 1`` bytes are read)
+``not-a-file``         a path that is not a regular file (``/dev/zero``, a FIFO, a directory)
+``unreadable-file``    the file cannot be opened or read
 ``unknown-format``     not a JPEG or PNG (text, other formats, random bytes)
 ``image-too-small``    a side shorter than ``min_side_px`` (e.g. 1x1)
 ``image-too-large``    width x height above ``max_pixels``: refused from the header,
@@ -25,10 +28,13 @@ within one grey level of it (tests compare the two).
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +43,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from kycedge.core.config import section
 from kycedge.core.errors import ImageError
 
-__all__ = ["DecodeConfig", "FrameImage", "ImageError", "decode_image", "sniff_format", "warp_affine"]
+__all__ = ["DecodeConfig", "FrameImage", "ImageError", "check_byte_count", "decode_image", "read_image_file",
+           "sniff_format", "warp_affine"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -56,6 +63,49 @@ class DecodeConfig:
         2048, min=256, max=16384,
         help="JPEGs larger than this on both sides are decoded at a reduced DCT scale",
     )
+
+
+def check_byte_count(n: int, cfg: DecodeConfig, where: str = "") -> None:
+    """The one rule on the size of image bytes: at most ``cfg.max_bytes``."""
+    if n > cfg.max_bytes:
+        raise ImageError(f"{where}{': ' if where else ''}expected at most {cfg.max_bytes} bytes, "
+                         f"got {n}", reason="file-too-large")
+
+
+def read_image_file(path: Path, config: DecodeConfig | None = None) -> bytes:
+    """The bytes of the image file at ``path``, read within the size limit.
+
+    Only a regular file is read (``/dev/zero``, a FIFO, a device or a directory is
+    ``not-a-file``; a FIFO is opened non-blocking so that opening it cannot hang), and at
+    most ``max_bytes + 1`` bytes are read whatever the file claims, so a file that grows
+    while it is read cannot exhaust memory either.
+    """
+    cfg = config or DecodeConfig()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ImageError(f"{path}: cannot open: {e.strerror or e}", reason="unreadable-file") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, FIFO or socket"
+            raise ImageError(f"{path}: expected a regular image file, got {kind}", reason="not-a-file")
+        check_byte_count(st.st_size, cfg, str(path))
+        chunks: list[bytes] = []
+        left = cfg.max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read: {e.strerror or e}", reason="unreadable-file") from e
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    check_byte_count(len(data), cfg, f"{path} (read)")
+    return data
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -85,10 +135,7 @@ def decode_image(data: bytes, config: DecodeConfig | None = None) -> npt.NDArray
     data = bytes(data)
     if not data:
         raise ImageError("expected image bytes, got an empty file (0 bytes)", reason="empty-image")
-    if len(data) > cfg.max_bytes:
-        raise ImageError(
-            f"expected at most {cfg.max_bytes} bytes, got {len(data)}", reason="file-too-large"
-        )
+    check_byte_count(len(data), cfg)
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(_describe_unknown(data), reason="unknown-format")
