@@ -80,3 +80,35 @@ def test_build_refuses_symlinked_model_and_licence(tmp_path: Path) -> None:
     (lic / "bad.txt").symlink_to(real)
     with pytest.raises(RepoError, match=r"LICENSES/bad.txt: expected a regular file .*symlink"):
         _license_files(tmp_path / "m2")
+
+
+def golden_images(tmp_path: Path) -> list[Path]:
+    out = [tmp_path / f"g{i}.jpg" for i in range(3)]
+    for i, g in enumerate(out):
+        g.write_bytes(bytes([i]) * 100)
+    return out
+
+
+@pytest.mark.parametrize(("vectors", "needle"), [
+    ([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]],
+     "genuine pair ('g0-g0', 'g1-g1'): expected score >= 0.4, got 0.0000"),
+    ([[1.0, 0.0], [1.0, 0.1], [1.0, 0.2]],
+     "impostor pair ('g0-g0', 'g2-g2'): expected score < 0.4, got 0.98"),
+])
+def test_build_refuses_golden_pairs_that_fail_the_threshold(tmp_path: Path, vectors: list[list[float]],
+                                                            needle: str) -> None:
+    models = fake_models_dir(tmp_path / "models", 1)
+    with pytest.raises(RepoError) as e:
+        build_bundle(models, tmp_path / "out", version=1, golden=golden_images(tmp_path),
+                     embed=lambda _m, _i: vectors, describe=fake_describe)
+    assert needle in e.value.message
+    assert "emb@v1 (threshold 0.4)" in e.value.message
+    assert not (tmp_path / "out").exists()                 # nothing built
+
+
+def test_build_accepts_golden_pairs_that_pass(tmp_path: Path) -> None:
+    models = fake_models_dir(tmp_path / "models", 1)
+    m = build_bundle(models, tmp_path / "out", version=1, golden=golden_images(tmp_path),
+                     embed=fake_embed, describe=fake_describe)
+    assert (tmp_path / "out" / "bundle.json").is_file()
+    assert [g.file for g in m.selftest.images] == ["golden/g0-g0.jpg", "golden/g1-g1.jpg", "golden/g2-g2.jpg"]

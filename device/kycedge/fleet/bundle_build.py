@@ -29,6 +29,7 @@ from kycedge.protocol.bundle import (
     Matching,
     SelfTestSpec,
     bundle_target,
+    golden_pair_scores,
     parse_manifest,
     safe_relpath,
     sha256_file,
@@ -138,27 +139,41 @@ def build_bundle(
     embed: Embed | None = None,
     describe: Callable[[Path], tuple[list[BundleModel], Matching, list[str]]] = describe_models,
 ) -> BundleManifest:
-    """Write the bundle for ``models_dir`` into ``out_dir`` (must not exist)."""
+    """Write the bundle for ``models_dir`` into ``out_dir`` (must not exist).
+
+    Refused (:class:`RepoError`, nothing written) when the golden images' own pairs fail
+    the threshold: the genuine pair must match and the impostor pair must not, exactly
+    as the units' self-test will check.
+    """
     if out_dir.exists():
         raise RepoError(f"{out_dir}: expected a new directory, it exists")
     if len(golden) < 3:
         raise RepoError(f"golden images: expected at least 3 (genuine pair + impostor), got {len(golden)}")
     models, matching, files = describe(models_dir)
     vectors = (embed or pipeline_embed)(models_dir, golden)
+    images = []
+    for i, (p, vec) in enumerate(zip(golden, vectors, strict=True)):
+        name = f"g{i}-{p.stem}"
+        images.append(GoldenImage(name, safe_relpath(f"golden/{name}{p.suffix.lower()}", "golden image"),
+                                  tuple(vec)))
+    spec = SelfTestSpec(tolerance, tuple(images),
+                        (images[genuine[0]].name, images[genuine[1]].name),
+                        (images[impostor[0]].name, images[impostor[1]].name))
+    _g, _i, problem = golden_pair_scores(spec, {g.name: g.embedding for g in images}, matching.threshold)
+    if problem:
+        raise RepoError(f"golden images with {matching.model_id}@{matching.model_version} "
+                        f"(threshold {matching.threshold}): {problem}; units would refuse this "
+                        f"bundle at their self-test, nothing built")
     out_dir.mkdir(parents=True)
     for rel in files:
         src = regular_file(models_dir, safe_relpath(rel, "models dir"))
         dest = out_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-    images = []
-    for i, (p, vec) in enumerate(zip(golden, vectors, strict=True)):
-        name = f"g{i}-{p.stem}"
-        rel = safe_relpath(f"golden/{name}{p.suffix.lower()}", "golden image")
+    for p, img in zip(golden, images, strict=True):
         (out_dir / "golden").mkdir(exist_ok=True)
-        shutil.copyfile(p, out_dir / rel)
-        files.append(rel)
-        images.append(GoldenImage(name, rel, tuple(vec)))
+        shutil.copyfile(p, out_dir / img.file)
+        files.append(img.file)
     listed = []
     for rel in files:
         digest, size = sha256_file(out_dir / rel)
@@ -170,9 +185,7 @@ def build_bundle(
         models=tuple(models),
         matching=matching,
         files=tuple(listed),
-        selftest=SelfTestSpec(tolerance, tuple(images),
-                              (images[genuine[0]].name, images[genuine[1]].name),
-                              (images[impostor[0]].name, images[impostor[1]].name)),
+        selftest=spec,
     )
     data = manifest.to_json()
     parse_manifest(data)  # what the unit will check, checked here first

@@ -43,7 +43,9 @@ def fake_describe(models_dir: Path) -> tuple[list[BundleModel], Matching, list[s
 
 
 def fake_embed(_models: Path, images: list[Path]) -> list[list[float]]:
-    return [[float((i + j) % 3) + 0.5 for j in range(DIM)] for i in range(len(images))]
+    """Images 0 and 1 close to one axis (the genuine pair), image 2 near another (impostor)."""
+    return [[(1.0 if j == (0 if i < 2 else 4) else 0.0) + 0.05 * ((i + j) % 3) for j in range(DIM)]
+            for i in range(len(images))]
 
 
 class FaultyHandler(RangeRequestHandler):
