@@ -96,3 +96,36 @@ def test_old_journal_without_reasons_still_parses(tmp_path: Path) -> None:
     assert again.rejected == (4, 5)
     assert again.rejection(5) == {"outcome": "failed", "reason": "selftest-failed", "message": "x", "at": 1.0}
 
+
+def test_old_sets_collected_with_keep_sets(tmp_path: Path, fleet: Fleet, daemon: FakeDaemon) -> None:
+    """factory -> 1 -> 2 -> 3 -> 4 (rolled back) -> 5 with keep_sets = 2: never more than two
+    sets on disk once each step is over (the review found four, 50 MB)."""
+    from .helpers import fake_models_dir
+
+    agent = make_agent(tmp_path, fleet, daemon, keep_sets=2)
+    agent.startup()
+    agent.store.seed(fake_models_dir(tmp_path / "shipped", 0))
+
+    def sets() -> list[str]:
+        return sorted(p.name for p in agent.store.sets_dir.iterdir() if not p.name.startswith("."))
+
+    assert sets() == ["factory"]
+    for v in (1, 2, 3):
+        fleet.release(v)
+        assert agent.check_now().bundle_version == v
+        assert len(sets()) <= 2, sets()
+    fleet.release(4)
+    daemon.fail_load_prefix = "b000004"
+    st = agent.check_now()
+    assert (st.outcome, st.reason) == ("rolled-back", "load-failed")
+    assert len(sets()) <= 2, sets()
+    assert not any(s.startswith("b000004") for s in sets())       # the rejected set goes first
+    daemon.fail_load_prefix = None
+    fleet.release(5)
+    assert agent.check_now().bundle_version == 5
+    assert [s[:7] for s in sets()] == ["b000003", "b000005"]
+    # a restart with a larger history (keep_sets lowered by config) collects too
+    for name in ("b000001-old", "b000002-old"):
+        (agent.store.sets_dir / name).mkdir()
+    make_agent(tmp_path, fleet, daemon, keep_sets=2).startup()
+    assert [s[:7] for s in sets()] == ["b000003", "b000005"]

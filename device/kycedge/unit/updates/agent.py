@@ -122,6 +122,7 @@ class UpdateAgent:
     def startup(self) -> Recovery:
         """Recover the store after a crash or power loss; call before loading models."""
         rec = self.store.recover(max_trial_boots=self.config.max_trial_boots)
+        self.store.prune(self.config.keep_sets)  # stable store only; a trial keeps both sets
         self._recovered = True
         if rec.action in ("rolled-back", "undid-interrupted-switch", "repaired-link"):
             self._set("idle", "recovered" if rec.reason != "crash-loop" else "rolled-back",
@@ -282,5 +283,6 @@ class UpdateAgent:
                 self._reload(back)
             except Exception as e:
                 message = f"{message}; reloading {back.name} also failed: {e}"
+        self.store.prune(self.config.keep_sets)
         st = self._set("idle", "rolled-back", reason=reason, message=message)
         return replace(st)

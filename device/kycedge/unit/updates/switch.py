@@ -299,10 +299,28 @@ class ModelStore:
             return True
         return (set_dir / "manifest.json").is_file()  # factory set: vision checks its hashes
 
-    def prune(self, keep_sets: int) -> None:
+    def prune(self, keep_sets: int) -> list[str]:
+        """Delete sets beyond ``keep_sets`` (current and previous always stay; then the newest).
+
+        The factory set counts like any other: the shipped models stay installed with the
+        firmware, and :meth:`seed` reinstalls them if no set is left. Rejected sets are
+        never kept for their own sake. Only a stable store is pruned (a switch or trial
+        still needs both of its sets). Returns the names deleted.
+        """
+        if self.journal().state != "stable" or not self.sets_dir.is_dir():
+            return []
         keep = {p.name for p in (self.current(), self.previous()) if p is not None}
-        others = sorted((p for p in self.sets_dir.iterdir() if p.is_dir()
-                         and not p.name.startswith(".") and p.name not in keep and p.name != FACTORY),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
+        rejected = set(self.journal().rejected)
+
+        def rank(p: Path) -> tuple[bool, float]:
+            m = self.manifest(p)
+            return (m is None or m.bundle_version not in rejected, p.stat().st_mtime)
+
+        others = sorted((p for p in self.sets_dir.iterdir() if p.is_dir() and not p.is_symlink()
+                         and not p.name.startswith(".") and p.name not in keep),
+                        key=rank, reverse=True)
+        gone = []
         for p in others[max(0, keep_sets - len(keep)):]:
             shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+        return gone
