@@ -112,3 +112,31 @@ def test_build_accepts_golden_pairs_that_pass(tmp_path: Path) -> None:
                      embed=fake_embed, describe=fake_describe)
     assert (tmp_path / "out" / "bundle.json").is_file()
     assert [g.file for g in m.selftest.images] == ["golden/g0-g0.jpg", "golden/g1-g1.jpg", "golden/g2-g2.jpg"]
+
+
+def test_bundle_carries_only_the_pipeline_models(tmp_path: Path, faces_dir: Path) -> None:
+    """The shipped models dir has 8 .tflite files; the pipeline uses BlazeFace and SFace."""
+    from kycedge.vision import Pipeline, default_models_dir
+    from kycedge.vision.models import load_manifest
+
+    src = default_models_dir()
+    if not (src / "manifest.json").exists():
+        pytest.skip("no models")
+    vm = load_manifest(src)
+    used = {vm.role(r).file for r in ("detector", "landmarks", "embedder") if vm.role(r) is not None}
+    assert len(list(src.glob("*.tflite"))) > len(used)
+    golden = [faces_dir / n for n in ("obama.jpg", "obama2.jpg", "biden.jpg")]
+    m = build_bundle(src, tmp_path / "b", version=1, golden=golden, embed=fake_embed)
+    out = tmp_path / "b"
+    assert {p.name for p in out.glob("*.tflite")} == used
+    assert {e.file for e in m.models} == used
+    assert {e.role for e in m.models} <= {"detector", "landmarks", "embedder"}
+    shipped = load_manifest(out)
+    assert {e.file for e in shipped.models.values()} == used      # manifest.json lists what is there
+    assert shipped.pipeline == vm.pipeline
+    assert shipped.matching == vm.matching
+    assert m.total_bytes < sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert {f.path for f in m.files} >= {"manifest.json", "LICENSES/Apache-2.0.txt"}
+    pipe = Pipeline.load(out)                                      # the trimmed set loads and runs
+    assert (pipe.model_id, pipe.model_version) == (m.matching.model_id, m.matching.model_version)
+    assert pipe.process_image_bytes(golden[0].read_bytes()).ok

@@ -11,6 +11,7 @@ timestamp metadata.
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 from collections.abc import Callable, Mapping, Sequence
@@ -79,14 +80,16 @@ def _license_files(models_dir: Path) -> list[str]:
 def describe_models(models_dir: Path) -> tuple[list[BundleModel], Matching, list[str]]:
     """Model entries, matching and the files to ship, read with the vision manifest loader.
 
-    Ids, versions and the threshold are taken exactly as :class:`kycedge.vision.Pipeline`
-    reports them (and as templates will carry them).
+    Only the models the manifest's ``pipeline`` section uses (detector, landmarks,
+    embedder) are shipped, with ``manifest.json`` and ``LICENSES/``. Ids, versions and the
+    threshold are taken exactly as :class:`kycedge.vision.Pipeline` reports them (and as
+    templates will carry them).
     """
-    from kycedge.vision.models import load_manifest
+    from kycedge.vision.models import ROLES, load_manifest
 
     vm = load_manifest(models_dir)
     roles = {}
-    for role in ("detector", "landmarks", "embedder"):
+    for role in ROLES:
         entry = vm.role(role)
         if entry is not None:
             roles[entry.name] = role
@@ -98,6 +101,8 @@ def describe_models(models_dir: Path) -> tuple[list[BundleModel], Matching, list
     entries: list[BundleModel] = []
     files = ["manifest.json"]
     for name, e in vm.models.items():
+        if name not in roles:
+            continue  # not in the pipeline: not shipped (the bundle's manifest.json omits it)
         digest, size = sha256_file(models_dir / e.file)
         if digest != e.sha256:
             raise RepoError(f"{models_dir / e.file}: expected sha256 {e.sha256} (manifest), got {digest}")
@@ -110,6 +115,24 @@ def describe_models(models_dir: Path) -> tuple[list[BundleModel], Matching, list
     if (models_dir / "LICENSES").is_dir():
         files += _license_files(models_dir)
     return entries, m, files
+
+
+def _trim_manifest(path: Path, shipped: set[str]) -> None:
+    """Drop from the bundle's copy of ``manifest.json`` the models whose files it does not carry."""
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return  # not a vision manifest (describe() decided what it is)
+    models = obj.get("models") if isinstance(obj, dict) else None
+    if isinstance(models, dict):
+        kept: Any = {k: v for k, v in models.items() if isinstance(v, dict) and v.get("file") in shipped}
+    elif isinstance(models, list):
+        kept = [m for m in models if isinstance(m, dict) and m.get("file") in shipped]
+    else:
+        return
+    if len(kept) != len(models):
+        obj["models"] = kept
+        path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def pipeline_embed(models_dir: Path, images: Sequence[Path]) -> list[list[float]]:
@@ -170,6 +193,7 @@ def build_bundle(
         dest = out_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
+    _trim_manifest(out_dir / "manifest.json", {m.file for m in models})
     for p, img in zip(golden, images, strict=True):
         (out_dir / "golden").mkdir(exist_ok=True)
         shutil.copyfile(p, out_dir / img.file)
