@@ -190,7 +190,7 @@ class UpdateAgent:
                                 metadata_dir=c.state_dir / "tuf", partial_dir=c.state_dir / "partial",
                                 transport=transport, max_metadata_bytes=c.max_metadata_bytes,
                                 retries=c.download_retries, backoff_s=c.retry_backoff_s,
-                                min_bytes_per_s=c.min_download_bytes_per_s)
+                                min_bytes_per_s=c.min_download_bytes_per_s, slow_grace_s=c.slow_grace_s)
 
     def check_now(self) -> UpdateReport:
         """One full check; never raises for a bad repository, bundle or model."""

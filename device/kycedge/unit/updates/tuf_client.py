@@ -73,7 +73,11 @@ class _Urllib3Response:
         return None if value is None else str(value)
 
     def chunks(self) -> Iterator[bytes]:
-        yield from self._resp.stream(CHUNK)
+        # read1: at most one socket read per call, so the caller sees bytes as they arrive.
+        # stream(CHUNK)/read(CHUNK) wait until CHUNK bytes are in: a server dripping 10 B/s
+        # held each 64 KiB read for 6,500 s and the slow-retrieval guard never ran.
+        while data := self._resp.read1(CHUNK):
+            yield data
 
     def close(self) -> None:
         self._resp.release_conn()
@@ -264,12 +268,13 @@ class RepositoryClient:
 
     def __init__(self, *, repository_url: str, trusted_root: bytes, metadata_dir: Path,
                  partial_dir: Path, transport: HttpTransport, max_metadata_bytes: int = 512 * 1024,
-                 retries: int = 5, backoff_s: float = 1.0, min_bytes_per_s: float = 0.0) -> None:
+                 retries: int = 5, backoff_s: float = 1.0, min_bytes_per_s: float = 0.0,
+                 slow_grace_s: float = 30.0) -> None:
         base = repository_url.rstrip("/")
         self._targets_url = base + "/targets/"
         self.fetcher = ResumableFetcher(transport, partial_dir, resumable_prefixes=(self._targets_url,),
                                         retries=retries, backoff_s=backoff_s,
-                                        min_bytes_per_s=min_bytes_per_s)
+                                        min_bytes_per_s=min_bytes_per_s, slow_grace_s=slow_grace_s)
         metadata_dir.mkdir(parents=True, exist_ok=True)
         cfg = UpdaterConfig(root_max_length=max_metadata_bytes, timestamp_max_length=min(
             max_metadata_bytes, 64 * 1024))
