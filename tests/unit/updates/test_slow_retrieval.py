@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kycedge.unit.updates.agent import UpdateAgent, UpdateStatus
+from kycedge.unit.updates.agent import UpdateAgent, UpdateReport
 from kycedge.unit.updates.tuf_client import ResumableFetcher, Urllib3Transport
 from tuf.api import exceptions as tuf_exc
 
@@ -18,9 +18,9 @@ GRACE_S = 2.0
 DRIP_BPS = 10.0        # the review's 10 B/s against a 1000 B/s floor
 
 
-def timed_check(agent: UpdateAgent, limit_s: float) -> tuple[UpdateStatus | None, float]:
+def timed_check(agent: UpdateAgent, limit_s: float) -> tuple[UpdateReport | None, float]:
     """check_now in a thread: (status, seconds), status None if it did not end within limit_s."""
-    out: list[UpdateStatus] = []
+    out: list[UpdateReport] = []
     t0 = time.monotonic()
     th = threading.Thread(target=lambda: out.append(agent.check_now()), daemon=True)
     th.start()
