@@ -37,11 +37,11 @@ def test_dripped_metadata_cut_at_the_grace_period(unit_on_v1: UpdateAgent, fleet
                                                   daemon: FakeDaemon, tmp_path: Path) -> None:
     fleet.release(2)
     fleet.faults.drip[r"/metadata/timestamp\.json$"] = DRIP_BPS
-    st, took = timed_check(slow_agent(tmp_path, fleet, daemon), 20.0)
+    st, took = timed_check(slow_agent(tmp_path, fleet, daemon), 30.0)
     assert st is not None, f"still downloading after {took:.0f} s (grace {GRACE_S} s)"
     assert (st.outcome, st.reason) == ("failed", "unreachable"), st
     assert "too slow" in st.message
-    assert GRACE_S <= took < GRACE_S + 3.0, took
+    assert GRACE_S <= took < GRACE_S + 8.0, took  # a 10 B/s drip of the file takes minutes
     assert unit_on_v1.store.installed_version() == 1
 
 
@@ -50,11 +50,11 @@ def test_dripped_target_cut_at_the_grace_period_then_resumed(unit_on_v1: UpdateA
     fleet.release(2)
     fleet.faults.drip[r"/targets/bundles/2/.*emb\.tflite$"] = DRIP_BPS
     agent = slow_agent(tmp_path, fleet, daemon)
-    st, took = timed_check(agent, 20.0)
+    st, took = timed_check(agent, 30.0)
     assert st is not None, f"still downloading after {took:.0f} s (grace {GRACE_S} s)"
     assert (st.outcome, st.reason) == ("failed", "unreachable"), st
     assert "too slow" in st.message
-    assert GRACE_S <= took < GRACE_S + 3.0, took
+    assert GRACE_S <= took < GRACE_S + 8.0, took  # a 10 B/s drip of the file takes minutes
     fleet.faults.drip.clear()
     assert agent.check_now().bundle_version == 2                   # the next check resumes
     with fleet.faults.lock:
@@ -87,12 +87,12 @@ def test_fetcher_over_urllib3_sees_each_dripped_byte(fleet: Fleet, tmp_path: Pat
         t0 = time.monotonic()
         th = threading.Thread(target=fetch, daemon=True)
         th.start()
-        th.join(20.0)
+        th.join(30.0)
         took = time.monotonic() - t0
         assert errors, f"{url}: not cut after {took:.0f} s"
         assert isinstance(errors[0], tuf_exc.DownloadError)
         assert "too slow" in str(errors[0])
-        assert GRACE_S <= took < GRACE_S + 3.0, (url, took)
+        assert GRACE_S <= took < GRACE_S + 8.0, (url, took)
     assert list((tmp_path / "partial").glob("*.part"))             # the target's bytes are kept
 
 
