@@ -100,3 +100,57 @@ def test_fetcher_over_urllib3_sees_each_dripped_byte(fleet: Fleet, tmp_path: Pat
 def _stop_dripping(fleet: Fleet) -> object:
     yield None
     fleet.faults.stop.set()                                        # frees a stuck client at once
+
+
+def test_dripped_response_headers_cut_at_the_grace_period(tmp_path: Path) -> None:
+    """Each header byte comes within the read timeout, the headers never end: the transport's
+    header deadline (the grace period) cuts the request."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop = threading.Event()
+
+    class HeaderDrip(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not stop.is_set():
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    stop.wait(1.0 / DRIP_BPS)
+            except OSError:
+                pass
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HeaderDrip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metadata/timestamp.json"
+    f = ResumableFetcher(Urllib3Transport(connect_timeout_s=2.0, read_timeout_s=5.0,
+                                          header_deadline_s=GRACE_S),
+                         tmp_path / "partial", retries=0, backoff_s=0.0, min_bytes_per_s=1000,
+                         slow_grace_s=GRACE_S)
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            with f.download_file(url, 10_000) as out:
+                out.read()
+        except BaseException as e:
+            errors.append(e)
+
+    try:
+        t0 = time.monotonic()
+        th = threading.Thread(target=fetch, daemon=True)
+        th.start()
+        th.join(30.0)
+        took = time.monotonic() - t0
+        assert errors, f"not cut after {took:.0f} s"
+        assert isinstance(errors[0], tuf_exc.DownloadError)
+        assert "response headers not complete" in str(errors[0])
+        assert GRACE_S <= took < GRACE_S + 8.0, took
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()

@@ -180,7 +180,8 @@ class UpdateAgent:
 
         c = self.config
         transport = self._transport or Urllib3Transport(
-            connect_timeout_s=c.connect_timeout_s, read_timeout_s=c.read_timeout_s, ca_file=c.ca_file)
+            connect_timeout_s=c.connect_timeout_s, read_timeout_s=c.read_timeout_s, ca_file=c.ca_file,
+            header_deadline_s=c.slow_grace_s if c.min_download_bytes_per_s > 0 else None)
         try:
             root = c.trusted_root.read_bytes()
         except OSError as e:
