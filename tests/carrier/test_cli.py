@@ -136,3 +136,71 @@ def test_reference_add_and_match_through_the_pipeline(
         assert outs["biden.jpg"].reason == "no-match"
     finally:
         rx.close()
+
+
+
+def test_reference_add_refuses_special_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`reference add ... /dev/zero` is refused before reading (it used to read until memory
+    ran out); run in a child under a 3 GiB address-space limit so a regression fails, not OOMs."""
+    import subprocess
+    import sys
+    import textwrap
+
+    _pipeline_or_skip()
+    st = ["--state-dir", str(tmp_path / "st")]
+    run(capsys, "keys", "init", *st)
+    argv = ["reference", "add", "rZeroesIdDocumentPhoto", "/dev/zero", "--tenant", TENANT, *st]
+    code = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, ({3 * 2**30}, {3 * 2**30}))
+        from kycedge.carrier.cli import main
+        sys.exit(main({argv!r}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "not-a-file: /dev/zero: expected a regular image file" in out.stderr
+
+
+@pytest.mark.slow
+def test_reference_add_decode_memory_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The review's 6300x6300 16-bit RGBA PNG (400 kB) through `reference add`: refused,
+    and the child's peak RSS over its baseline stays far below what decoding it took (1 GB)."""
+    import struct
+    import subprocess
+    import sys
+    import textwrap
+    import zlib
+
+    _pipeline_or_skip()
+    st = ["--state-dir", str(tmp_path / "st")]
+    run(capsys, "keys", "init", *st)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    comp = zlib.compressobj(9)
+    row = bytes(1 + 6300 * 8)
+    idat = b"".join(comp.compress(row) for _ in range(6300)) + comp.flush()
+    png = tmp_path / "id-photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 6300, 6300, 16, 6, 0, 0, 0))
+                    + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    argv = ["reference", "add", "rBigPngIdDocumentPhoto", str(png), "--tenant", TENANT, *st]
+    code = textwrap.dedent(f"""
+        import sys
+        def hwm_mb():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        from kycedge.carrier.cli import main
+        from kycedge.vision import Pipeline, default_models_dir
+        Pipeline.load(default_models_dir())           # the models' memory counts in the baseline
+        base = hwm_mb()
+        rc = main({argv!r})
+        print(f"{{base}} {{hwm_mb()}}")
+        sys.exit(rc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "image-too-large" in out.stderr
+    base, peak = map(float, out.stdout.split())
+    assert peak - base < 150, (base, peak)

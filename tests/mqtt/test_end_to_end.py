@@ -130,7 +130,9 @@ def test_happy_path_status_and_exactly_once(world: World, observer: list[tuple[s
     online = next(json.loads(p) for _, p in observer if json.loads(p).get("state") == "online")
     assert online["model"] == {"id": "sface", "version": "2021dec-int8"}
     assert online["queue"]["count"] == 25
-    assert json.loads(observer[-1][1]) == {"state": "offline"}  # clean stop
+    last = json.loads(observer[-1][1])                             # clean stop: offline, and
+    assert last["state"] == "offline"                              # what the unit ran (issue 10)
+    assert last["model"] == {"id": "sface", "version": "2021dec-int8"}
 
 
 def test_will_announces_offline_on_unclean_loss(world: World, observer: list[tuple[str, bytes]]) -> None:

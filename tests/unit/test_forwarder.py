@@ -115,7 +115,9 @@ def test_delivers_each_once_and_publishes_status(tmp_path: Path, broker: FakeBro
     assert sorted(rx.first) == [M(f"m{i:02d}") for i in range(20)]
     assert sorted(r.message_id for r in got) == sorted(rx.first)
     status = json.loads(broker.retained[topics.status("acme", "u1")])
-    assert status == {"state": "offline"}  # clean stop
+    assert status["state"] == "offline"  # clean stop, with what the unit ran
+    assert status["model"] == {"id": "sface-int8", "version": "1"}
+    assert "queue" not in status
     online = next(json.loads(p) for t, p in broker.published if t.endswith("/status"))
     assert online["state"] == "online"
     assert online["model"] == {"id": "sface-int8", "version": "1"}
@@ -297,3 +299,29 @@ def test_publish_status_from_another_thread_is_deferred_and_sticky(
         assert last["model"] == {"id": "sface-int8", "version": "1"}
     finally:
         fw.stop()
+
+
+def test_offline_status_keeps_the_bundle(tmp_path: Path, broker: FakeBroker) -> None:
+    """A stopped unit (clean stop or will) still shows its bundle in `kycedge-fleet status`."""
+    from kycedge.fleet.announce import summarize
+
+    update = {"state": "idle", "outcome": "updated", "bundle_version": 7, "model_id": "sface",
+              "model_version": "2021dec-int8", "reason": "", "message": "now serving b000007"}
+    ob = Outbox(tmp_path / "outbox.sqlite", OB_CFG)
+    will = offline_will("acme", "u1", {"model": {"id": "sface", "version": "2021dec-int8"},
+                                       "update": update})
+    tr = broker.client("dev-u1", will=will)
+    fw = Forwarder(ob, tr, tenant="acme", device="u1", verify_receipt=verify, config=FW_CFG,
+                   status=lambda: {"model": {"id": "sface", "version": "2021dec-int8"}})
+    fw.start()
+    fw.publish_status({"update": update})
+    wait_for(lambda: json.loads(broker.retained.get(topics.status("acme", "u1"), b"{}")).get("update"))
+    fw.stop()
+    stopped = summarize("u1", broker.retained[topics.status("acme", "u1")])
+    assert (stopped.online, stopped.bundle_version, stopped.model) == (False, 7, "sface@2021dec-int8")
+    # an unclean end: the broker publishes the will, which names the bundle too
+    tr2 = broker.client("dev-u1", will=will)
+    tr2.start()
+    broker.online = False
+    vanished = summarize("u1", broker.retained[topics.status("acme", "u1")])
+    assert (vanished.online, vanished.bundle_version) == (False, 7)

@@ -42,6 +42,7 @@ class UnitSummary:
     reason: str
     status: UnitStatus | None   # None: the retained message was not a valid status
     problem: str = ""           # why it was not
+    message: str = ""           # the unit's why of its last outcome (e.g. which golden image failed)
 
 
 def summarize(device: str, payload: bytes) -> UnitSummary:
@@ -52,7 +53,8 @@ def summarize(device: str, payload: bytes) -> UnitSummary:
         return UnitSummary(device, False, None, "?", "unknown", "bad-status", None, e.message)
     upd = st.update
     return UnitSummary(device, st.state == "online", upd.bundle_version if upd else None, st.model,
-                       upd.outcome if upd else "", upd.reason if upd else "", st)
+                       upd.outcome if upd else "", upd.reason if upd else "", st,
+                       message=upd.message if upd else "")
 
 
 def collect_status(transport: Transport, tenant: str, wait_s: float = 2.0) -> dict[str, UnitSummary]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kycedge.protocol.match import MAX_DIM, MIN_DIM
+from kycedge.protocol.match import MAX_DIM, MIN_DIM, cosine, decide
 from kycedge.protocol.update_errors import BundleError
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "SelfTestSpec",
     "bundle_target",
     "firmware_at_least",
+    "golden_pair_scores",
     "parse_manifest",
     "safe_relpath",
     "sha256_file",
@@ -164,6 +165,25 @@ def manifest_to_dict(m: BundleManifest) -> dict[str, Any]:
 def bundle_target(version: int, path: str) -> str:
     """The TUF target path of a file of bundle ``version`` (what the fleet signs, the unit fetches)."""
     return f"bundles/{version}/{path}"
+
+
+def golden_pair_scores(spec: SelfTestSpec, vectors: Mapping[str, Sequence[float]],
+                       threshold: float) -> tuple[float, float, str]:
+    """(genuine score, impostor score, problem) of the bundle's golden pairs.
+
+    ``problem`` is "" when the genuine pair matches (score >= threshold) and the impostor
+    pair does not, else the sentence that says which pair fails; the fleet refuses to
+    build such a bundle, the unit refuses to install it (one rule, written here).
+    """
+    genuine = cosine(vectors[spec.genuine[0]], vectors[spec.genuine[1]])
+    impostor = cosine(vectors[spec.impostor[0]], vectors[spec.impostor[1]])
+    if not decide(genuine, threshold):
+        return genuine, impostor, (f"genuine pair {spec.genuine}: expected score >= {threshold}, "
+                                   f"got {genuine:.4f}")
+    if decide(impostor, threshold):
+        return genuine, impostor, (f"impostor pair {spec.impostor}: expected score < {threshold}, "
+                                   f"got {impostor:.4f}")
+    return genuine, impostor, ""
 
 
 def safe_relpath(path: Any, where: str) -> str:

@@ -21,7 +21,8 @@ from typing import Any
 
 from kycedge.protocol.update_errors import BundleError
 
-__all__ = ["ROLLOUT_TARGET", "Candidate", "Rollout", "bucket", "choose", "parse_rollout"]
+__all__ = ["ROLLOUT_TARGET", "Candidate", "Rollout", "RolloutChange", "apply_change", "bucket", "choose",
+           "parse_rollout"]
 
 ROLLOUT_TARGET = "rollout.json"
 
@@ -59,6 +60,51 @@ def choose(rollout: Rollout, device_id: str, cohort: str = "") -> int | None:
     if c is not None and ((cohort and cohort in c.cohorts) or bucket(device_id) < c.percent):
         return c.bundle_version
     return rollout.stable
+
+
+@dataclass(frozen=True)
+class RolloutChange:
+    """What an admin asked to change; ``None`` (or False) means "keep what is signed"."""
+
+    stable: int | None = None
+    candidate: int | None = None
+    percent: float | None = None
+    cohorts: tuple[str, ...] | None = None
+    clear_candidate: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self == RolloutChange()
+
+
+def apply_change(current: Rollout, change: RolloutChange) -> Rollout:
+    """``current`` with the fields ``change`` names replaced, every other field kept.
+
+    ``percent``/``cohorts`` change the candidate (the signed one, or the one ``change``
+    names); naming them with no candidate at all is a :class:`BundleError`, as is naming a
+    candidate together with ``clear_candidate``. A candidate equal to the stable bundle is
+    dropped: every unit gets that bundle either way. The result is validated with the
+    same parser the units use.
+    """
+    if change.clear_candidate and (change.candidate is not None or change.percent is not None
+                                   or change.cohorts is not None):
+        raise BundleError("rollout: expected either a candidate change or clearing the candidate, "
+                          "got both")
+    stable = change.stable if change.stable is not None else current.stable
+    cand = None if change.clear_candidate else current.candidate
+    if change.candidate is not None:
+        cand = Candidate(change.candidate, cand.percent if cand else 0.0, cand.cohorts if cand else ())
+    if change.percent is not None or change.cohorts is not None:
+        if cand is None:
+            raise BundleError("rollout: expected a candidate bundle for --percent/--cohort "
+                              "(name one with --candidate), the signed rollout has none")
+        cand = Candidate(cand.bundle_version,
+                         change.percent if change.percent is not None else cand.percent,
+                         change.cohorts if change.cohorts is not None else cand.cohorts)
+    if cand is not None and cand.bundle_version == stable:
+        cand = None
+    out = Rollout(stable, cand)
+    return parse_rollout(out.to_json())
 
 
 def parse_rollout(data: bytes) -> Rollout:

@@ -3,7 +3,8 @@
 Both are JSON objects on MQTT (``docs/topics.md``); nothing in them is secret or biometric.
 
 Status, retained on ``kyc/v1/{tenant}/{device}/status`` (the unit writes it, the broker
-publishes ``{"state": "offline"}`` as its last will, ``kycedge-fleet status`` reads it)::
+publishes ``{"state": "offline"}`` with the model, firmware and update the unit ran as its
+last will, ``kycedge-fleet status`` reads it)::
 
     {"state": "online" | "offline",
      "ts": 1764590000.123,                       # unit clock, seconds

@@ -76,9 +76,21 @@ class ForwarderConfig:
     error_pause_s: float = section(1.0, min=0.01, max=600.0, help="pause after a storage or uplink error")
 
 
-def offline_will(tenant: str, device: str) -> Will:
-    """The last will a unit's transport must carry: retained ``offline`` on its status topic."""
-    return Will(topics.status(tenant, device), OFFLINE, retain=True)
+def offline_will(tenant: str, device: str, last_known: Mapping[str, Any] | None = None) -> Will:
+    """The last will a unit's transport must carry: retained ``offline`` on its status topic,
+    with ``last_known`` (status fields of what the unit runs when it connects: model,
+    firmware, update/bundle) so that the fleet still sees the bundle of a unit that vanished."""
+    return Will(topics.status(tenant, device), _offline_payload(last_known or {}), retain=True)
+
+
+def _offline_payload(last_known: Mapping[str, Any]) -> bytes:
+    """``offline`` with the model/firmware/update of ``last_known`` (no queue: it is not live)."""
+    body = {k: v for k, v in last_known.items() if k in ("firmware", "model", "update", "ts")}
+    try:
+        return UnitStatus.from_dict({**body, "state": "offline"}).to_json()
+    except MessageError:
+        log.exception("forwarder: last known status has a wrong shape; offline without it")
+        return OFFLINE
 
 
 class Forwarder:
@@ -148,7 +160,7 @@ class Forwarder:
         """Stop the thread (finishing the current batch), then the transport.
 
         A clean stop publishes ``offline`` itself (the broker sends the will only on an
-        unclean end).
+        unclean end), with the model and update status last published.
         """
         self._stop.set()
         self._wake.set()
@@ -157,7 +169,8 @@ class Forwarder:
             self._thread = None
         try:
             if self.transport.connected:
-                self.transport.publish(self.status_topic, OFFLINE, retain=True, timeout_s=2.0)
+                self.transport.publish(self.status_topic, _offline_payload(self._last_known()),
+                                       retain=True, timeout_s=2.0)
         except UplinkError as e:
             log.info("forwarder: offline status not published: %s", e)
         self.transport.stop()
@@ -322,6 +335,19 @@ class Forwarder:
             self._wake.set()
             return True
         return self._publish_status_now()
+
+    def _last_known(self) -> dict[str, Any]:
+        """What the unit last ran (model, firmware, update/bundle): a stopped unit's retained
+        ``offline`` status still names its bundle."""
+        body: dict[str, Any] = {"ts": round(self._clock(), 3)}
+        if self._status is not None:
+            try:
+                body.update(self._status())
+            except Exception:
+                log.exception("forwarder: status provider failed")
+        with self._lock:
+            body.update(self._sticky)
+        return body
 
     def _publish_status_now(self) -> bool:
         self._next_status = self._clock() + self.config.status_interval_s

@@ -4,7 +4,10 @@ Every failure is an :class:`~kycedge.core.errors.ImageError` with a specific ``r
 
 =====================  ===============================================================
 ``empty-image``        zero bytes
-``file-too-large``     more bytes than ``max_bytes``
+``file-too-large``     more bytes than ``max_bytes`` (files: from their size, and never
+                       more than ``max_bytes + 1`` bytes are read)
+``not-a-file``         a path that is not a regular file (``/dev/zero``, a FIFO, a directory)
+``unreadable-file``    the file cannot be opened or read
 ``unknown-format``     not a JPEG or PNG (text, other formats, random bytes)
 ``image-too-small``    a side shorter than ``min_side_px`` (e.g. 1x1)
 ``image-too-large``    width x height above ``max_pixels``: refused from the header,
@@ -14,8 +17,14 @@ Every failure is an :class:`~kycedge.core.errors.ImageError` with a specific ``r
 =====================  ===============================================================
 
 EXIF orientation is honoured; grayscale, palette, CMYK, alpha (composited on white) and
-16-bit images all become ``HxWx3 uint8`` RGB. Large JPEGs are decoded at a reduced DCT
-scale (``draft``) so that memory follows what the detector needs, not the sensor size.
+16-bit images all become ``HxWx3 uint8`` RGB. Memory is bounded by bytes, not pixels:
+from the header alone, :func:`kycedge.vision.decode_plan.plan_decode` estimates the peak
+(input, raster at the mode's bytes per pixel, output, JPEG coefficient buffer) and picks
+a JPEG DCT scale (``draft``) and/or an integer box reduction so that it stays within
+``max_decode_bytes``, or refuses the image before decoding it. Large images are reduced
+so that the shorter side stays at least ``work_side_px`` (memory follows what the
+detector needs, not the sensor size). Conversion to RGB, alpha compositing and the
+orientation are done one strip of rows at a time straight into the output array.
 
 :func:`warp_affine` (bilinear, in Pillow's C code) is the pipeline's resampler: about
 3x faster than the numpy reference in :mod:`kycedge.vision.align` on a 2-vCPU machine,
@@ -25,19 +34,37 @@ within one grey level of it (tests compare the two).
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from kycedge.core.config import section
 from kycedge.core.errors import ImageError
+from kycedge.vision.decode_plan import (
+    check_metadata,
+    jpeg_coefficient_bytes,
+    plan_decode,
+    png_metadata_bytes,
+    raster_bpp,
+    scan_jpeg,
+    strip_rows,
+)
 
-__all__ = ["DecodeConfig", "FrameImage", "ImageError", "decode_image", "sniff_format", "warp_affine"]
+__all__ = ["DecodeConfig", "FrameImage", "ImageError", "check_byte_count", "decode_image", "read_image_file",
+           "sniff_format", "warp_affine"]
+
+# PNG text chunks (tEXt/zTXt/iTXt) are decompressed into img.info: Pillow allows 64 MB
+# of them per image by default; a face photo needs none of it.
+PngImagePlugin.MAX_TEXT_CHUNK = 256 * 1024
+PngImagePlugin.MAX_TEXT_MEMORY = 1 * 2**20
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,8 +81,54 @@ class DecodeConfig:
     min_side_px: int = section(32, min=8, max=4096, help="shortest accepted image side")
     work_side_px: int = section(
         2048, min=256, max=16384,
-        help="JPEGs larger than this on both sides are decoded at a reduced DCT scale",
+        help="images larger than this on both sides are decoded reduced (the shorter side stays >= this)",
     )
+    max_decode_bytes: int = section(
+        96 * 2**20, min=16 * 2**20, max=2**31,
+        help="memory one decode may use (input + raster + output + JPEG coefficients): larger "
+        "images are decoded at a reduced scale, or refused if even that does not fit",
+    )
+
+
+def check_byte_count(n: int, cfg: DecodeConfig, where: str = "") -> None:
+    """The one rule on the size of image bytes: at most ``cfg.max_bytes``."""
+    if n > cfg.max_bytes:
+        raise ImageError(f"{where}{': ' if where else ''}expected at most {cfg.max_bytes} bytes, "
+                         f"got {n}", reason="file-too-large")
+
+
+def read_image_file(path: Path, config: DecodeConfig | None = None) -> bytes:
+    """The bytes of the image file at ``path``, read within the size limit.
+
+    Only a regular file is read (``/dev/zero``, a FIFO, a device or a directory is
+    ``not-a-file``; a FIFO is opened non-blocking so that opening it cannot hang), and at
+    most ``max_bytes + 1`` bytes are read whatever the file claims, so a file that grows
+    while it is read cannot exhaust memory either.
+    """
+    cfg = config or DecodeConfig()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ImageError(f"{path}: cannot open: {e.strerror or e}", reason="unreadable-file") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, FIFO or socket"
+            raise ImageError(f"{path}: expected a regular image file, got {kind}", reason="not-a-file")
+        check_byte_count(st.st_size, cfg, str(path))
+        # one read of the announced size (+1 to notice growth): the bytes are held once
+        data = os.read(fd, st.st_size + 1)
+        while len(data) <= cfg.max_bytes:
+            more = os.read(fd, min(cfg.max_bytes + 1 - len(data), 1 << 20))
+            if not more:
+                break
+            data += more  # a file that grows while read (rare): bounded by max_bytes + 1
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read: {e.strerror or e}", reason="unreadable-file") from e
+    finally:
+        os.close(fd)
+    check_byte_count(len(data), cfg, f"{path} (read)")
+    return data
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -85,13 +158,12 @@ def decode_image(data: bytes, config: DecodeConfig | None = None) -> npt.NDArray
     data = bytes(data)
     if not data:
         raise ImageError("expected image bytes, got an empty file (0 bytes)", reason="empty-image")
-    if len(data) > cfg.max_bytes:
-        raise ImageError(
-            f"expected at most {cfg.max_bytes} bytes, got {len(data)}", reason="file-too-large"
-        )
+    check_byte_count(len(data), cfg)
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(_describe_unknown(data), reason="unknown-format")
+    buffered, meta = scan_jpeg(data) if fmt == "JPEG" else (False, png_metadata_bytes(data))
+    check_metadata(fmt, len(data), meta, cfg.max_decode_bytes)  # before Pillow copies any of it
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -111,10 +183,20 @@ def decode_image(data: bytes, config: DecodeConfig | None = None) -> npt.NDArray
             raise ImageError(f"{fmt} header unreadable: {e}", reason=_reason_for(e)) from e
         _check_size(width, height, cfg)
         try:
-            if fmt == "JPEG" and min(width, height) > cfg.work_side_px:
-                img.draft("RGB", (cfg.work_side_px, cfg.work_side_px))
+            coef = 0
+            if buffered:
+                coef = jpeg_coefficient_bytes(width, height, [(h, v) for _, h, v, _ in
+                                                              getattr(img, "layer", [])])
+            plan = plan_decode(fmt, width, height, img.mode, input_bytes=len(data),
+                               budget_bytes=cfg.max_decode_bytes, work_side_px=cfg.work_side_px,
+                               min_side_px=cfg.min_side_px, coef_bytes=coef, metadata_bytes=meta)
+            if plan.scale > 1:
+                img.draft("RGB", (max(1, width // plan.scale), max(1, height // plan.scale)))
+                if img.size[0] * img.size[1] > plan.width * plan.height * plan.reduce**2:
+                    raise ImageError(  # pragma: no cover - Pillow picks the planned scale
+                        f"JPEG draft: expected 1/{plan.scale} scale, got {img.size}", reason="corrupt-image")
             img.load()
-            rgb = _to_rgb(_orient(img))
+            rgb = _to_rgb(img, plan.reduce, _orientation(img))
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -124,6 +206,8 @@ def decode_image(data: bytes, config: DecodeConfig | None = None) -> npt.NDArray
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
                 zlib.error, struct.error) as e:
             raise ImageError(f"cannot decode {fmt} data: {e}", reason=_reason_for(e)) from e
+        finally:
+            img.close()
     if min(rgb.shape[:2]) < cfg.min_side_px:
         raise ImageError(
             f"expected both sides >= {cfg.min_side_px} px, got {rgb.shape[1]}x{rgb.shape[0]}",
@@ -156,20 +240,67 @@ def _check_size(width: int, height: int, cfg: DecodeConfig) -> None:
         )
 
 
-def _orient(img: Image.Image) -> Image.Image:
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation 1..8 (1 when absent or unreadable: keep the stored orientation)."""
     try:
-        out = ImageOps.exif_transpose(img)
-    except (KeyError, ValueError, TypeError, SyntaxError, OSError, IndexError):
-        return img  # unreadable EXIF: keep the stored orientation rather than refuse
-    return out if out is not None else img
+        o = img.getexif().get(0x0112, 1)
+    except (KeyError, ValueError, TypeError, SyntaxError, OSError, IndexError, struct.error):
+        return 1
+    return o if isinstance(o, int) and 1 <= o <= 8 else 1
 
 
-def _to_rgb(img: Image.Image) -> npt.NDArray[np.uint8]:
+def _place(out: npt.NDArray[np.uint8], t: npt.NDArray[np.uint8], r0: int, orientation: int,
+           rows: int) -> None:
+    """Write strip ``t`` (rows r0.. of the stored image, ``rows`` rows in all) into ``out``,
+    oriented as EXIF ``orientation`` says (as ``ImageOps.exif_transpose`` would)."""
+    r1 = r0 + t.shape[0]
+    a, b = rows - r1, rows - r0          # the strip's rows counted from the bottom
+    if orientation == 1:
+        out[r0:r1] = t
+    elif orientation == 2:
+        out[r0:r1] = t[:, ::-1]
+    elif orientation == 3:
+        out[a:b] = t[::-1, ::-1]
+    elif orientation == 4:
+        out[a:b] = t[::-1]
+    else:
+        tt = t.transpose(1, 0, 2)
+        if orientation == 5:
+            out[:, r0:r1] = tt
+        elif orientation == 6:
+            out[:, a:b] = tt[:, ::-1]
+        elif orientation == 7:
+            out[:, a:b] = tt[::-1, ::-1]
+        else:
+            out[:, r0:r1] = tt[::-1]
+
+
+def _to_rgb(img: Image.Image, reduce: int = 1, orientation: int = 1) -> npt.NDArray[np.uint8]:
+    """``HxWx3 uint8`` of a loaded image, box-reduced by ``reduce`` and oriented, converted
+    one strip of rows at a time into the output (peak: the raster + the output + a strip)."""
+    width, height = img.size
+    out_w, out_h = -(-width // reduce), -(-height // reduce)
+    shape = (out_w, out_h, 3) if orientation >= 5 else (out_h, out_w, 3)
+    out = np.empty(shape, dtype=np.uint8)
+    top = None
+    if img.mode == "I":
+        _lo, hi = img.getextrema()
+        top = 65535.0 if float(hi) > 255 else 255.0  # type: ignore[arg-type]
+    rows = strip_rows(width, raster_bpp(img.mode), reduce)
+    for y0 in range(0, height, rows):
+        t = _strip_rgb(img.crop((0, y0, width, min(height, y0 + rows))), top)
+        if reduce > 1:
+            t = np.asarray(Image.fromarray(t).reduce(reduce))
+        _place(out, t, y0 // reduce, orientation, out_h)
+    return out
+
+
+def _strip_rgb(img: Image.Image, top: float | None) -> npt.NDArray[np.uint8]:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float32)
-        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        gray = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+        scale = 65535.0 if mode.startswith("I;16") else (top or 255.0)
+        gray = np.clip(np.rint(arr * (255.0 / scale)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if mode == "F":
         arr = np.asarray(img, dtype=np.float32)

@@ -43,7 +43,9 @@ def fake_describe(models_dir: Path) -> tuple[list[BundleModel], Matching, list[s
 
 
 def fake_embed(_models: Path, images: list[Path]) -> list[list[float]]:
-    return [[float((i + j) % 3) + 0.5 for j in range(DIM)] for i in range(len(images))]
+    """Images 0 and 1 close to one axis (the genuine pair), image 2 near another (impostor)."""
+    return [[(1.0 if j == (0 if i < 2 else 4) else 0.0) + 0.05 * ((i + j) % 3) for j in range(DIM)]
+            for i in range(len(images))]
 
 
 class FaultyHandler(RangeRequestHandler):
@@ -63,6 +65,11 @@ class FaultyHandler(RangeRequestHandler):
                 if re.search(suffix, self.path) and budget[0] > 0:
                     budget[0] -= 1
                     cut = budget[1]
+            drip = next((rate for pattern, rate in faults.drip.items() if re.search(pattern, self.path)),
+                        None)
+        if drip is not None:
+            self.drip(f, length, drip, faults)
+            return
         if cut is None:
             super().write_body(f, length)
             return
@@ -72,12 +79,30 @@ class FaultyHandler(RangeRequestHandler):
         self.connection.shutdown(2)
 
 
+    def drip(self, f: Any, length: int, bytes_per_s: float, faults: Faults) -> None:
+        """Send the body one byte at a time at ``bytes_per_s`` until done, the client goes or
+        the test ends (``faults.stop``)."""
+        try:
+            for _ in range(length):
+                if faults.stop.is_set():
+                    break
+                self.wfile.write(f.read(1))
+                self.wfile.flush()
+                faults.stop.wait(1.0 / bytes_per_s)
+        except OSError:
+            pass  # the client cut the transfer
+        self.close_connection = True
+
+
 @dataclass
 class Faults:
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     # path regex -> [times left, bytes sent before the connection is cut]
     truncate: dict[str, list[int]] = field(default_factory=dict)
+    # path regex -> bytes per second: the body is dripped one byte at a time
+    drip: dict[str, float] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class Fleet:
@@ -120,6 +145,7 @@ class Fleet:
             self.repo.publish(self.www)
 
     def close(self) -> None:
+        self.faults.stop.set()
         self.server.shutdown()
         self.server.server_close()
 

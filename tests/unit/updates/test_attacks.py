@@ -224,7 +224,8 @@ def test_health_check_failure_rolls_back(unit_on_v1: UpdateAgent, fleet: Fleet, 
     # The rolled-back bundle is not retried; a newer one is.
     daemon.healthy = lambda: True
     st = unit_on_v1.check_now()
-    assert (st.outcome, st.reason) == ("up-to-date", "rejected-before"), st
+    assert (st.outcome, st.reason) == ("rolled-back", "health-check-failed"), st  # still says why
+    assert "rejected here before" in st.message
     fleet.release(3)
     assert unit_on_v1.check_now().bundle_version == 3
 

@@ -91,3 +91,8 @@ def test_unit_cli_status_and_rollback(unit_on_v1: UpdateAgent, fleet: Fleet,
     assert unit_on_v1.store.journal().last_rollback["reason"] == "operator"
     assert unit_main(["updates", "recover", "--state-dir", sd]) == 0
     assert "none: current b000001" in capsys.readouterr().out
+    assert unit_main(["updates", "status", "--state-dir", sd, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["rejected"] == [2]
+    assert (info["rejections"]["2"]["outcome"], info["rejections"]["2"]["reason"]) == ("rolled-back",
+                                                                                      "operator")

@@ -301,15 +301,12 @@ def _device_list(args: argparse.Namespace) -> int:
 def _reference_add(args: argparse.Namespace) -> int:
     from kycedge import crypto
     from kycedge.carrier.references import References
-    from kycedge.core.errors import CarrierError
     from kycedge.vision import Pipeline, default_models_dir
+    from kycedge.vision.decode import read_image_file
 
     cfg = _cfg(args)
-    try:
-        image = args.image.read_bytes()
-    except OSError as e:
-        raise CarrierError(f"{args.image}: cannot read image: {e.strerror or e}", reason="bad-image") from e
     pipe = Pipeline.load(args.models or default_models_dir())
+    image = read_image_file(args.image, pipe.config.decode)  # ImageError: reason and message
     key = crypto.load_secret_key(cfg.at_rest_key_path)
     with _store(args) as store:
         rec = References(store, key).add_image(args.tenant, args.reference, image, pipe, replace=args.replace)

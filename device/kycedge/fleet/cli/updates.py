@@ -60,14 +60,24 @@ def register(sub: Any) -> None:
     sign.add_argument("--bundle", type=Path, required=True)
     sign.set_defaults(handler=_bundle_sign)
 
-    ro = sub.add_parser("rollout", help="which units get which bundle (signed rollout.json)")
+    ro = sub.add_parser(
+        "rollout", help="which units get which bundle (signed rollout.json)",
+        description="Without a change option, only shows the signed rollout (and --device picks). "
+        "A change replaces only the fields it names and signs a new targets version.")
     _repo_args(ro)
     ro.add_argument("--stable", type=int, help="bundle every unit runs unless chosen as candidate")
     ro.add_argument("--candidate", type=int, help="bundle being rolled out")
-    ro.add_argument("--percent", type=float, default=0.0, help="share of units (by device-id hash)")
-    ro.add_argument("--cohort", action="append", default=[], help="cohort that gets the candidate")
+    ro.add_argument("--percent", type=float, default=None,
+                    help="share of units (by device-id hash) that get the candidate")
+    ro.add_argument("--cohort", action="append", default=None,
+                    help="cohort that gets the candidate (repeat; replaces the signed list)")
+    ro.add_argument("--clear-cohorts", action="store_true", help="no cohort gets the candidate")
+    ro.add_argument("--clear-candidate", action="store_true", help="end the rollout: stable only")
+    ro.add_argument("--force", action="store_true",
+                    help="sign even if the result names no stable bundle (units on it keep their models)")
     ro.add_argument("--device", action="append", default=[], help="show the bundle this unit gets")
-    ro.add_argument("--show", action="store_true", help="only print the current rollout")
+    ro.add_argument("--show", action="store_true", help="only print the current rollout (the default "
+                    "when no change is given)")
     ro.set_defaults(handler=_rollout)
 
     pub = sub.add_parser("publish", help="copy the repository to the served directory")
@@ -163,17 +173,42 @@ def _bundle_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout_change(args: argparse.Namespace) -> Any:
+    from kycedge.protocol.rollout import RolloutChange
+
+    if args.cohort is not None and args.clear_cohorts:
+        raise KycEdgeError("--cohort and --clear-cohorts: expected one of them, got both",
+                           reason="bad-arguments")
+    cohorts = () if args.clear_cohorts else (tuple(args.cohort) if args.cohort is not None else None)
+    return RolloutChange(stable=args.stable, candidate=args.candidate, percent=args.percent,
+                         cohorts=cohorts, clear_candidate=args.clear_candidate)
+
+
 @_guard
 def _rollout(args: argparse.Namespace) -> int:
+    """Show (default) or change the signed rollout; a change keeps every field it does not name."""
     from kycedge.fleet.bundle_build import current_rollout, set_rollout
-    from kycedge.protocol.rollout import Candidate, Rollout, choose
+    from kycedge.protocol.rollout import apply_change, choose
 
     repo = _repo(args)
-    if not args.show:
-        cand = Candidate(args.candidate, args.percent, tuple(args.cohort)) if args.candidate else None
-        v = set_rollout(repo, Rollout(args.stable, cand))
-        print(f"rollout signed into targets v{v}; run publish")
+    change = _rollout_change(args)
     r = current_rollout(repo)
+    if args.show and not change.empty:
+        raise KycEdgeError("--show: only shows the rollout; expected no change options with it",
+                           reason="bad-arguments")
+    if not change.empty:
+        new = apply_change(r, change)
+        if new == r:
+            print("rollout unchanged (nothing signed)")
+        else:
+            if new.stable is None and not args.force:
+                raise KycEdgeError(
+                    "rollout: expected a stable bundle (--stable N): without one, units outside "
+                    "the candidate have nothing to run; nothing signed (--force signs it anyway)",
+                    reason="no-stable-bundle")
+            v = set_rollout(repo, new)
+            print(f"rollout signed into targets v{v}; run publish")
+            r = new
     print(r.to_json().decode())
     for d in args.device:
         print(f"{d}: bundle {choose(r, d)}")
@@ -234,13 +269,15 @@ def _status(args: argparse.Namespace) -> int:
         t.stop()
     if args.json:
         print(json.dumps({d: {"online": u.online, "bundle_version": u.bundle_version, "model": u.model,
-                              "outcome": u.outcome, "reason": u.reason} for d, u in units.items()},
-                         indent=1))
+                              "outcome": u.outcome, "reason": u.reason, "message": u.message}
+                          for d, u in units.items()}, indent=1))
         return 0
     print(f"{'device':24} {'online':6} {'bundle':6} {'model':32} last update")
     for d, u in units.items():
         print(f"{d:24} {'yes' if u.online else 'no':6} {u.bundle_version!s:6} {u.model:32} "
               f"{u.outcome} {u.reason}".rstrip())
+        if u.message and u.outcome in ("failed", "rolled-back"):
+            print(f"{'':24}   why: {u.message}")
     return 0
 
 

@@ -78,12 +78,16 @@ def load_pipeline(args: argparse.Namespace) -> Pipeline:
 
 
 def embed_one(pipe: Pipeline, path: Path, emit: bool) -> dict[str, Any]:
-    """The JSON object for one path (unreadable files become ok: false, reason unreadable-file)."""
+    """The JSON object for one path (a file that cannot be read within the decoder's size limit
+    becomes ok: false with the reason: unreadable-file, not-a-file, file-too-large)."""
+    from kycedge.core.errors import ImageError
+    from kycedge.vision.decode import read_image_file
+
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        return {"path": str(path), "ok": False, "reason": "unreadable-file",
-                "message": f"cannot read {path}: {e.strerror or e}", "faces": 0, "quality": {}, "ms": {}}
+        data = read_image_file(path, pipe.config.decode)
+    except ImageError as e:
+        return {"path": str(path), "ok": False, "reason": e.reason,
+                "message": e.message, "faces": 0, "quality": {}, "ms": {}}
     res = pipe.process_image_bytes(data)
     out: dict[str, Any] = {"path": str(path), **res.to_json()}
     if emit and res.template is not None:

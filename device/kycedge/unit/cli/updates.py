@@ -41,7 +41,8 @@ def _describe(store: Any) -> dict[str, Any]:
                 "model": f"{m.matching.model_id}@{m.matching.model_version}" if m else "factory"}
     j = store.journal()
     return {"current": one(store.current()), "previous": one(store.previous()), "state": j.state,
-            "rejected": list(j.rejected), "last_rollback": j.last_rollback}
+            "rejected": list(j.rejected), "rejections": {k: dict(v) for k, v in j.rejections.items()},
+            "last_rollback": j.last_rollback}
 
 
 def _status(args: argparse.Namespace) -> int:

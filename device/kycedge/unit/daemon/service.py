@@ -167,8 +167,12 @@ class Daemon:
         self.models_dir = models_dir
 
         tenant, device = s.daemon.tenant, s.daemon.device_id
+        last_known: dict[str, Any] = {"firmware": __version__,
+                                      "model": {"id": analyzer.model_id, "version": analyzer.model_version}}
+        if self.agent is not None:
+            last_known["update"] = self.agent.status.to_dict()
         transport = connect(s.uplink, client_id=ids.device_common_name(tenant, device),
-                            will=offline_will(tenant, device))
+                            will=offline_will(tenant, device, last_known))
 
         def verify(raw: bytes) -> envelope.Receipt:
             return envelope.verify_receipt(raw, self._receipt_keys, expected_device_id=device,
@@ -260,8 +264,11 @@ class Daemon:
 
     def _status_extra(self) -> dict[str, Any]:
         a = self.sessions.analyzer if self.sessions else None
-        return {"firmware": __version__,
-                "model": {"id": a.model_id, "version": a.model_version} if a else None}
+        out: dict[str, Any] = {"firmware": __version__,
+                               "model": {"id": a.model_id, "version": a.model_version} if a else None}
+        if self.agent is not None:  # the bundle served, until an update outcome replaces it
+            out["update"] = self.agent.status.to_dict()
+        return out
 
     # ---- API providers ---------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -12,7 +12,14 @@ the switch the daemon's ``reload_models`` hook loads the new set (it keeps servi
 the old pipeline until the new one is loaded), then ``health_check`` must pass
 ``health_checks`` times; otherwise the agent rolls back, reloads the old set and reports
 ``outcome="rolled-back"`` with the reason. Every transition is reported through the
-``report`` hook (the daemon publishes it on the retained status topic).
+``report`` hook (the daemon publishes it on the retained status topic); every failure
+and rollback is also logged (WARNING, with the reason and message) once.
+
+A bundle that fails its self-test is recorded as rejected (with why) in the store's
+journal, like a rolled-back one, and its staged set is removed: it is not downloaded or
+tested again. A later check that picks a rejected bundle reports the recorded outcome
+and reason again (not ``up-to-date``), so the retained status keeps saying why the unit
+stays where it is.
 
 The announce message (retained, ``fleet/v1/{tenant}/bundles``) is untrusted: it only
 wakes the loop; what gets installed is decided by the signed TUF metadata.
@@ -21,6 +28,7 @@ wakes the loop; what gets installed is decided by the signed TUF metadata.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import shutil
 import threading
@@ -35,13 +43,15 @@ from kycedge.core.errors import KycEdgeError, MessageError
 from kycedge.protocol.bundle import BundleManifest
 from kycedge.protocol.rollout import ROLLOUT_TARGET, choose, parse_rollout
 from kycedge.protocol.status import UpdateReport, parse_announce
-from kycedge.protocol.update_errors import SwitchError
+from kycedge.protocol.update_errors import SelfTestError, SwitchError
 from kycedge.unit.updates.config import UpdatesConfig
 from kycedge.unit.updates.selftest import run_selftest
 from kycedge.unit.updates.stage import stage_bundle
 from kycedge.unit.updates.switch import ModelStore, Recovery
 
 __all__ = ["UpdateAgent", "UpdateReport"]
+
+log = logging.getLogger(__name__)
 SelfTest = Callable[[Path, BundleManifest], object]
 
 
@@ -90,7 +100,16 @@ class UpdateAgent:
                             at=self._clock(), **kw)
 
     def _set(self, state: str, outcome: str = "none", **kw: Any) -> UpdateReport:
+        before = self._status
         self._status = self._make(state, outcome, **kw)
+        st = self._status
+        if st.outcome in ("failed", "rolled-back") and (st.outcome, st.reason, st.target_version,
+                                                        st.message) != (before.outcome, before.reason,
+                                                                        before.target_version,
+                                                                        before.message):
+            log.warning("update %s (%s), bundle %s: %s", st.outcome, st.reason, st.target_version,
+                        st.message, extra={"outcome": st.outcome, "reason": st.reason,
+                                           "target_version": st.target_version})
         with contextlib.suppress(Exception):  # a broken publisher must not stop updates
             self._report(self._status)
         return self._status
@@ -103,6 +122,7 @@ class UpdateAgent:
     def startup(self) -> Recovery:
         """Recover the store after a crash or power loss; call before loading models."""
         rec = self.store.recover(max_trial_boots=self.config.max_trial_boots)
+        self.store.prune(self.config.keep_sets)  # stable store only; a trial keeps both sets
         self._recovered = True
         if rec.action in ("rolled-back", "undid-interrupted-switch", "repaired-link"):
             self._set("idle", "recovered" if rec.reason != "crash-loop" else "rolled-back",
@@ -160,7 +180,8 @@ class UpdateAgent:
 
         c = self.config
         transport = self._transport or Urllib3Transport(
-            connect_timeout_s=c.connect_timeout_s, read_timeout_s=c.read_timeout_s, ca_file=c.ca_file)
+            connect_timeout_s=c.connect_timeout_s, read_timeout_s=c.read_timeout_s, ca_file=c.ca_file,
+            header_deadline_s=c.slow_grace_s if c.min_download_bytes_per_s > 0 else None)
         try:
             root = c.trusted_root.read_bytes()
         except OSError as e:
@@ -170,7 +191,7 @@ class UpdateAgent:
                                 metadata_dir=c.state_dir / "tuf", partial_dir=c.state_dir / "partial",
                                 transport=transport, max_metadata_bytes=c.max_metadata_bytes,
                                 retries=c.download_retries, backoff_s=c.retry_backoff_s,
-                                min_bytes_per_s=c.min_download_bytes_per_s)
+                                min_bytes_per_s=c.min_download_bytes_per_s, slow_grace_s=c.slow_grace_s)
 
     def check_now(self) -> UpdateReport:
         """One full check; never raises for a bad repository, bundle or model."""
@@ -197,14 +218,25 @@ class UpdateAgent:
                 # Nothing to fetch: partial downloads of withdrawn bundles are garbage.
                 shutil.rmtree(self.config.state_dir / "partial", ignore_errors=True)
                 return self._set("idle", "up-to-date", target_version=target)
-            if target in self.store.journal().rejected:
-                return self._set("idle", "up-to-date", target_version=target, reason="rejected-before",
-                                 message=f"bundle {target} was rolled back here; waiting for a newer one")
+            why = self.store.journal().rejection(target)
+            if why is not None:
+                # keep saying why the unit stays where it is (not "up-to-date")
+                return self._set("idle", str(why.get("outcome", "rolled-back")), target_version=target,
+                                 reason=str(why.get("reason", "rejected-before")),
+                                 message=f"bundle {target} was rejected here before, not retried: "
+                                         f"{why.get('message', '')}; waiting for a newer bundle")
             self._set("downloading", target_version=target)
             staged = stage_bundle(client, target, self.store.sets_dir, active=self.store.current(),
                                   firmware_version=self._fw, max_bundle_bytes=self.config.max_bundle_bytes)
             self._set("self-testing", target_version=target)
-            self._selftest(staged.path, staged.manifest)
+            try:
+                self._selftest(staged.path, staged.manifest)
+            except SelfTestError as e:
+                # the bundle's fault: never download or test it again here
+                self.store.reject(target, "failed", e.reason, e.message)
+                if staged.path not in (self.store.current(), self.store.previous()):
+                    shutil.rmtree(staged.path, ignore_errors=True)
+                raise
             self._set("switching", target_version=target)
             self.store.activate(staged.path)
             return self._finish_trial()
@@ -252,5 +284,6 @@ class UpdateAgent:
                 self._reload(back)
             except Exception as e:
                 message = f"{message}; reloading {back.name} also failed: {e}"
+        self.store.prune(self.config.keep_sets)
         st = self._set("idle", "rolled-back", reason=reason, message=message)
         return replace(st)

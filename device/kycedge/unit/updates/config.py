@@ -28,7 +28,9 @@ class UpdatesConfig:
     connect_timeout_s: float = section(10.0, min=0.5, max=120.0, help="TCP/TLS connect timeout")
     read_timeout_s: float = section(30.0, min=0.5, max=600.0, help="timeout between received bytes")
     min_download_bytes_per_s: int = section(
-        1024, min=0, max=2**30, help="cut a transfer slower than this on average after 30 s (0: off)")
+        1024, min=0, max=2**30, help="cut a transfer slower than this on average after slow_grace_s (0: off)")
+    slow_grace_s: float = section(
+        30.0, min=1.0, max=3600.0, help="grace period of the slow-retrieval guard (metadata and targets)")
     download_retries: int = section(5, min=0, max=100, help="resume attempts per file per check")
     retry_backoff_s: float = section(1.0, min=0.0, max=300.0, help="wait before a resume attempt")
     max_metadata_bytes: int = section(

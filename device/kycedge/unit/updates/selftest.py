@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kycedge.core.errors import KycEdgeError
-from kycedge.protocol.bundle import BundleManifest
+from kycedge.protocol.bundle import BundleManifest, golden_pair_scores
 from kycedge.protocol.update_errors import SelfTestError
 
 __all__ = ["SelfTestReport", "run_selftest"]
@@ -82,12 +82,7 @@ def run_selftest(set_dir: Path, manifest: BundleManifest, *, tolerance_cap: floa
                                 f"embedding <= {tolerance}, got {d:.4f}")
         templates[img.name] = res.template
         drift[img.name] = d
-    genuine = cosine(templates[spec.genuine[0]], templates[spec.genuine[1]])
-    impostor = cosine(templates[spec.impostor[0]], templates[spec.impostor[1]])
-    if genuine < m.threshold:
-        raise SelfTestError(f"genuine pair {spec.genuine}: expected score >= {m.threshold}, "
-                            f"got {genuine:.4f}")
-    if impostor >= m.threshold:
-        raise SelfTestError(f"impostor pair {spec.impostor}: expected score < {m.threshold}, "
-                            f"got {impostor:.4f}")
+    genuine, impostor, problem = golden_pair_scores(spec, templates, m.threshold)
+    if problem:
+        raise SelfTestError(problem)
     return SelfTestReport(m.model_id, m.model_version, m.threshold, drift, genuine, impostor)

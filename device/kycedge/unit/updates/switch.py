@@ -15,7 +15,9 @@ A reader of ``current`` sees the old or the new set, never a missing or partial 
 (current := old set, the bundle stays staged and is retried later); a trial that
 survives more than ``max_trial_boots`` restarts is a crash loop and is rolled back. The
 agent commits a trial after the daemon's health checks pass, or rolls it back with the
-reason. Rejected bundle versions are remembered and not retried.
+reason. Rejected bundle versions are remembered with why (outcome, reason, message,
+time) and not retried: a rolled-back bundle, and one that failed its self-test
+(:meth:`ModelStore.reject`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,12 +52,28 @@ class Journal:
     boots: int = 0
     rejected: tuple[int, ...] = ()
     last_rollback: dict[str, Any] | None = None
+    # str(bundle version) -> {"outcome", "reason", "message", "at"}: why it was rejected
+    rejections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps({
             "state": self.state, "from": self.from_set, "to": self.to_set, "boots": self.boots,
             "rejected": list(self.rejected), "last_rollback": self.last_rollback,
+            "rejections": {k: dict(v) for k, v in self.rejections.items()},
         }, sort_keys=True).encode()
+
+    def rejection(self, version: int) -> Mapping[str, Any] | None:
+        """Why ``version`` was rejected here (None if it was not, or if the journal predates it)."""
+        if version not in self.rejected:
+            return None
+        return self.rejections.get(str(version), {})
+
+    def with_rejection(self, version: int, outcome: str, reason: str, message: str,
+                       at: float) -> Journal:
+        rejected = self.rejected if version in self.rejected else (*self.rejected, version)
+        why = {**self.rejections, str(version): {"outcome": outcome, "reason": reason,
+                                                 "message": message[:500], "at": round(at, 3)}}
+        return replace(self, rejected=rejected, rejections=why)
 
     @staticmethod
     def parse(data: bytes) -> Journal:
@@ -64,8 +83,11 @@ class Journal:
         rejected = obj.get("rejected") or []
         if not isinstance(rejected, list) or not all(isinstance(v, int) for v in rejected):
             raise ValueError(f"rejected: expected a list of versions, got {rejected!r}")
+        why = obj.get("rejections") or {}
+        if not isinstance(why, dict) or not all(isinstance(v, dict) for v in why.values()):
+            raise ValueError(f"rejections: expected an object of objects, got {str(why)[:80]!r}")
         return Journal(obj["state"], obj.get("from"), obj.get("to"), int(obj.get("boots", 0)),
-                       tuple(rejected), obj.get("last_rollback"))
+                       tuple(rejected), obj.get("last_rollback"), {str(k): v for k, v in why.items()})
 
 
 @dataclass(frozen=True)
@@ -160,8 +182,8 @@ class ModelStore:
         old = self.current()
         old_name = old.name if old is not None else None
         try:
-            self._write_journal(Journal("switching", old_name, new_set.name, 0, j.rejected,
-                                        j.last_rollback))
+            self._write_journal(replace(j, state="switching", from_set=old_name, to_set=new_set.name,
+                                        boots=0))
             step("journal-switching")
             if old_name is not None:
                 swap_symlink(self.previous_link, f"sets/{old_name}", lambda: step("previous-tmp"))
@@ -170,8 +192,8 @@ class ModelStore:
             step("current-linked")
             fsync_dir(self.root)
             step("dir-fsynced")
-            self._write_journal(Journal("trial", old_name, new_set.name, 0, j.rejected,
-                                        j.last_rollback))
+            self._write_journal(replace(j, state="trial", from_set=old_name, to_set=new_set.name,
+                                        boots=0))
             step("journal-trial")
         except OSError as e:
             raise SwitchError(f"activate {new_set.name}: {e}") from e
@@ -181,8 +203,14 @@ class ModelStore:
         j = self.journal()
         if j.state == "stable":
             return
-        self._write_journal(Journal("stable", None, None, 0, j.rejected, j.last_rollback))
+        self._write_journal(replace(j, state="stable", from_set=None, to_set=None, boots=0))
         self.prune(keep_sets)
+
+    def reject(self, version: int, outcome: str, reason: str, message: str) -> None:
+        """Record that bundle ``version`` must not be tried again here, and why (the set is
+        not being served: call this for a failure before the switch, e.g. the self-test)."""
+        j = self.journal()
+        self._write_journal(j.with_rejection(version, outcome, reason, message, time.time()))
 
     def rollback(self, reason: str, message: str, *, on_step: StepHook | None = None) -> Path | None:
         """Return to the set that was current before the trial/switch; remember the reason."""
@@ -195,17 +223,18 @@ class ModelStore:
         bad_version = bad_m.bundle_version if bad_m is not None else None
         if back is None or not back.is_dir():
             raise SwitchError(f"rollback ({reason}): expected a previous set to return to, got none")
-        rejected = j.rejected
+        done = j
         # An interrupted switch is not the bundle's fault: retry it later.
-        if reason != "interrupted-switch" and bad_version is not None and bad_version not in rejected:
-            rejected = (*rejected, bad_version)
+        if reason != "interrupted-switch" and bad_version is not None:
+            done = j.with_rejection(bad_version, "rolled-back", reason, message, time.time())
         try:
             swap_symlink(self.current_link, f"sets/{back.name}", lambda: step("rollback-tmp"))
             step("rollback-linked")
             fsync_dir(self.root)
-            self._write_journal(Journal("stable", None, None, 0, rejected, {
-                "reason": reason, "message": message, "bundle_version": bad_version,
-                "restored": back.name}))
+            self._write_journal(replace(done, state="stable", from_set=None, to_set=None, boots=0,
+                                        last_rollback={"reason": reason, "message": message,
+                                                       "bundle_version": bad_version,
+                                                       "restored": back.name}))
             step("rollback-journal")
         except OSError as e:
             raise SwitchError(f"rollback ({reason}): {e}") from e
@@ -222,7 +251,7 @@ class ModelStore:
                 shutil.rmtree(d, ignore_errors=True)
         j = self.journal()
         if j.state == "switching" and j.from_set is None:
-            self._write_journal(Journal("stable", None, None, 0, j.rejected, j.last_rollback))
+            self._write_journal(replace(j, state="stable", from_set=None, to_set=None, boots=0))
             j = self.journal()
         if j.state == "switching":
             back = self.rollback("interrupted-switch",
@@ -241,8 +270,7 @@ class ModelStore:
                        f"{max_trial_boots}")
                 back = self.rollback("crash-loop", msg)
                 return Recovery("rolled-back", back, "crash-loop", msg)
-            self._write_journal(Journal("trial", j.from_set, j.to_set, boots, j.rejected,
-                                        j.last_rollback))
+            self._write_journal(replace(j, boots=boots))
         cur = self.current()
         if cur is not None and self._servable(cur):
             return Recovery("trial" if j.state == "trial" else "none", cur)
@@ -255,9 +283,10 @@ class ModelStore:
             if self._servable(c):
                 swap_symlink(self.current_link, f"sets/{c.name}")
                 fsync_dir(self.root)
-                self._write_journal(Journal("stable", None, None, 0, j.rejected, {
-                    "reason": "repaired-link", "message": f"current was unusable; now {c.name}",
-                    "restored": c.name}))
+                self._write_journal(replace(j, state="stable", from_set=None, to_set=None, boots=0,
+                                            last_rollback={"reason": "repaired-link",
+                                                           "message": f"current was unusable; now {c.name}",
+                                                           "restored": c.name}))
                 return Recovery("repaired-link", c, "repaired-link")
         return Recovery("none", None, "no-models", "no servable model set on this unit")
 
@@ -270,10 +299,28 @@ class ModelStore:
             return True
         return (set_dir / "manifest.json").is_file()  # factory set: vision checks its hashes
 
-    def prune(self, keep_sets: int) -> None:
+    def prune(self, keep_sets: int) -> list[str]:
+        """Delete sets beyond ``keep_sets`` (current and previous always stay; then the newest).
+
+        The factory set counts like any other: the shipped models stay installed with the
+        firmware, and :meth:`seed` reinstalls them if no set is left. Rejected sets are
+        never kept for their own sake. Only a stable store is pruned (a switch or trial
+        still needs both of its sets). Returns the names deleted.
+        """
+        if self.journal().state != "stable" or not self.sets_dir.is_dir():
+            return []
         keep = {p.name for p in (self.current(), self.previous()) if p is not None}
-        others = sorted((p for p in self.sets_dir.iterdir() if p.is_dir()
-                         and not p.name.startswith(".") and p.name not in keep and p.name != FACTORY),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
+        rejected = set(self.journal().rejected)
+
+        def rank(p: Path) -> tuple[bool, float]:
+            m = self.manifest(p)
+            return (m is None or m.bundle_version not in rejected, p.stat().st_mtime)
+
+        others = sorted((p for p in self.sets_dir.iterdir() if p.is_dir() and not p.is_symlink()
+                         and not p.name.startswith(".") and p.name not in keep),
+                        key=rank, reverse=True)
+        gone = []
         for p in others[max(0, keep_sets - len(keep)):]:
             shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+        return gone

@@ -22,7 +22,9 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from tuf.api import exceptions as tuf_exc
 from tuf.ngclient.config import UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from kycedge.protocol.update_errors import FetchError, MetadataError, UpdateError
 
@@ -73,30 +77,87 @@ class _Urllib3Response:
         return None if value is None else str(value)
 
     def chunks(self) -> Iterator[bytes]:
-        yield from self._resp.stream(CHUNK)
+        # read1: at most one socket read per call, so the caller sees bytes as they arrive.
+        # stream(CHUNK)/read(CHUNK) wait until CHUNK bytes are in: a server dripping 10 B/s
+        # held each 64 KiB read for 6,500 s and the slow-retrieval guard never ran.
+        while data := self._resp.read1(CHUNK):
+            yield data
 
     def close(self) -> None:
         self._resp.release_conn()
 
 
+def _with_header_deadline(base: type[HTTPConnection], deadline_s: float) -> type[HTTPConnection]:
+    """``base`` whose response headers must be complete within ``deadline_s``.
+
+    The read timeout bounds the wait for each byte only: a server dripping its status
+    line and headers one byte at a time would hold the request for ever. A timer shuts
+    the socket down at the deadline; the request then fails (http.client would take the
+    resulting end of file for the end of the headers, so the cut is raised explicitly).
+    """
+    class DeadlineConnection(base):  # type: ignore[valid-type,misc]
+        def getresponse(self) -> urllib3.HTTPResponse:
+            sock = self.sock
+            fired = threading.Event()
+
+            def cut() -> None:
+                fired.set()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+            timer = threading.Timer(deadline_s, cut)
+            timer.daemon = True
+            if sock is not None:
+                timer.start()
+            try:
+                resp: urllib3.HTTPResponse = super().getresponse()
+            finally:
+                timer.cancel()
+            if fired.is_set():
+                resp.release_conn()
+                raise urllib3.exceptions.ProtocolError(
+                    f"response headers not complete within {deadline_s:.0f} s; connection cut")
+            return resp
+
+    return DeadlineConnection
+
+
 class Urllib3Transport:
-    """HTTP(S) through urllib3 with connect/read timeouts and no automatic retries."""
+    """HTTP(S) through urllib3 with connect/read timeouts and no automatic retries.
+
+    ``header_deadline_s`` (the slow-retrieval grace) bounds the wait for a response's
+    headers as a whole; the body is bounded by :class:`ResumableFetcher`'s rate guard.
+    """
 
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float,
-                 ca_file: Path | None = None) -> None:
+                 ca_file: Path | None = None, header_deadline_s: float | None = None) -> None:
         kwargs: dict[str, object] = {"cert_reqs": "CERT_REQUIRED"}
         if ca_file is not None:
             kwargs["ca_certs"] = str(ca_file)
         self._pool = urllib3.PoolManager(**kwargs)  # type: ignore[arg-type]
         self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
+        self._header_deadline_s = header_deadline_s
+        if header_deadline_s is not None:
+            http_conn = _with_header_deadline(HTTPConnection, header_deadline_s)
+            https_conn = _with_header_deadline(HTTPSConnection, header_deadline_s)
+            self._pool.pool_classes_by_scheme = {
+                "http": type("DeadlineHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+                "https": type("DeadlineHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+            }
 
     def get(self, url: str, headers: Mapping[str, str]) -> HttpResponse:
+        t0 = time.monotonic()
         try:
             # Length is checked by ResumableFetcher, which keeps the bytes of a short read.
             resp = self._pool.request("GET", url, headers=dict(headers), preload_content=False,
                                       enforce_content_length=False, retries=False, redirect=False,
                                       timeout=self._timeout)
         except urllib3.exceptions.HTTPError as e:
+            took = time.monotonic() - t0
+            if self._header_deadline_s is not None and took >= self._header_deadline_s:
+                raise tuf_exc.DownloadError(
+                    f"{url}: too slow: response headers not complete after {took:.0f} s, expected "
+                    f"within {self._header_deadline_s:.0f} s ({e})") from e
             raise tuf_exc.DownloadError(f"{url}: cannot connect: {e}") from e
         return _Urllib3Response(resp)
 
@@ -264,12 +325,13 @@ class RepositoryClient:
 
     def __init__(self, *, repository_url: str, trusted_root: bytes, metadata_dir: Path,
                  partial_dir: Path, transport: HttpTransport, max_metadata_bytes: int = 512 * 1024,
-                 retries: int = 5, backoff_s: float = 1.0, min_bytes_per_s: float = 0.0) -> None:
+                 retries: int = 5, backoff_s: float = 1.0, min_bytes_per_s: float = 0.0,
+                 slow_grace_s: float = 30.0) -> None:
         base = repository_url.rstrip("/")
         self._targets_url = base + "/targets/"
         self.fetcher = ResumableFetcher(transport, partial_dir, resumable_prefixes=(self._targets_url,),
                                         retries=retries, backoff_s=backoff_s,
-                                        min_bytes_per_s=min_bytes_per_s)
+                                        min_bytes_per_s=min_bytes_per_s, slow_grace_s=slow_grace_s)
         metadata_dir.mkdir(parents=True, exist_ok=True)
         cfg = UpdaterConfig(root_max_length=max_metadata_bytes, timestamp_max_length=min(
             max_metadata_bytes, 64 * 1024))
