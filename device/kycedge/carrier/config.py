@@ -9,6 +9,7 @@ Time values are in seconds (``_s``); sizes in bytes (``_bytes``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from kycedge.core.errors import ConfigError
 from kycedge.protocol.ids import TENANT_RE
 
 DAY_S = 86_400
+#: where the receiver keeps its keys and SQLite file unless ``[carrier] state_dir`` says otherwise
+DEFAULT_STATE_DIR = Path(os.environ.get("KYCEDGE_CARRIER_STATE_DIR", "/var/lib/kycedge-carrier"))
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,9 @@ class CarrierConfig:
     """Carrier receiver: keys, storage, replay window and retention."""
 
     state_dir: Path = section(  # noqa: RUF009 - Path is immutable
-        Path("var/carrier"), help="directory for the SQLite database and keys")
+        DEFAULT_STATE_DIR,
+        help="directory for the SQLite database and keys (default /var/lib/kycedge-carrier, "
+        "env KYCEDGE_CARRIER_STATE_DIR)")
     database: str = section(
         "",
         help="storage: empty = SQLite at state_dir/carrier.db; a file path = SQLite; "

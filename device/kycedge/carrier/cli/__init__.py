@@ -20,18 +20,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kycedge.carrier.config import DEFAULT_STATE_DIR
 from kycedge.core.cli import dispatch
 
 __all__ = ["load_config", "main", "register"]
 
 COMMANDS: tuple[str, ...] = ("kycedge.carrier.cli", "kycedge.carrier.serve")
-DEFAULT_STATE_DIR = Path(os.environ.get("KYCEDGE_CARRIER_STATE_DIR", "/var/lib/kycedge-carrier"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -365,9 +364,15 @@ def _db_migrate(args: argparse.Namespace) -> int:
 
 
 def _db_status(args: argparse.Namespace) -> int:
-    from kycedge.carrier.store import open_store
+    from kycedge.carrier.store import is_postgres, open_store
+    from kycedge.core.errors import CarrierError
 
-    with open_store(_cfg(args).database_target, migrate=False) as store:
+    target = _cfg(args).database_target
+    if not is_postgres(target) and not Path(target).is_file():
+        # sqlite3.connect would create an empty file: status only reads.
+        raise CarrierError(f"database: expected an existing SQLite file, got none at {target} "
+                           "(create it with: kycedge-carrier db migrate)", reason="no-database")
+    with open_store(target, migrate=False) as store:
         print(f"backend {store.backend} schema_version {store.schema_version()}")
         for table, n in store.counts().items():
             print(f"{table} {n}")

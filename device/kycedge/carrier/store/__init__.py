@@ -411,16 +411,36 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+POSTGRES_EXTRA = "kycedge[carrier]"
+
+
+def _postgres_store_class() -> type[SqlStore]:
+    """The PostgreSQL backend, or a clear error naming the extra when psycopg is missing."""
+    try:
+        from kycedge.carrier.store.pg import PostgresStore
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] != "psycopg":
+            raise
+        raise CarrierError(
+            f"database: a postgresql:// DSN needs the PostgreSQL driver psycopg 3, got no module "
+            f"{e.name!r}; install it with: pip install '{POSTGRES_EXTRA}'", reason="no-driver",
+        ) from e
+    return PostgresStore
+
+
+def is_postgres(target: str) -> bool:
+    """True for a PostgreSQL DSN (URL or key=value form), False for a SQLite file path."""
+    return target.startswith(("postgresql://", "postgres://")) or (
+        "=" in target and ("dbname" in target or "host" in target)
+    )
+
+
 def open_store(target: str, *, migrate: bool = True) -> SqlStore:
     """Open the store named by ``target``: ``postgresql://``/``postgres://`` DSN → PostgreSQL,
     anything else → a SQLite file path. Runs migrations unless ``migrate`` is False."""
     store: SqlStore
-    if target.startswith(("postgresql://", "postgres://")) or (
-        "=" in target and ("dbname" in target or "host" in target)
-    ):
-        from kycedge.carrier.store.pg import PostgresStore
-
-        store = PostgresStore.connect(target)
+    if is_postgres(target):
+        store = _postgres_store_class().connect(target)
     else:
         from kycedge.carrier.store.sqlite import SqliteStore
 
