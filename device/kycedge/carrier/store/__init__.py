@@ -414,7 +414,7 @@ def now_ms() -> int:
 POSTGRES_EXTRA = "kycedge[carrier]"
 
 
-def _postgres_store_class() -> type[SqlStore]:
+def _postgres_store_class() -> Any:
     """The PostgreSQL backend, or a clear error naming the extra when psycopg is missing."""
     try:
         from kycedge.carrier.store.pg import PostgresStore
