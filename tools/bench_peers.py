@@ -76,10 +76,22 @@ def peer_models(wheel: Path | None, dest: Path) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
+BENCH_INSTALL = "pip install -e '.[bench]'  (opencv-python-headless, tqdm)"
+
+
+def require_cv2() -> Any:
+    """OpenCV (the peer stack), or exit with the command that installs the bench extra."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise SystemExit(f"this tool runs the OpenCV peer stack, which needs the bench extra: "
+                         f"{BENCH_INSTALL} (got: {e})") from None
+    return cv2
+
+
 class OpenCVStack:
     def __init__(self, yunet: Path, sface: Path, threads: int) -> None:
-        import cv2
-
+        cv2 = require_cv2()
         cv2.setNumThreads(threads)
         self.cv2 = cv2
         self.det = cv2.FaceDetectorYN.create(str(yunet), "", (320, 320), 0.6, 0.3, 5000)
@@ -164,7 +176,7 @@ def main() -> int:
     if args.peer_rss_child:
         return peer_rss_main(args)
 
-    import cv2
+    cv2 = require_cv2()
     from kycedge.protocol.match import cosine
     from kycedge.vision.decode import decode_image
     from kycedge.vision.pipeline import Pipeline, VisionConfig

@@ -66,3 +66,32 @@ def test_parse_pairs(ev, tmp_path: Path) -> None:  # type: ignore[no-untyped-def
     p.write_text("2\t1\nA\t1\t2\n")
     with pytest.raises(SystemExit):
         ev.parse_pairs(p)
+
+
+def test_limit_keeps_n_pairs_over_every_fold_and_both_kinds(ev) -> None:  # type: ignore[no-untyped-def]
+    pairs = [(f"a{k}", 1, f"b{k}", 1, (k // 300) % 2 == 0, k // 600) for k in range(6000)]
+    kept = ev.limit_pairs(pairs, 200)
+    assert len(kept) == 200
+    assert {q[5] for q in kept} == set(range(10))  # every fold
+    assert {q[4] for q in kept} == {True, False}
+    assert ev.limit_pairs(pairs, 0) == pairs
+
+
+def test_far_caveat_for_too_few_impostor_pairs(ev) -> None:  # type: ignore[no-untyped-def]
+    c = ev.far_caveat(110, 1e-4, "listed pairs")
+    assert c is not None
+    assert "110 impostor pairs" in c
+    assert "100000" in c
+    assert ev.far_caveat(6_824_247, 1e-4, "all cross-identity pairs") is None
+    assert ev.far_caveat(10_000, 1e-3, "x") is None
+
+
+def test_peer_tools_without_opencv_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    import bench_peers
+
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
+        bench_peers.require_cv2()
+    with pytest.raises(SystemExit, match=r"\.\[bench\]"):
+        bench_peers.OpenCVStack(Path("y.onnx"), Path("s.onnx"), 1)

@@ -177,8 +177,11 @@ class MqttClient:
             # after a refused CONNACK paho reports a protocol error: keep the broker's reason
             self._last_error = f"disconnected: {_reason_name(rc)}"
         if was:
-            log.warning("uplink: disconnected from %s:%d: %s", self.config.host, self.config.port,
-                        _reason_name(rc))
+            # stop() clears _started first: our own disconnect is not an outage worth a warning
+            # (a command-line tool printed "Normal disconnection" on every run).
+            log.log(logging.WARNING if self._started else logging.DEBUG,
+                    "uplink: disconnected from %s:%d: %s", self.config.host, self.config.port,
+                    _reason_name(rc))
             self._notify(False, False)
 
     def _notify(self, connected: bool, session_present: bool) -> None:

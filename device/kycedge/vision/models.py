@@ -78,6 +78,15 @@ class Manifest:
         return data
 
     @property
+    def identity(self) -> tuple[str, str]:
+        """``(model_id, model_version)`` of the embedder: the name receipts and status carry."""
+        entry = self.role("embedder")
+        if entry is None:
+            raise ModelError(f"{self.path}: pipeline.embedder: expected a model, got none")
+        return (str(self.pipeline.get("model_id", entry.id)),
+                str(self.pipeline.get("model_version", entry.version)))
+
+    @property
     def threshold(self) -> float:
         t = self.matching.get("threshold")
         if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) \

@@ -128,10 +128,7 @@ class Pipeline:
         self.mesh = mesh
         self.embedder = embedder
         self.config = config
-        entry = manifest.role("embedder")
-        assert entry is not None
-        self.model_id: str = str(manifest.pipeline.get("model_id", entry.id))
-        self.model_version: str = str(manifest.pipeline.get("model_version", entry.version))
+        self.model_id, self.model_version = manifest.identity
         if calibrating and "threshold" not in manifest.matching:
             self.threshold, self.far = math.nan, math.nan
         else:

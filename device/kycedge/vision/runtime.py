@@ -9,8 +9,11 @@ boundary, so callers never assume a tensor type.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +22,7 @@ import numpy.typing as npt
 
 from kycedge.core.errors import ModelError
 
-__all__ = ["Model", "TensorSpec", "pixel_lut", "runtime_name"]
+__all__ = ["Model", "TensorSpec", "pixel_lut", "quiet_native_info", "runtime_name"]
 
 _INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
@@ -38,6 +41,39 @@ def _interpreter_class() -> tuple[str, Any]:
         + "; ".join(errors),
         reason="no-runtime",
     )
+
+
+#: what the native runtime prints on stderr when it creates a delegate; dropped, nothing else is
+_NATIVE_INFO = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def quiet_native_info() -> Iterator[None]:
+    """Hold back the runtime's own INFO lines written straight to file descriptor 2.
+
+    LiteRT's C++ logger prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on
+    every command that loads a model. File descriptor 2 is sent to a temporary file for the
+    duration; afterwards every line that is not one of :data:`_NATIVE_INFO` is written back
+    to stderr, so a real warning or error from the runtime is never lost.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to keep quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True)
+                    if line.rstrip(b"\r\n") not in _NATIVE_INFO]
+            if kept:
+                with contextlib.suppress(OSError):
+                    os.write(2, b"".join(kept))
 
 
 def runtime_name() -> str:
@@ -93,8 +129,9 @@ class Model:
         self.threads = threads
         self.runtime, interpreter_cls = _interpreter_class()
         try:
-            self._interp = interpreter_cls(model_content=content, num_threads=threads)
-            self._interp.allocate_tensors()
+            with quiet_native_info():
+                self._interp = interpreter_cls(model_content=content, num_threads=threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{name}: the runtime refused the model: {e}") from e
         self.inputs: tuple[TensorSpec, ...] = tuple(

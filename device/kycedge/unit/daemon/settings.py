@@ -39,7 +39,7 @@ from kycedge.unit.carrier_keys import CarrierKeysConfig
 from kycedge.unit.forwarder import ForwarderConfig
 from kycedge.unit.outbox import OutboxConfig
 from kycedge.unit.session import SessionConfig
-from kycedge.unit.updates.config import UpdatesConfig
+from kycedge.unit.updates.config import UPDATES_STATE_DEFAULT, UpdatesConfig
 from kycedge.vision.pipeline import VisionConfig
 
 __all__ = ["RELOADABLE", "DaemonConfig", "Settings", "check_files", "load", "reload_diff", "schema"]
@@ -117,6 +117,11 @@ class Settings:
                 f"uplink.client_id: expected empty or {own!r} (the unit's certificate CN: the broker refuses "
                 f"any other client id for this unit), got {self.uplink.client_id!r:.80}"
             )
+        # The model store follows the state directory unless [updates] state_dir names
+        # another place: under systemd the state directory is the only writable one.
+        if self.updates.state_dir == UPDATES_STATE_DEFAULT and self.daemon.state_dir != _STATE:
+            object.__setattr__(self, "updates", dataclasses.replace(
+                self.updates, state_dir=self.daemon.state_dir / "models"))
 
 
 def load(path: Path) -> Settings:
@@ -169,6 +174,10 @@ def check_files(s: Settings) -> list[str]:
     if s.capture.source == "replay" and not s.capture.replay_path.exists():
         problems.append(f"capture.replay_path: expected a directory or .y4m file, got missing path "
                         f"{s.capture.replay_path}")
+    if s.updates.enabled and not s.updates.state_dir.is_relative_to(s.daemon.state_dir):
+        problems.append(
+            f"updates.state_dir: expected a directory inside daemon.state_dir {s.daemon.state_dir} "
+            f"(the only one the systemd unit lets the daemon write), got {s.updates.state_dir}")
     if not s.carrier_keys.hpke:
         problems.append("carrier_keys.hpke: expected at least one carrier HPKE public key, got none")
     if not s.carrier_keys.receipt:

@@ -93,10 +93,10 @@ class UpdateAgent:
     # ---- status ----------------------------------------------------------------------
     def _make(self, state: str, outcome: str, **kw: Any) -> UpdateReport:
         m = self.store.manifest()
+        model_id, model_version = self.store.model_of()
         return UpdateReport(state=state, outcome=outcome,
                             bundle_version=m.bundle_version if m else 0,
-                            model_id=m.matching.model_id if m else "factory",
-                            model_version=m.matching.model_version if m else "factory",
+                            model_id=model_id, model_version=model_version,
                             at=self._clock(), **kw)
 
     def _set(self, state: str, outcome: str = "none", **kw: Any) -> UpdateReport:

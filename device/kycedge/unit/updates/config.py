@@ -7,7 +7,10 @@ from pathlib import Path
 
 from kycedge.core.config import section
 
-__all__ = ["UpdatesConfig"]
+__all__ = ["UPDATES_STATE_DEFAULT", "UpdatesConfig"]
+
+#: the model store's default place; in a unit config it follows ``[daemon] state_dir``
+UPDATES_STATE_DEFAULT = Path("/var/lib/kycedge/models")
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,8 @@ class UpdatesConfig:
     trusted_root: Path = section(  # noqa: RUF009
         Path("/etc/kycedge/tuf-root.json"), help="trusted TUF root.json provisioned on the unit")
     state_dir: Path = section(  # noqa: RUF009
-        Path("/var/lib/kycedge/models"), help="model sets, current/previous links, TUF metadata cache")
+        UPDATES_STATE_DEFAULT,
+        help="model sets, current/previous links, TUF metadata cache (default: daemon.state_dir/models)")
     ca_file: Path | None = section(None, help="CA bundle for the repository's HTTPS certificate")  # noqa: RUF009
     cohort: str = section("", help="rollout cohort this unit belongs to (empty: none)")
     poll_interval_s: float = section(3600.0, min=10.0, max=7 * 86400.0, help="poll period")

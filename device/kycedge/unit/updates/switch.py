@@ -32,10 +32,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from kycedge.core.errors import KycEdgeError
 from kycedge.core.fsutil import atomic_write, fsync_dir, swap_symlink
 from kycedge.protocol.bundle import BUNDLE_FILE, BundleManifest, parse_manifest
 from kycedge.protocol.update_errors import BundleError, StageError, SwitchError
 from kycedge.unit.updates.stage import verify_set
+from kycedge.vision.models import load_manifest
 
 __all__ = ["Journal", "ModelStore", "Recovery", "StepHook"]
 
@@ -145,6 +147,22 @@ class ModelStore:
             return parse_manifest((d / BUNDLE_FILE).read_bytes())
         except (OSError, BundleError):
             return None
+
+    def model_of(self, set_dir: Path | None = None) -> tuple[str, str]:
+        """``(model_id, model_version)`` that ``set_dir`` (default: current) scores with.
+
+        A bundle names it in its manifest; the factory set (seeded, no bundle manifest) in
+        its models manifest, as the loaded pipeline reports it. ``("factory", "factory")``
+        only when neither can be read.
+        """
+        m = self.manifest(set_dir)
+        if m is not None:
+            return m.matching.model_id, m.matching.model_version
+        d = set_dir if set_dir is not None else self.current()
+        if d is not None:
+            with contextlib.suppress(KycEdgeError):
+                return load_manifest(d).identity
+        return FACTORY, FACTORY
 
     def installed_version(self) -> int:
         m = self.manifest()
