@@ -3,7 +3,8 @@
     kycedge-fleet ca init --dir ca/
     kycedge-fleet device issue --ca-dir ca/ --tenant acme --device shop-0001 --out unit/
     kycedge-fleet device issue --ca-dir ca/ --tenant acme --device shop-0001 --csr unit.csr --out unit/
-    kycedge-fleet service issue --ca-dir ca/ --name broker --server --dns mqtt.example --out broker/
+    kycedge-fleet service issue --ca-dir ca/ --name broker --server --dns mqtt.example \
+        --key-group mosquitto --out /etc/mosquitto/kycedge/      # key root:mosquitto 0640
     kycedge-fleet service issue --ca-dir ca/ --name carrier-receiver --out receiver/
 """
 
@@ -37,6 +38,7 @@ def register(sub: Any) -> None:
         "--out", type=Path, required=True, help="output directory (device.crt, ca.crt[, device.key])"
     )
     di.add_argument("--days", type=int, default=365)
+    _key_access_args(di)
     di.set_defaults(handler=_device_issue)
 
     svc = sub.add_parser("service", help="broker and carrier-side certificates")
@@ -50,7 +52,16 @@ def register(sub: Any) -> None:
     si.add_argument("--csr", type=Path, help="a CSR (PEM); without it a key is generated here")
     si.add_argument("--out", type=Path, required=True)
     si.add_argument("--days", type=int, default=365)
+    _key_access_args(si)
     si.set_defaults(handler=_service_issue)
+
+
+def _key_access_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-group", default=None, metavar="GROUP",
+                   help="make the generated key 0640 with this group (e.g. mosquitto: the broker "
+                   "reads its key after dropping to that user)")
+    p.add_argument("--key-owner", default=None, metavar="USER",
+                   help="give the generated key to this user (stays 0600), e.g. kycedge-carrier")
 
 
 def _read_csr(path: Path | None) -> bytes | None:
@@ -64,11 +75,24 @@ def _read_csr(path: Path | None) -> bytes | None:
         ) from e
 
 
-def _print(issued: Any) -> None:
+def _print(issued: Any, args: argparse.Namespace) -> None:
+    from kycedge.fleet.key_access import hand_over
+
     print(f"issued {issued.common_name}: {issued.cert}")
     if issued.key is not None:
-        print(f"key (0600, keep on the client only): {issued.key}")
+        mode = hand_over(issued.key, owner=args.key_owner, group=args.key_group)
+        who = f" {args.key_owner or ''}{':' + args.key_group if args.key_group else ''}".rstrip()
+        print(f"key ({mode:04o}{who}, keep on the client only): {issued.key}")
     print(f"CA certificate: {issued.ca_cert}")
+
+
+def _check_key_access(args: argparse.Namespace) -> None:
+    from kycedge.fleet.key_access import check_names
+
+    check_names(args.key_owner, args.key_group)
+    if args.csr is not None and (args.key_owner or args.key_group):
+        raise KycEdgeError("--key-owner/--key-group: expected a key generated here, got --csr "
+                           "(the key stays where the request was made)", reason="provision-failed")
 
 
 def _ca_init(args: argparse.Namespace) -> int:
@@ -82,16 +106,18 @@ def _ca_init(args: argparse.Namespace) -> int:
 def _device_issue(args: argparse.Namespace) -> int:
     from kycedge.fleet import provision
 
+    _check_key_access(args)
     _print(provision.issue_device(args.ca_dir, args.tenant, args.device, args.out,
-                                  csr_pem=_read_csr(args.csr), days=args.days))
+                                  csr_pem=_read_csr(args.csr), days=args.days), args)
     return 0
 
 
 def _service_issue(args: argparse.Namespace) -> int:
     from kycedge.fleet import provision
 
+    _check_key_access(args)
     _print(provision.issue_service(
         args.ca_dir, args.name, args.out, server=args.server, dns_names=tuple(args.dns),
         ip_addresses=tuple(args.ip), csr_pem=_read_csr(args.csr), days=args.days,
-    ))
+    ), args)
     return 0
