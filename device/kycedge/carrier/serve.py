@@ -27,6 +27,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from typing import Any
 from kycedge.carrier.config import CarrierConfig
 from kycedge.core.config import section
 from kycedge.core.errors import CarrierError, ConfigError, IdError, KycEdgeError, UplinkError
+from kycedge.core.logs import setup_logging
 from kycedge.mqtt.config import UplinkConfig
 from kycedge.protocol import ids, topics
 
@@ -211,7 +213,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     cfg = load_serve_file(args.config)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # the unit's form (JSON, journald priority prefix under systemd), on stderr: stdout
+        # carries the two lines scripts wait for ("consuming ...", "stopped: ...")
+        setup_logging("info", sys.stderr)
     client_id = cfg.mqtt.client_id or f"carrier-receiver-{socket.gethostname()}-{args.instance}"
     try:
         ids.check_service_name(client_id.replace("/", "-"), "mqtt.client_id")

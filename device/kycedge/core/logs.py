@@ -1,8 +1,18 @@
-"""Structured JSON log lines on stdout (journald keeps them), with no biometric data.
+"""Structured JSON log lines (journald keeps them), with no biometric data.
 
 One JSON object per line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``msg`` and the
-``extra={...}`` fields of the call. Defence in depth, because a log line is kept for
-years on a machine nobody audits:
+``extra={...}`` fields of the call. The unit (stdout) and the receiver (stderr) write the
+same form. Two styles:
+
+- ``json``: the bare object, for files, pipes and log shippers;
+- ``journal``: the same object behind a syslog priority prefix (``<6>{...}`` for info,
+  ``<4>`` warning, ``<3>`` error, ``<2>`` critical, ``<7>`` debug). journald strips the
+  prefix and stores the priority, so ``journalctl -p warning`` filters, and the JSON
+  fields stay greppable (``journalctl -u kycedge -o cat``).
+
+The style is ``journal`` when the stream is the journal (systemd's ``JOURNAL_STREAM``
+names its device and inode), else ``json``; ``KYCEDGE_LOG_FORMAT=json|journal`` forces
+one. Defence in depth, because a log line is kept for years on a machine nobody audits:
 
 - only scalar extras (str, int, float, bool, None) are written; arrays, bytes, mappings
   and any other object are replaced by ``"<dropped:TYPE>"``;
@@ -19,13 +29,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
 import traceback
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "scrub", "setup_logging"]
+from kycedge.core.errors import ConfigError
+
+__all__ = ["JournalFormatter", "JsonFormatter", "journal_attached", "log_style", "scrub", "setup_logging"]
+
+LOG_FORMAT_ENV = "KYCEDGE_LOG_FORMAT"
+STYLES = ("json", "journal")
 
 _STD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message", "asctime"}
 _DENY = re.compile(r"template|embedding|vector|frame|image|pixel|rgb|envelope|payload|plaintext|bytes_b64",
@@ -86,10 +102,56 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
-def setup_logging(level: str = "info", stream: TextIO | None = None) -> logging.Handler:
-    """Route every ``kycedge.*`` (and root) record to ``stream`` as JSON lines."""
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter())
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority (RFC 5424 severity) of a logging level."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+class JournalFormatter(JsonFormatter):
+    """The JSON line behind a ``<N>`` syslog priority prefix, which journald turns into PRIORITY."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{super().format(record)}"
+
+
+def journal_attached(stream: TextIO) -> bool:
+    """True when ``stream`` is systemd's journal stream (``JOURNAL_STREAM=<dev>:<inode>``)."""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(want) and want == f"{st.st_dev}:{st.st_ino}"
+
+
+def log_style(stream: TextIO) -> str:
+    """``KYCEDGE_LOG_FORMAT`` if set, else ``journal`` on the journal stream, else ``json``."""
+    forced = os.environ.get(LOG_FORMAT_ENV, "")
+    if forced:
+        if forced not in STYLES:
+            raise ConfigError(f"{LOG_FORMAT_ENV}: expected one of {', '.join(STYLES)}, got {forced!r:.40}")
+        return forced
+    return "journal" if journal_attached(stream) else "json"
+
+
+def setup_logging(level: str = "info", stream: TextIO | None = None, *,
+                  style: str | None = None) -> logging.Handler:
+    """Route every ``kycedge.*`` (and root) record to ``stream`` (stdout) as JSON lines.
+
+    ``style``: ``json`` or ``journal``; None = :func:`log_style` of the stream.
+    """
+    out = stream or sys.stdout
+    chosen = style or log_style(out)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JournalFormatter() if chosen == "journal" else JsonFormatter())
     handler.set_name("kycedge-json")
     root = logging.getLogger()
     for h in list(root.handlers):
