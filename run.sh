@@ -43,11 +43,28 @@ setup_venv() {
             || { echo "run.sh: Python >= 3.10 required, $PY is $("$PY" --version 2>&1)" >&2; exit 1; }
         "$PY" -m venv .venv
     fi
-    # Reinstall only when pyproject.toml changed since the last install.
+    # Reinstall only when pyproject.toml or the lock changed since the last install.
+    # Dependencies come from the hash-pinned lock (tools/lock.sh) with hash checking; the
+    # package itself is installed on top without dependencies. A machine with no lock for
+    # its architecture and Python installs unpinned, and says so.
     local stamp=.venv/.kycedge-installed
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-        .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-        .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    local pyver lock
+    pyver=$(.venv/bin/python -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+    lock="locks/dev-$(uname -m)-${pyver}.txt"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || { [ -f "$lock" ] && [ "$lock" -nt "$stamp" ]; }; then
+        local pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+        if [ -f "$lock" ]; then
+            "${pip[@]}" --require-hashes --only-binary=:all: -r "$lock"
+            "${pip[@]}" --no-deps -e .
+            # a dependency added to pyproject.toml since the lock was made (tests/test_locks.py fails too)
+            .venv/bin/python tools/lock_check.py "$lock" || {
+                echo "run.sh: $lock is stale (regenerate with tools/lock.sh); installing the rest unpinned" >&2
+                "${pip[@]}" -e '.[dev]'
+            }
+        else
+            echo "run.sh: no lock for $(uname -m) $pyver ($lock); installing unpinned" >&2
+            "${pip[@]}" -e '.[dev]'
+        fi
         touch "$stamp"
     fi
 }

@@ -1,7 +1,8 @@
 """The inference runtime shim: the only module that imports LiteRT.
 
-Prefers ``ai_edge_litert.interpreter`` (LiteRT, numpy 2) and falls back to
-``tflite_runtime.interpreter`` (frozen at 2.14, numpy < 2) for older images. The
+Imports ``ai_edge_litert.interpreter`` (LiteRT, numpy 2, the one supported runtime) and
+falls back to ``tflite_runtime.interpreter`` only where an image ships that instead (not
+installed by kycedge: ADR 0011 dropped the ``legacy`` extra). The
 quantisation of every input and output (scale, zero point) is read from the model
 itself; :meth:`Model.run` takes and returns float32 arrays and (de)quantises at the
 boundary, so callers never assume a tensor type.
