@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kycedge.lab.broker import Broker, Pki
+from kycedge.lab.broker import Broker, Pki, free_port
 from kycedge.mqtt.client import MqttClient
 from kycedge.protocol import ids, topics
 from support.kyc import Carrier
@@ -27,9 +27,13 @@ def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_
         f'cert_file = "{rx.cert}"\nkey_file = "{rx.key}"\nsession_expiry_s = 60\n\n'
         '[serve]\ngroup = "g1"\n'
     )
-    cmd = [sys.executable, "-m", "kycedge.carrier.cli", "serve", "--config", str(conf), "--instance"]
-    procs = [subprocess.Popen([*cmd, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in (1, 2)]
+    port = free_port()
+    conf1 = tmp_path / "receiver-1.toml"  # process 1 also serves /metrics and /health
+    conf1.write_text(conf.read_text() + f"metrics_port = {port}\n")
+    procs = [subprocess.Popen([sys.executable, "-m", "kycedge.carrier.cli", "serve", "--config", str(cf),
+                               "--instance", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, cf in ((1, conf1), (2, conf))]
     dev = pki.device("acme", "u1")
     c = MqttClient(broker.uplink_config(dev), client_id=ids.device_common_name("acme", "u1"))
     got: list[bytes] = []
@@ -51,6 +55,9 @@ def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_
         expected = sorted(str(unit.message_id(i)) for i in range(n))
         assert sorted(str(r.message_id) for r in receipts) == expected
         assert {r.reason for r in receipts} == {"no-reference"}
+        metrics, healthy = _scrape(port)
+        assert healthy == {"status": "ok", "connected": True, "received": metrics["received"],
+                           "receipts": metrics["receipts"]}
     finally:
         c.stop()
         for p in procs:
@@ -60,8 +67,27 @@ def test_serve_cli_two_processes_split_and_answer(broker: Broker, pki: Pki, tmp_
     shares = [int(o.split("received=")[1].split()[0]) for o in outs]
     assert sum(shares) == n
     assert min(shares) > 0
+    assert metrics["received"] == metrics["no-reference"] == shares[0]
     for p in procs:
         assert p.returncode == 0
+
+
+def _scrape(port: int) -> tuple[dict[str, float], dict[str, object]]:
+    import json
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        fams = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+        healthy = json.loads(r.read())
+    out = {"received": fams["kycedge_receiver_templates_received"].samples[0].value,
+           "receipts": fams["kycedge_receiver_receipts_sent"].samples[0].value}
+    for s in fams["kycedge_receiver_outcomes"].samples:
+        if s.labels == {"status": "accepted", "reason": "no-reference"}:
+            out["no-reference"] = s.value
+    return out, healthy
 
 
 def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:

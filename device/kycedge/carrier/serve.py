@@ -36,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from kycedge.carrier.config import CarrierConfig
+from kycedge.carrier.metrics import health as receiver_health
+from kycedge.carrier.metrics import receiver_metrics
 from kycedge.core.config import section
 from kycedge.core.errors import CarrierError, ConfigError, IdError, KycEdgeError, UplinkError
 from kycedge.core.logs import setup_logging
+from kycedge.core.metrics import Health, Metric, MetricsServer
 from kycedge.mqtt.config import UplinkConfig
 from kycedge.protocol import ids, topics
 
@@ -56,6 +59,9 @@ class ServeConfig:
     batch_max: int = section(64, min=1, max=10_000, help="envelopes per storage transaction")
     batch_wait_s: float = section(0.005, min=0.0, max=5.0, help="gather a batch this long after the first")
     error_pause_s: float = section(1.0, min=0.01, max=600.0, help="pause after a storage error")
+    metrics_host: str = section("127.0.0.1", help="address of the /metrics and /health listener")
+    metrics_port: int = section(0, min=0, max=65535,
+                                help="port of the /metrics (Prometheus) and /health listener; 0 = off")
 
     def __post_init__(self) -> None:
         try:
@@ -102,6 +108,8 @@ class ReceiverService:
     })
 
     def __post_init__(self) -> None:
+        self.outcomes: dict[tuple[str, str], int] = {}
+        self.last_storage_error_at: float | None = None
         self._q: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -120,6 +128,17 @@ class ReceiverService:
         if self._thread is not None:
             self._thread.join(timeout_s)
         self.transport.stop()
+
+    def metrics(self) -> list[Metric]:
+        return receiver_metrics(self.counters, dict(self.outcomes), queue_depth=self._q.qsize(),
+                                connected=bool(self.transport.connected))
+
+    def health(self) -> Health:
+        t = self.last_storage_error_at
+        return receiver_health(
+            running=self._thread is not None and self._thread.is_alive() and not self._stop.is_set(),
+            connected=bool(self.transport.connected), counters=self.counters,
+            last_storage_error_age_s=None if t is None else time.monotonic() - t)
 
     def _on_template(self, topic: str, payload: bytes, ack: Callable[[], None]) -> None:
         self._q.put(_Item(topic, payload, ack))
@@ -153,6 +172,7 @@ class ReceiverService:
                 self.process(batch)
             except CarrierError as e:
                 self.counters["storage_errors"] += 1
+                self.last_storage_error_at = time.monotonic()
                 log.error("serve: storage failed, %d templates left unacknowledged for redelivery: %s",
                           len(batch), e)
                 self._stop.wait(self.config.error_pause_s)
@@ -166,6 +186,8 @@ class ReceiverService:
         self.counters["batches"] += 1
         outcomes = self.receiver.handle_batch([it.payload for it in batch])
         for it, out in zip(batch, outcomes, strict=True):
+            key = (out.status or "none", out.reason)
+            self.outcomes[key] = self.outcomes.get(key, 0) + 1
             try:
                 dt = topics.parse_device_topic(it.topic)
             except KycEdgeError:
@@ -232,12 +254,20 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     svc.start()
+    metrics = None
+    if cfg.serve.metrics_port:
+        metrics = MetricsServer(cfg.serve.metrics_host, cfg.serve.metrics_port, svc.metrics,
+                                svc.health).start()
+        log.info("serve: metrics and health on http://%s:%d/metrics and /health", cfg.serve.metrics_host,
+                 metrics.port)
     log.info("serve: %s consuming %s (pid %d)", client_id, svc.subscription, os.getpid())
     print(f"kycedge-carrier serve: {client_id} consuming {svc.subscription}", flush=True)
     try:
         while not stop.wait(1.0):
             pass
     finally:
+        if metrics is not None:
+            metrics.stop()
         svc.stop()
         receiver.close()
         c = svc.counters

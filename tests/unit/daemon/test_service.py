@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from kycedge.unit.client import ApiClientError
 from kycedge.unit.daemon import settings
 from kycedge.unit.daemon.notify import Notifier
 from kycedge.unit.daemon.service import Daemon
+from kycedge.unit.metrics import MetricsConfig
 
 from .fakes import GOOD, NO_FACE, STUCK, FakeAnalyzer, frame
 
@@ -77,10 +79,13 @@ def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Systemd
     sd.close()
 
 
-def start(lab: Lab, systemd: Systemd, frames: list[Any],
-          loader: Any = None) -> tuple[Daemon, FakeCamera, threading.Thread, list[int]]:
+def start(lab: Lab, systemd: Systemd, frames: list[Any], loader: Any = None,
+          metrics_file: Path | None = None) -> tuple[Daemon, FakeCamera, threading.Thread, list[int]]:
     cam = FakeCamera(frames)
-    d = Daemon(settings.load(lab.config_path), config_path=lab.config_path,
+    s = settings.load(lab.config_path)
+    if metrics_file is not None:
+        s = replace(s, metrics=MetricsConfig(textfile=metrics_file, interval_s=1.0))
+    d = Daemon(s, config_path=lab.config_path,
                notifier=Notifier(str(systemd.path)), source=cam,
                load_analyzer=loader or (lambda p: FakeAnalyzer()), install_signals=False)
     d.start()
@@ -97,8 +102,9 @@ def wait_for(cond: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_ready_registration_receipt_and_clean_stop(lab: Lab, systemd: Systemd) -> None:
-    d, cam, t, code = start(lab, systemd, [frame(NO_FACE), frame(GOOD)])
+def test_ready_registration_receipt_and_clean_stop(lab: Lab, systemd: Systemd, tmp_path: Path) -> None:
+    prom = tmp_path / "kycedge.prom"
+    d, cam, t, code = start(lab, systemd, [frame(NO_FACE), frame(GOOD)], metrics_file=prom)
     wait_for(lambda: systemd.seen("READY=1"))
     c = lab.client()
     sid = c.start_session("registration-ref-000A")["session"]
@@ -121,6 +127,17 @@ def test_ready_registration_receipt_and_clean_stop(lab: Lab, systemd: Systemd) -
     assert code == [0]
     assert systemd.seen("STOPPING=1")
     assert cam.opens == cam.closes
+    # the textfile for node_exporter, last written at stop
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fams = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
+    assert value[("kycedge_unit_sessions_total", (("outcome", "queued"), ("reason", "")))] == 1
+    assert value[("kycedge_unit_receipts_total", (("outcome", "accepted"),))] == 1
+    assert value[("kycedge_unit_outbox_entries", ())] == 0
+    assert value[("kycedge_unit_published_total", ())] == 1
+    assert ("kycedge_unit_link_up", ()) in value
+    assert any(k[0] == "kycedge_unit_model_info" for k in value)
 
 
 def test_stuck_pipeline_stops_watchdog_pings(lab: Lab, systemd: Systemd) -> None:

@@ -47,6 +47,7 @@ from kycedge.unit.capture.factory import make_source
 from kycedge.unit.daemon import memory
 from kycedge.unit.daemon import settings as settings_mod
 from kycedge.unit.daemon.notify import Notifier, watchdog_interval_s
+from kycedge.unit.daemon.observe import MetricsFile
 from kycedge.unit.daemon.settings import Settings
 from kycedge.unit.forwarder import Forwarder, offline_will
 from kycedge.unit.identity import load_identity
@@ -138,6 +139,7 @@ class Daemon:
         self._receipt_keys: Mapping[str, crypto.VerifyKey] = {}
         self.device_key: dict[str, str] = {}  # key_id, algorithm, key_protection (software | tpm)
         self._selftest_image: bytes | None = None
+        self.metrics = MetricsFile(settings.metrics, self)
 
     # ---- start-up -------------------------------------------------------------------
     def start(self) -> None:
@@ -337,6 +339,7 @@ class Daemon:
                 self.reload_event.clear()
                 self.reload_config()
             self._watchdog()
+            self.metrics.tick()
             now = time.monotonic()
             if now >= next_status:
                 self.notifier.status(self.status_line())
@@ -391,6 +394,7 @@ class Daemon:
             self.forwarder.stop(timeout_s=3.0)
         if self._agent_thread is not None:
             self._agent_thread.join(timeout=2.0)
+        self.metrics.tick(force=True)  # the last figures before the outbox closes
         if self.outbox is not None:
             self.outbox.close()
         log.info("stopped", extra={"session": outcome, "stop_s": round(time.monotonic() - t0, 3)})

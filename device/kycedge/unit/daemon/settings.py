@@ -37,6 +37,7 @@ from kycedge.unit.api import ApiConfig
 from kycedge.unit.capture.base import CaptureConfig
 from kycedge.unit.carrier_keys import CarrierKeysConfig
 from kycedge.unit.forwarder import ForwarderConfig
+from kycedge.unit.metrics import MetricsConfig
 from kycedge.unit.outbox import OutboxConfig
 from kycedge.unit.session import SessionConfig
 from kycedge.unit.updates.config import UPDATES_STATE_DEFAULT, UpdatesConfig
@@ -109,6 +110,7 @@ class Settings:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     updates: UpdatesConfig = field(default_factory=_disabled_updates)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         own = ids.device_common_name(self.daemon.tenant, self.daemon.device_id)
@@ -154,7 +156,8 @@ def _paths(obj: Any, prefix: str) -> list[tuple[str, Path]]:
 
 
 # Paths that name directories the daemon creates, or inputs used only by one source.
-_CREATED_OR_OPTIONAL = {"daemon.state_dir", "updates.state_dir", "capture.replay_path", "daemon.models_dir"}
+_CREATED_OR_OPTIONAL = {"daemon.state_dir", "updates.state_dir", "capture.replay_path", "daemon.models_dir",
+                        "metrics.textfile"}
 
 
 def check_files(s: Settings) -> list[str]:
