@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
 SYSTEM_PACKAGES=(mosquitto postgresql mosquitto-dev libssl-dev gcc swtpm swtpm-tools tpm2-tools libtss2-dev
-                 tpm2-openssl softhsm2)
+                 tpm2-openssl softhsm2 curl
+                 python3-venv)
 
 need_system_packages() {
     local missing=()
@@ -26,6 +27,9 @@ need_system_packages() {
     [ -f /usr/include/tss2/tss2_esys.h ] || missing+=(libtss2-dev)
     ls /usr/lib/*/ossl-modules/tpm2.so >/dev/null 2>&1 || missing+=(tpm2-openssl)
     [ -f /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
+    # the admin guide's commands (curl) and the Debian package's venv (the system python3's venv)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    [ ! -x /usr/bin/python3 ] || /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "run.sh: installing system packages: ${missing[*]}" >&2
     local sudo=()
