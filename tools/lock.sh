@@ -6,7 +6,7 @@
 #   locks/unit-aarch64-cp310.txt     the unit on JetPack 6 (CPython 3.10, glibc 2.35)
 #   locks/unit-x86_64-cp311.txt      the unit on x86-64 Debian 12 (this build machine, the .deb test)
 #   locks/carrier-x86_64-cp311.txt   the carrier receiver (extra carrier: psycopg)
-#   locks/dev-x86_64-cp311.txt       tests and linters (extras dev, carrier): what run.sh and CI install
+#   locks/dev-x86_64-cp311.txt       tests and linters (extras dev, carrier, fleet): what run.sh and CI install
 # Install one with hash checking:
 #   pip install --require-hashes --only-binary=:all: -r locks/unit-aarch64-cp311.txt
 #   pip install --no-deps --no-build-isolation .      (or the kycedge wheel)
@@ -24,5 +24,5 @@ compile locks/unit-aarch64-cp311.txt aarch64-manylinux_2_36 3.11
 compile locks/unit-aarch64-cp310.txt aarch64-manylinux_2_35 3.10
 compile locks/unit-x86_64-cp311.txt x86_64-manylinux_2_36 3.11
 compile locks/carrier-x86_64-cp311.txt x86_64-manylinux_2_36 3.11 --extra carrier
-compile locks/dev-x86_64-cp311.txt x86_64-manylinux_2_36 3.11 --extra dev --extra carrier
+compile locks/dev-x86_64-cp311.txt x86_64-manylinux_2_36 3.11 --extra dev --extra carrier --extra fleet
 for f in locks/*-*.txt; do echo "$f: $(grep -c '==' "$f") pins"; done

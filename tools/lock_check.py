@@ -3,7 +3,7 @@
     python tools/lock_check.py locks/unit-aarch64-cp311.txt [more locks]    exit 1 if any is stale
 
 A lock is named ``<product>-<machine>-cp<XY>.txt``; the product says which extras it
-carries (unit: none, carrier: carrier, dev: dev + carrier). Every requirement of those
+carries (unit: none, carrier: carrier, dev: dev + carrier + fleet). Every requirement of those
 (markers evaluated for that machine and Python) must be pinned in the lock at a version
 the requirement allows. Regenerate with ``tools/lock.sh``.
 """
@@ -23,7 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = {"unit": (), "carrier": ("carrier",), "dev": ("dev", "carrier")}
+EXTRAS = {"unit": (), "carrier": ("carrier",), "dev": ("dev", "carrier", "fleet")}
 _NAME = re.compile(r"(?P<product>[a-z]+)-(?P<machine>[a-z0-9_]+)-cp(?P<major>\d)(?P<minor>\d+)\.txt")
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[^\s;\\]+)", re.MULTILINE)
 

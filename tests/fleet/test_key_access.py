@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from kycedge.fleet.cli import main
-from kycedge.lab.broker import DEPLOY, MOSQUITTO, free_port
+from kycedge.lab.broker import DEPLOY, GUARD_IN_CONF, MOSQUITTO, build_guard, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,6 +81,11 @@ def test_broker_key_for_group_mosquitto_lets_the_broker_start_as_mosquitto(
     conf = (DEPLOY / "mosquitto.conf").read_text().replace("/etc/mosquitto/kycedge/", f"{certs}/")
     conf = conf.replace("listener 8883", f"listener {port} 127.0.0.1").replace(
         "persistence true", "persistence false")
+    if GUARD_IN_CONF in conf:  # the isolation plugin (ADR 0010), readable by user mosquitto
+        guard = etc / "kycedge_guard.so"
+        shutil.copy(build_guard(), guard)
+        guard.chmod(0o755)
+        conf = conf.replace(GUARD_IN_CONF, str(guard))
     assert "\nuser " not in conf  # mosquitto drops to its default user, mosquitto
     (etc / "mosquitto.conf").write_text(conf)
     proc = subprocess.Popen([MOSQUITTO, "-c", str(etc / "mosquitto.conf")],
