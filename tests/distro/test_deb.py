@@ -41,7 +41,7 @@ pytestmark = [
 ]
 
 FAKE_PICAMERA2 = '''
-"""A stand-in for apt's python3-picamera2 (tests/packaging/test_deb.py)."""
+"""A stand-in for apt's python3-picamera2 (tests/distro/test_deb.py)."""
 import numpy as np
 
 class _Request:
