@@ -135,7 +135,7 @@ def test_ready_registration_receipt_and_clean_stop(lab: Lab, systemd: Systemd, t
     assert value[("kycedge_unit_sessions_total", (("outcome", "queued"), ("reason", "")))] == 1
     assert value[("kycedge_unit_receipts_total", (("outcome", "accepted"),))] == 1
     assert value[("kycedge_unit_outbox_entries", ())] == 0
-    assert value[("kycedge_unit_published_total", ())] == 1
+    assert value[("kycedge_unit_published_total", ())] >= 1  # a re-send after a lost session counts
     assert ("kycedge_unit_link_up", ()) in value
     assert any(k[0] == "kycedge_unit_model_info" for k in value)
 
