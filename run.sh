@@ -58,7 +58,7 @@ setup_venv() {
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || { [ -f "$lock" ] && [ "$lock" -nt "$stamp" ]; }; then
         local pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
         if [ -f "$lock" ]; then
-            "${pip[@]}" --require-hashes --only-binary=:all: -r "$lock"
+            "${pip[@]}" --require-hashes -r "$lock"
             "${pip[@]}" --no-deps -e .
             # a dependency added to pyproject.toml since the lock was made (tests/test_locks.py fails too)
             .venv/bin/python tools/lock_check.py "$lock" || {
