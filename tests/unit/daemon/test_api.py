@@ -99,7 +99,7 @@ def test_busy_cancel_and_sse(short_dir: Path) -> None:
         assert sid in e.value.message
         assert c.cancel(sid)["state"] == "cancelling"
         raw = _raw(short_dir, "GET", f"/v1/sessions/{sid}/events", headers={"Accept": "text/event-stream"})
-        assert raw.startswith("event: started\ndata: {")
+        assert raw.startswith("retry: 2000\n\nid: 0\nevent: started\ndata: {")
         assert raw.rstrip().endswith('"reason":"cancelled","message":"the session was cancelled"}')
         with pytest.raises(ApiClientError) as e:
             c.cancel(sid)
@@ -132,8 +132,8 @@ def _raw(d: Path, method: str, path: str, body: bytes | None = None,
      "bad-request"),
     ("POST", "/v1/sessions", b'{"ref":"123 456 789"}', {"Content-Type": "application/json"}, 400,
      "bad-reference"),
-    ("POST", "/v1/sessions", b"x" * 5000, {"Content-Type": "application/json"}, 413, "bad-request"),
-    ("GET", "/v1/sessions", None, {}, 405, "method-not-allowed"),
+    ("POST", "/v1/sessions", b"x" * 5000, {"Content-Type": "application/json"}, 413, "body-too-large"),
+    ("PUT", "/v1/sessions", None, {}, 405, "method-not-allowed"),
     ("GET", "/v1/nope", None, {}, 404, "no-such-route"),
     ("GET", "/v1/sessions/" + "0" * 32, None, {}, 404, "no-such-session"),
     ("GET", "/v1/info", None, {"Origin": "http://evil.example"}, 403, "origin-refused"),
