@@ -52,7 +52,7 @@ class FlowResult:
 
 def _registration(client: Any, ref: str, out: TextIO, *, timeout_s: float | None = None) -> dict[str, Any]:
     """Start a session, print its events as they come; return a summary."""
-    started = client.start_session(ref, timeout_s=timeout_s)
+    started = client.start_session(ref, timeout_s=timeout_s, consent_version=client.consent_version())
     w = out.write
     summary: dict[str, Any] = {"session": started["session"], "guidance": [], "events": []}
     for ev in client.events(started["session"]):
@@ -156,7 +156,7 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
         lab.stop_broker()
         w("   broker stopped\n")
         lab.show(faces / "obama3.jpg")
-        started = client.start_session(REFS["outage"])
+        started = client.start_session(REFS["outage"], consent_version=client.consent_version())
         sid = started["session"]
         s = {"session": sid, "guidance": [], "events": []}
         for ev in client.events(sid):

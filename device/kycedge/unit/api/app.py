@@ -45,7 +45,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from kycedge.core.errors import KycEdgeError, SessionError
-from kycedge.protocol.ids import MESSAGE_ID_TEXT_RE
+from kycedge.protocol.ids import CONSENT_VERSION_RE, MESSAGE_ID_TEXT_RE
 from kycedge.unit.api import events as wire
 from kycedge.unit.api import guard
 from kycedge.unit.api.config import ApiConfig
@@ -60,7 +60,6 @@ StatusProvider = Callable[[], dict[str, Any]]
 MessageLookup = Callable[[str], dict[str, Any] | None]
 Handler = Callable[[Request, re.Match[str]], Awaitable[Response]]
 
-CONSENT_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 _STREAM_POLL_S = 0.1
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -258,15 +257,16 @@ class ApiApp:
         timeout = body.get("timeout_s")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
             raise ApiError(400, "bad-request", f"timeout_s: expected a number, got {type(timeout).__name__}")
+        if "consent" not in body:
+            raise ApiError(400, "consent-required", 'field consent is required: {"version": the consent '
+                           "text's version shown to the customer, \"accepted\": true|false}")
         consent = self._consent(body.get("consent"))
         s = await run_in_threadpool(self.sessions.start, body["ref"], timeout, consent)
         where = f"/v1/sessions/{s.id}"
         return json_response(201, {"session": s.id, "ref": s.ref, "events": f"{where}/events"},
                              {"Location": where})
 
-    def _consent(self, raw: object) -> Consent | None:
-        if raw is None:
-            return None
+    def _consent(self, raw: object) -> Consent:
         if not isinstance(raw, dict) or set(raw) != {"version", "accepted"}:
             raise ApiError(400, "bad-consent",
                            'consent: expected {"version": TEXT, "accepted": true|false}')
