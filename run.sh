@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
 SYSTEM_PACKAGES=(mosquitto postgresql mosquitto-dev libssl-dev gcc swtpm swtpm-tools tpm2-tools libtss2-dev
-                 tpm2-openssl softhsm2)
+                 tpm2-openssl softhsm2 chromium chromium-driver)
 
 need_system_packages() {
     local missing=()
@@ -26,6 +26,9 @@ need_system_packages() {
     [ -f /usr/include/tss2/tss2_esys.h ] || missing+=(libtss2-dev)
     ls /usr/lib/*/ossl-modules/tpm2.so >/dev/null 2>&1 || missing+=(tpm2-openssl)
     [ -f /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
+    # the agent's web app tests (marker browser): headless Chromium driven by selenium
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "run.sh: installing system packages: ${missing[*]}" >&2
     local sudo=()

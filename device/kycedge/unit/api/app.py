@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from kycedge.core.errors import KycEdgeError, SessionError
 from kycedge.protocol.ids import CONSENT_VERSION_RE, MESSAGE_ID_TEXT_RE
@@ -62,6 +62,13 @@ Handler = Callable[[Request, re.Match[str]], Awaitable[Response]]
 
 _STREAM_POLL_S = 0.1
 _NO_STORE = {"Cache-Control": "no-store"}
+# the app's own files: nothing from elsewhere, no framing, revalidated on every load
+_APP_HEADERS = [(k.encode(), v.encode()) for k, v in {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self'; connect-src 'self'; form-action 'none'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+}.items()]
 
 
 class ApiError(Exception):
@@ -215,7 +222,12 @@ class ApiApp:
                                {"Allow": "GET, HEAD"})
             await error_response(refusal)(scope, receive, send)
             return
-        await self.static({**scope, "root_path": scope.get("root_path", "") + "/app"}, receive, send)
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_APP_HEADERS]
+            await send(message)
+
+        await self.static({**scope, "root_path": scope.get("root_path", "") + "/app"}, receive, with_headers)
 
     # ---- handlers -----------------------------------------------------------------------
     async def _info(self, request: Request, m: re.Match[str]) -> Response:
