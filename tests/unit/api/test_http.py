@@ -247,19 +247,47 @@ def test_a_slow_header_client_is_cut_off_and_others_are_served(short_dir: Path) 
         lv.api.close()
 
 
-def test_beyond_max_connections_a_request_gets_503(short_dir: Path) -> None:
+def test_idle_connections_make_room_for_a_request(short_dir: Path) -> None:
     lv = make_live(short_dir, max_connections=3)
-    idle = [socket.create_connection(("127.0.0.1", lv.port)) for _ in range(3)]
+    idle = [socket.create_connection(("127.0.0.1", lv.port)) for _ in range(5)]
     try:
         time.sleep(0.2)
-        r = lv.request("GET", "/v1/info")
-        assert (r.status, r.json()["error"]["code"]) == (503, "too-many-connections")
-        openapi_check.check("GET", "/v1/info", r.status, r.headers, r.body)
+        assert lv.request("GET", "/v1/info").status == 200  # the oldest idle ones were closed
+        closed = 0
+        for s in idle:
+            s.settimeout(0.5)
+            try:
+                closed += s.recv(1) == b""
+            except TimeoutError:
+                pass
+        assert closed >= 3
+    finally:
         for s in idle:
             s.close()
-        time.sleep(0.2)
+        lv.api.close()
+
+
+def test_when_every_connection_is_busy_a_request_gets_503(short_dir: Path) -> None:
+    lv = make_live(short_dir, max_connections=2)
+    streams = []
+    try:
+        sid = lv.start().json()["session"]  # NO_FACE: it keeps capturing
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", lv.port), timeout=5)
+            s.sendall(f"GET /v1/sessions/{sid}/events HTTP/1.1\r\nHost: 127.0.0.1:{lv.port}\r\n\r\n".encode())
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+            streams.append(s)
+        r = lv.request("GET", "/v1/info")
+        assert (r.status, r.json()["error"]["code"]) == (503, "too-many-connections")
+        assert r.headers["retry-after"] == "1"
+        openapi_check.check("GET", "/v1/info", r.status, r.headers, r.body)
+        streams.pop().close()
+        time.sleep(0.3)
         assert lv.request("GET", "/v1/info").status == 200
     finally:
+        for s in streams:
+            s.close()
+        lv.sessions.cancel(lv.sessions.active.id) if lv.sessions.active else None
         lv.api.close()
 
 

@@ -10,9 +10,11 @@ clients sending a body slowly locked everyone out) and a listen backlog of 5. He
   the connection gets ``408`` and is closed (uvicorn itself only times out idle
   keep-alive connections, so slow-header and slow-body clients would otherwise stay);
 - idle keep-alive connections close after ``api.idle_timeout_s``;
-- beyond ``api.max_connections`` open connections a request gets ``503
-  too-many-connections`` (from the app, as JSON); uvicorn's own ``limit_concurrency``
-  (twice that) is the backstop;
+- at most ``api.max_connections`` open connections: a new one beyond that closes the
+  oldest connection that is idle or still sending its request (idle or half-open
+  sockets cannot lock anyone out); if every connection is busy answering a request (event
+  streams), the new request gets ``503 too-many-connections`` (from the app, as JSON);
+  uvicorn's own ``limit_concurrency`` (four times that, plain-text 503) is the backstop;
 - both listeners (Unix socket, loopback TCP) are bound here with ``api.backlog`` and
   handed to uvicorn, so a bind error is raised in the caller's thread with the path.
 
@@ -63,15 +65,36 @@ def openapi_document() -> dict[str, Any]:
     return doc
 
 
-def _protocol(read_timeout_s: float) -> type[H11Protocol]:
+def _protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
     class DeadlineH11(H11Protocol):
-        """uvicorn's h11 protocol plus a read deadline per request."""
+        """uvicorn's h11 protocol plus a read deadline per request and eviction of idle
+        connections when the server is full."""
 
         _deadline: asyncio.TimerHandle | None = None
+        _opened: float = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self._opened = self.loop.time()
             self._arm()
+            if _open_count(self.connections) > max_connections:
+                self._evict_one()
+
+        def _busy(self) -> bool:
+            """True while a fully received request is being answered (maybe a stream)."""
+            c = self.cycle
+            return c is not None and not c.more_body and not c.response_complete
+
+        def _evict_one(self) -> None:
+            """Full: close the oldest connection that is idle or still sending its request,
+            so connections that do nothing cannot lock out a client that asks something."""
+            idle = [c for c in self.connections if c is not self and isinstance(c, DeadlineH11)
+                    and not c.transport.is_closing() and not c._busy()]
+            if idle:
+                victim = min(idle, key=lambda c: c._opened)
+                victim._disarm()
+                if not victim.transport.is_closing():
+                    victim.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -103,6 +126,11 @@ def _protocol(read_timeout_s: float) -> type[H11Protocol]:
             self.transport.close()
 
     return DeadlineH11
+
+
+def _open_count(connections: set[Any]) -> int:
+    """Connections not already closing (a closed transport leaves the set a loop turn later)."""
+    return sum(1 for c in connections if not c.transport.is_closing())
 
 
 def _bind_unix(path: Path, mode: int, backlog: int) -> socket.socket:
@@ -155,7 +183,7 @@ class ApiServer:
 
     def _connections(self) -> int:
         server = self._server
-        return len(server.server_state.connections) if server is not None else 0
+        return _open_count(server.server_state.connections) if server is not None else 0
 
     def start(self, timeout_s: float = 10.0) -> None:
         c = self.config
@@ -172,11 +200,13 @@ class ApiServer:
             for s in sockets:
                 s.close()
             raise
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        # uvicorn's start/stop chatter and its per-request "Exceeded concurrency limit."
+        # (the backstop, answered with 503) stay out of the daemon's log
+        logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
         config = uvicorn.Config(
             self.app, lifespan="off", log_config=None, access_log=False, ws="none", loop="asyncio",
-            http=_protocol(c.read_timeout_s), timeout_keep_alive=int(max(1, round(c.idle_timeout_s))),
-            backlog=c.backlog, limit_concurrency=2 * c.max_connections, timeout_graceful_shutdown=2,
+            http=_protocol(c.read_timeout_s, c.max_connections), timeout_keep_alive=int(max(1, round(c.idle_timeout_s))),
+            backlog=c.backlog, limit_concurrency=4 * c.max_connections, timeout_graceful_shutdown=2,
             server_header=False, h11_max_incomplete_event_size=16 * 1024,
         )
         self._server = uvicorn.Server(config)
