@@ -71,7 +71,8 @@ def start_server(kind: str, workdir: Path, old_rev: str) -> tuple[Any, int]:
         path = workdir / "old_api.py"
         path.write_text(src)
         spec = importlib.util.spec_from_file_location("old_api", path)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         api = mod.ApiServer(mod.ApiConfig(socket_path="", tcp_port=port), sessions, status, lambda m: None)
@@ -208,6 +209,11 @@ ATTACKS: dict[str, Callable[[int, threading.Event], dict[str, Any]]] = {
 }
 
 
+def _attack(fn: Callable[[int, threading.Event], dict[str, Any]], port: int, stop: threading.Event,
+            result: dict[str, Any]) -> None:
+    result.update(fn(port, stop))
+
+
 def run(kind: str, seconds: float, old_rev: str, only: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,7 +224,8 @@ def run(kind: str, seconds: float, old_rev: str, only: list[str]) -> dict[str, A
                 victim = Victim(port)
                 stop = threading.Event()
                 result: dict[str, Any] = {}
-                attacker = threading.Thread(target=lambda: result.update(ATTACKS[name](port, stop)), daemon=True)
+                attacker = threading.Thread(target=_attack, args=(ATTACKS[name], port, stop, result),
+                                            daemon=True)
                 attacker.start()
                 time.sleep(0.3)  # the attack is in place before the honest client starts
                 victim.start()
@@ -229,7 +236,8 @@ def run(kind: str, seconds: float, old_rev: str, only: list[str]) -> dict[str, A
                 attacker.join(15)
                 out[name] = {"other_client": victim.report(seconds), "attacker": result}
                 print(f"{kind:>3} {name:<12} other client: {victim.ok:5d} served in {seconds:g} s, "
-                      f"{victim.busy} non-200, {victim.errors} errors {victim.kinds or ''}; attacker: {result}",
+                      f"{victim.busy} non-200, {victim.errors} errors {victim.kinds or ''}; "
+                      f"attacker: {result}",
                       flush=True)
         finally:
             api.close()

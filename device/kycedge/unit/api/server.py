@@ -205,7 +205,8 @@ class ApiServer:
         logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
         config = uvicorn.Config(
             self.app, lifespan="off", log_config=None, access_log=False, ws="none", loop="asyncio",
-            http=_protocol(c.read_timeout_s, c.max_connections), timeout_keep_alive=int(max(1, round(c.idle_timeout_s))),
+            http=_protocol(c.read_timeout_s, c.max_connections),
+            timeout_keep_alive=int(max(1, round(c.idle_timeout_s))),
             backlog=c.backlog, limit_concurrency=4 * c.max_connections, timeout_graceful_shutdown=2,
             server_header=False, h11_max_incomplete_event_size=16 * 1024,
         )
