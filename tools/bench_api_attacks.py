@@ -74,6 +74,7 @@ def start_server(kind: str, workdir: Path, old_rev: str) -> tuple[Any, int]:
         assert spec is not None
         assert spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
+        sys.modules["old_api"] = mod  # dataclasses look their module up
         spec.loader.exec_module(mod)
         api = mod.ApiServer(mod.ApiConfig(socket_path="", tcp_port=port), sessions, status, lambda m: None)
     api.start()
