@@ -9,6 +9,7 @@ errors, latency) and what the attacker's connections got. Attacks (bounded, loop
 - ``slow-headers``: 32 clients send one header line a second and never finish (slowloris);
 - ``half-open``: 70 connections opened and left idle (nothing sent);
 - ``burst``: 60 clients connect at the same instant, each sends GET /v1/info;
+- ``burst-unix``: 60 non-blocking connects to the Unix socket at once (``EAGAIN`` = backlog full);
 - ``flood``: 200 idle connections, more than ``api.max_connections``.
 
 ``--server new`` is this package's server (uvicorn); ``--server old`` is the
@@ -41,6 +42,7 @@ from kycedge.unit.capture.fake import FakeCamera
 from kycedge.unit.session import SessionManager
 
 OLD_REV = "9bb7500"
+_SOCK: dict[int, str] = {}  # port -> the same server's Unix socket path
 
 
 class _Analyzer:
@@ -58,13 +60,14 @@ def _free_port() -> int:
 
 def start_server(kind: str, workdir: Path, old_rev: str) -> tuple[Any, int]:
     port = _free_port()
+    sock_path = str(workdir / "api.sock")
     sessions = SessionManager(FakeCamera([np.zeros((8, 8, 3), np.uint8)]), _Analyzer(),
                               lambda c: None, None)  # type: ignore[arg-type]
     status: Callable[[], dict[str, Any]] = lambda: {"status": "ready", "queue": {"count": 0}}  # noqa: E731
     if kind == "new":
         from kycedge.unit.api import ApiConfig, ApiServer
 
-        api = ApiServer(ApiConfig(socket_path="", tcp_port=port), sessions, status, lambda m: None)
+        api = ApiServer(ApiConfig(socket_path=sock_path, tcp_port=port), sessions, status, lambda m: None)
     else:
         src = subprocess.run(["git", "show", f"{old_rev}:device/kycedge/unit/api.py"], check=True,
                              capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]).stdout
@@ -76,8 +79,10 @@ def start_server(kind: str, workdir: Path, old_rev: str) -> tuple[Any, int]:
         mod = importlib.util.module_from_spec(spec)
         sys.modules["old_api"] = mod  # dataclasses look their module up
         spec.loader.exec_module(mod)
-        api = mod.ApiServer(mod.ApiConfig(socket_path="", tcp_port=port), sessions, status, lambda m: None)
+        api = mod.ApiServer(mod.ApiConfig(socket_path=sock_path, tcp_port=port), sessions, status,
+                            lambda m: None)
     api.start()
+    _SOCK[port] = sock_path
     return api, port
 
 
@@ -90,9 +95,11 @@ class Victim(threading.Thread):
         self.ok = self.busy = self.errors = 0
         self.latency_ms: list[float] = []
         self.kinds: dict[str, int] = {}
+        self.threads_max = 0
 
     def run(self) -> None:
         while not self.stop.is_set():
+            self.threads_max = max(self.threads_max, len(os.listdir("/proc/self/task")))
             t0 = time.perf_counter()
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2.0)
@@ -116,7 +123,7 @@ class Victim(threading.Thread):
         return {"served_200": self.ok, "per_s": round(self.ok / seconds, 1), "non_200": self.busy,
                 "errors": self.errors, "failures": self.kinds,
                 "p50_ms": round(statistics.median(lat), 1) if lat else None,
-                "max_ms": round(lat[-1], 1) if lat else None}
+                "max_ms": round(lat[-1], 1) if lat else None, "process_threads_max": self.threads_max}
 
 
 def _connect(port: int) -> socket.socket | None:
@@ -172,6 +179,36 @@ def attack_idle(port: int, n: int, stop: threading.Event) -> dict[str, Any]:
             "closed_by_server": opened - alive, "answered_before_close": answered}
 
 
+def attack_burst_unix(path: str, n: int, stop: threading.Event) -> dict[str, Any]:
+    """``n`` connects to the Unix socket at the same instant (non-blocking: EAGAIN = backlog full)."""
+    socks, results = [], {}
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(path)
+            key = "connected"
+            socks.append(s)
+        except BlockingIOError:
+            key, _ = "EAGAIN", s.close()
+        except OSError as e:
+            key, _ = f"errno {e.errno}", s.close()
+        results[key] = results.get(key, 0) + 1
+    answers: dict[str, int] = {}
+    for s in socks:
+        s.setblocking(True)
+        s.settimeout(5)
+        try:
+            s.sendall(b"GET /v1/info HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            key = s.recv(12).decode(errors="replace")[9:12] or "closed"
+        except OSError as e:
+            key = type(e).__name__
+        answers[key] = answers.get(key, 0) + 1
+        s.close()
+    stop.wait()
+    return {"connections": n, "connect": results, "answers": answers}
+
+
 def attack_burst(port: int, n: int, stop: threading.Event) -> dict[str, Any]:
     barrier = threading.Barrier(n)
     results: dict[str, int] = {}
@@ -206,6 +243,7 @@ ATTACKS: dict[str, Callable[[int, threading.Event], dict[str, Any]]] = {
         p, 32, b"GET /v1/info HTTP/1.1\r\n", lambda i: b"X-Slow-%d: 1\r\n" % i, s),
     "half-open": lambda p, s: attack_idle(p, 70, s),
     "burst": lambda p, s: attack_burst(p, 60, s),
+    "burst-unix": lambda p, s: attack_burst_unix(_SOCK[p], 60, s),
     "flood": lambda p, s: attack_idle(p, 200, s),
 }
 
@@ -237,8 +275,8 @@ def run(kind: str, seconds: float, old_rev: str, only: list[str]) -> dict[str, A
                 attacker.join(15)
                 out[name] = {"other_client": victim.report(seconds), "attacker": result}
                 print(f"{kind:>3} {name:<12} other client: {victim.ok:5d} served in {seconds:g} s, "
-                      f"{victim.busy} non-200, {victim.errors} errors {victim.kinds or ''}; "
-                      f"attacker: {result}",
+                      f"{victim.busy} non-200, {victim.errors} errors {victim.kinds or ''}, "
+                      f"process threads <= {victim.threads_max}; attacker: {result}",
                       flush=True)
         finally:
             api.close()
@@ -251,13 +289,15 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each attack")
     ap.add_argument("--old-rev", default=OLD_REV, help="git revision holding the http.server API")
     ap.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated subset")
+    ap.add_argument("--json", action="store_true", help="also print the whole report as JSON")
     args = ap.parse_args()
     only = [a for a in args.attacks.split(",") if a]
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min), "
           f"{os.cpu_count()} CPUs", flush=True)
     report = {k: run(k, args.seconds, args.old_rev, only)
               for k in (["new", "old"] if args.server == "both" else [args.server])}
-    print(json.dumps(report, indent=1))
+    if args.json:
+        print(json.dumps(report, indent=1))
     return 0
 
 
