@@ -300,3 +300,18 @@ def test_the_documents_id_patterns_are_the_ones_the_code_uses() -> None:
 
     consent = doc["components"]["schemas"]["SessionStart"]["properties"]["consent"]["properties"]["version"]
     assert consent["pattern"] == f"^{CONSENT_VERSION_RE.pattern}$"
+
+
+def test_the_app_is_served_on_tcp_only_with_a_strict_policy(live: Live) -> None:
+    r = live.request("GET", "/app/")
+    assert r.status == 200
+    assert b'<script src="app.js"' in r.body
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert live.request("GET", "/").headers["location"] == "/app/"
+    assert live.request("GET", "/app/i18n.json").status == 200
+    assert live.request("GET", "/app/../pyproject.toml").status == 404
+    assert live.request("POST", "/app/", body=b"{}").status == 405
+    assert live.request("GET", "/app/", unix=True).status == 404  # not on the Unix socket

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
@@ -149,8 +150,9 @@ class ApiApp:
                                f"more than {self.config.max_connections} open connections; retry shortly",
                                {"Connection": "close", "Retry-After": "1"})
             path = scope["path"]
-            if self.static is not None and scope.get("server") is not None and (
-                    path == "/" or path.startswith("/app")):
+            server = scope.get("server")
+            on_tcp = server is not None and server[1] is not None
+            if self.static is not None and on_tcp and (path == "/" or path.startswith("/app")):
                 await self._serve_app(scope, receive, send)
                 return
             route, match = self._match(path)
@@ -158,6 +160,10 @@ class ApiApp:
             response = await self._dispatch(request, route, match, cross_origin)
         except ApiError as e:
             response = error_response(e)
+        except Exception as e:  # a bug: answer and log it, never a bare connection reset
+            log.error("api handler failed", extra={"route": route_name, "error": type(e).__name__})
+            response = error_response(ApiError(500, "internal-error",
+                                               f"internal error ({type(e).__name__}); see the daemon log"))
         if cross_origin:
             response.headers.update(guard.cors_headers(request.headers["origin"]))
         log.debug("api request", extra={"method": scope["method"], "route": route_name,
@@ -227,7 +233,12 @@ class ApiApp:
                 message["headers"] = [*message.get("headers", []), *_APP_HEADERS]
             await send(message)
 
-        await self.static({**scope, "root_path": scope.get("root_path", "") + "/app"}, receive, with_headers)
+        try:
+            await self.static({**scope, "root_path": scope.get("root_path", "") + "/app"}, receive,
+                              with_headers)
+        except HTTPException as e:  # not found, outside the app's directory, bad method
+            code = "no-such-route" if e.status_code == 404 else "bad-request"
+            await error_response(ApiError(e.status_code, code, f"app: {e.detail}"))(scope, receive, send)
 
     # ---- handlers -----------------------------------------------------------------------
     async def _info(self, request: Request, m: re.Match[str]) -> Response:
