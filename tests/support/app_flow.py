@@ -21,10 +21,11 @@ OUTAGE = "rBrowserOutage-0003"
 
 
 @contextmanager
-def app_lab(root: Path | None = None) -> Iterator[Lab]:
+def app_lab(root: Path | None = None, *, preview: bool = False) -> Iterator[Lab]:
     faces = repo_root() / "fixtures" / "faces"
     lab = Lab.create(root, session_timeout_s=15.0, receipt_wait_s=30.0, settle_s=0.2, best_of=2,
-                     session_extra="guidance_repeat_s = 0.5\n")
+                     session_extra="guidance_repeat_s = 0.5\n",
+                     api_extra="preview_enabled = true\n" if preview else "")
     try:
         refs = {ref: faces / "obama.jpg" for ref in (GENUINE, IMPOSTOR, OUTAGE)}
         lab.provision(default_models_dir().resolve(), refs)

@@ -104,6 +104,7 @@ class Lab:
     settle_s: float = 0.3
     best_of: int = 3
     session_extra: str = ""  # more [session] lines, e.g. "stuck_after_s = 2.0\n"
+    api_extra: str = ""  # more [api] lines, e.g. "preview_enabled = true\n"
     selftest_image: Path | None = None  # [daemon] selftest_image
     # True: the "camera" delivers raw frames at camera_size (photos are decoded and scaled
     # here, in the lab process, and replayed as .y4m), as a real camera does; False: the
@@ -260,7 +261,7 @@ receipt_wait_s = {self.receipt_wait_s}
 [api]
 socket_path = "{self.api_socket}"
 tcp_port = {self.api_port}
-
+{self.api_extra}
 [carrier_keys]
 hpke = [{{ key_id = "{hpke_id}", public_key_file = "{hpke_pub}" }}]
 receipt = [{{ key_id = "{rk_id}", public_key_file = "{rk_pub}" }}]

@@ -29,6 +29,11 @@ consent travels with the capture into the sealed payload.
 score; frames are dropped as soon as the pipeline returns, and only the chosen
 template is kept, in RAM, until it is sealed.
 
+With ``preview`` (an operator's choice, off by default) the worker also keeps the
+latest frame as a small JPEG in ``Session.preview`` (at most every
+``preview_interval_s``), in RAM only, dropped when the capture ends; the API serves it
+``no-store``. Without it no pixel ever leaves the session worker.
+
 A session that has queued its envelope no longer holds the camera: a new session may
 start while the earlier one waits for its receipt. A second session while one is
 *capturing* is refused with :class:`SessionBusyError` (reason ``busy``).
@@ -253,6 +258,7 @@ class Session:
     started_mono: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
     consent: Consent | None = None
+    preview: bytes | None = field(default=None, repr=False)  # latest preview JPEG, RAM only
     state: str = "capturing"
     message_id: str | None = None
     result: dict[str, Any] | None = None
@@ -356,6 +362,8 @@ class SessionManager:
         *,
         wall_clock: Callable[[], float] = time.time,
         after_session: Callable[[], object] | None = None,
+        preview: Callable[[np.ndarray], bytes] | None = None,
+        preview_interval_s: float = 0.2,
     ) -> None:
         self._source = source
         self._analyzer = analyzer
@@ -364,6 +372,8 @@ class SessionManager:
         self.config = config or SessionConfig()
         self._wall = wall_clock
         self._after = after_session
+        self._preview = preview  # operator-enabled: frame -> small JPEG for the app
+        self._preview_interval_s = preview_interval_s
         self._lock = threading.Lock()
         self._active: Session | None = None
         self._worker: threading.Thread | None = None
@@ -521,6 +531,7 @@ class SessionManager:
         try:
             outcome = self._look(s, analyzer)
         finally:
+            s.preview = None  # no picture outlives the capture
             self._source.close()  # the camera is released before anyone hears the outcome
         if isinstance(outcome, _Failure):
             self._fail(s, outcome.reason, outcome.message, **outcome.extra)
@@ -538,6 +549,7 @@ class SessionManager:
         first_good: float | None = None
         good = frames = 0
         last_reason, last_sent = "", 0.0
+        last_preview = 0.0
         while True:
             now = time.monotonic()
             s.progress_mono = now
@@ -558,6 +570,12 @@ class SessionManager:
             frames += 1
             s.progress_mono = time.monotonic()
             shape = tuple(frame.rgb.shape)
+            if self._preview is not None and time.monotonic() - last_preview >= self._preview_interval_s:
+                try:
+                    s.preview = self._preview(frame.rgb)
+                except (KycEdgeError, ValueError, OSError):
+                    s.preview = None
+                last_preview = time.monotonic()
             try:
                 res = analyzer.process_frame(frame.rgb)
             except KycEdgeError as e:

@@ -315,3 +315,38 @@ def test_the_app_is_served_on_tcp_only_with_a_strict_policy(live: Live) -> None:
     assert live.request("GET", "/app/../pyproject.toml").status == 404
     assert live.request("POST", "/app/", body=b"{}").status == 405
     assert live.request("GET", "/app/", unix=True).status == 404  # not on the Unix socket
+
+
+def test_no_preview_unless_the_operator_enables_it(live: Live) -> None:
+    sid = live.start().json()["session"]
+    time.sleep(0.3)
+    r = checked(live, "GET", f"/v1/sessions/{sid}/preview")
+    assert (r.status, r.json()["error"]["code"]) == (404, "no-preview")
+    assert live.sessions.get(sid).preview is None  # nothing was even encoded
+    assert live.request("GET", "/v1/info").json()["app"]["preview"] is False
+
+
+def test_the_enabled_preview_is_served_no_store_and_dropped_after_the_capture(short_dir: Path) -> None:
+    from kycedge.vision.decode import encode_preview
+
+    lv = make_live(short_dir, preview_enabled=True)
+    lv.sessions._preview = encode_preview  # what the daemon wires when api.preview_enabled
+    try:
+        assert lv.request("GET", "/v1/info").json()["app"]["preview"] is True
+        sid = lv.start().json()["session"]
+        deadline = time.monotonic() + 5
+        while lv.sessions.get(sid).preview is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = checked(lv, "GET", f"/v1/sessions/{sid}/preview")
+        assert r.status == 200
+        assert r.headers["content-type"] == "image/jpeg"
+        assert r.headers["cache-control"].startswith("no-store")
+        assert r.body[:3] == b"\xff\xd8\xff"
+        lv.sessions.cancel(sid)
+        deadline = time.monotonic() + 5
+        while lv.sessions.get(sid).state == "capturing" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lv.sessions.get(sid).preview is None
+        assert checked(lv, "GET", f"/v1/sessions/{sid}/preview").status == 404
+    finally:
+        lv.api.close()

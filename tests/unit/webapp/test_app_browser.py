@@ -154,14 +154,47 @@ def test_phone_layout(app: tuple[Any, Any, Path]) -> None:
         browser.set_viewport(d, 800, 480)
 
 
-def test_no_frame_bytes_in_the_browser_profile(app: tuple[Any, Any, Path]) -> None:
-    _, d, profile = app
-    d.get("about:blank")  # let Chromium flush what it keeps
+def _frame_bytes_in(profile: Path) -> list[str]:
     markers = (b"\xff\xd8\xff", b"YUV4MPEG2", b"\x89PNG\r\n")
     found = []
     for p in profile.rglob("*"):
         if p.is_file() and p.stat().st_size < 50_000_000:
             data = p.read_bytes()
             found += [f"{p.relative_to(profile)}: {m!r}" for m in markers if m in data]
+    return found
+
+
+def test_no_pixels_reach_the_page_by_default(app: tuple[Any, Any, Path]) -> None:
+    lab, d, _ = app
+    open_app(d, lab)
+    enter_reference(d, GENUINE)
+    by_id(d, "accept").click()
+    wait(d, lambda: d.execute_script("return document.body.dataset.receipt"), 60, "receipt")
+    assert d.execute_script("return document.getElementById('preview').hidden") is True
+    assert d.execute_script("return performance.getEntriesByType('resource')"
+                            ".filter(e => e.name.includes('/preview')).length") == 0
+
+
+def test_no_frame_bytes_in_the_browser_profile(app: tuple[Any, Any, Path]) -> None:
+    _, d, profile = app
+    d.get("about:blank")  # let Chromium flush what it keeps
     assert profile.exists()
-    assert found == []
+    assert _frame_bytes_in(profile) == []
+
+
+def test_operator_enabled_preview_is_shown_and_never_cached(tmp_path: Path) -> None:
+    why = browser.available()
+    if why is not None:
+        pytest.fail(f"browser tests need Chromium: {why}")
+    with app_lab(tmp_path / "lab", preview=True) as lab, browser.chromium(800, 480) as (d, profile):
+        open_app(d, lab)
+        enter_reference(d, GENUINE)
+        by_id(d, "accept").click()
+        wait(d, lambda: d.execute_script(
+            "const i = document.getElementById('preview'); return !i.hidden && i.naturalWidth > 0"),
+            30, "a preview frame on screen")
+        assert d.execute_script("return document.getElementById('preview').src").startswith("blob:")
+        wait(d, lambda: d.execute_script("return document.body.dataset.receipt"), 60, "receipt")
+        assert d.execute_script("return document.getElementById('preview').hidden") is True
+        d.get("about:blank")
+        assert _frame_bytes_in(profile) == []

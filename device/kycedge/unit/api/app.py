@@ -12,6 +12,8 @@ Routes (documented in ``docs/local-api.md``, machine-readable at ``/v1/openapi.j
     DELETE /v1/sessions/{id}              cancel a capturing session
     GET    /v1/sessions/{id}/events       NDJSON (default) or SSE (Accept: text/event-stream) with
                                           ids, heartbeats, resume from Last-Event-ID
+    GET    /v1/sessions/{id}/preview      the latest frame as a small JPEG (only with api.preview_enabled;
+                                          no-store; 404 no-preview otherwise)
     GET    /v1/messages/{message_id}      queued / receipt for a message (also after a restart)
     GET    /app/...                       the agent's web app (TCP listener only)
 
@@ -66,7 +68,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 # the app's own files: nothing from elsewhere, no framing, revalidated on every load
 _APP_HEADERS = [(k.encode(), v.encode()) for k, v in {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self'; connect-src 'self'; form-action 'none'; "
+                               "img-src 'self' blob:; connect-src 'self'; form-action 'none'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
 }.items()]
@@ -132,6 +134,8 @@ class ApiApp:
                    {"GET": self._session, "DELETE": self._cancel}),
             _Route(re.compile(rf"/v1/sessions/{s}/events"), "/v1/sessions/{id}/events",
                    {"GET": self._events}),
+            _Route(re.compile(rf"/v1/sessions/{s}/preview"), "/v1/sessions/{id}/preview",
+                   {"GET": self._preview}),
             _Route(re.compile(rf"/v1/messages/({MESSAGE_ID_TEXT_RE.pattern})"), "/v1/messages/{id}",
                    {"GET": self._message}),
         ]
@@ -243,7 +247,8 @@ class ApiApp:
     # ---- handlers -----------------------------------------------------------------------
     async def _info(self, request: Request, m: re.Match[str]) -> Response:
         info = await run_in_threadpool(self.status)
-        info["app"] = {"language": self.config.app_language, "consent_version": self.consent_version}
+        info["app"] = {"language": self.config.app_language, "consent_version": self.consent_version,
+                       "preview": self.config.preview_enabled}
         return json_response(200, info)
 
     async def _health(self, request: Request, m: re.Match[str]) -> Response:
@@ -338,6 +343,16 @@ class ApiApp:
     async def _cancel(self, request: Request, m: re.Match[str]) -> Response:
         s = self.sessions.cancel(m.group(1))
         return json_response(202, {"session": s.id, "state": "cancelling"})
+
+    async def _preview(self, request: Request, m: re.Match[str]) -> Response:
+        s = self.sessions.get(m.group(1))
+        jpeg = s.preview if self.config.preview_enabled else None
+        if jpeg is None:
+            why = "disabled on this unit (api.preview_enabled)" if not self.config.preview_enabled else (
+                "no frame yet, or the capture has ended")
+            raise ApiError(404, "no-preview", f"no preview: {why}")
+        return Response(jpeg, media_type="image/jpeg",
+                        headers={"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"})
 
     async def _message(self, request: Request, m: re.Match[str]) -> Response:
         found = await run_in_threadpool(self.messages, m.group(1))

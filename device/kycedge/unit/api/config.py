@@ -45,6 +45,10 @@ class ApiConfig:
         "none by default"
     )
     app_enabled: bool = section(True, help="serve the agent's web app at /app/ (TCP listener only)")
+    preview_enabled: bool = section(
+        False, help="operator's choice: the app shows a live camera preview (small JPEGs served "
+        "no-store, RAM only); off = the app draws only the face outline"
+    )
     app_language: Language = section(  # noqa: RUF009 - a Literal of str
         "en", help="the web app's default language (en, zh-Hans, ur, fr)"
     )

@@ -73,6 +73,7 @@
       resetCapture();
       show("capture");
       listen(s.events);
+      startPreview();
     } catch (e) {
       if (e.code === "bad-reference") { show("ref"); $("ref-error").textContent = reasonText(e.code); $("ref").focus(); }
       else { $("consent-error").textContent = reasonText(e.code); }
@@ -96,7 +97,8 @@
     if (["receipt", "receipt-pending", "failed"].includes(ev.event)) { state.events.close(); state.events = null; }
     state.last = ev;
     render(ev);
-    if (["queued", "receipt", "receipt-pending", "failed"].includes(ev.event)) { show("result"); refreshToday(); }
+    if (ev.event === "captured") stopPreview();
+    if (["queued", "receipt", "receipt-pending", "failed"].includes(ev.event)) { stopPreview(); show("result"); refreshToday(); }
   }
 
   const ICONS = {
@@ -109,6 +111,34 @@
     if (/turn-right/.test(code)) return ICONS.right;
     if (/blink/.test(code)) return ICONS.blink;
     return "";
+  }
+
+  // ---- operator-enabled preview: small JPEGs fetched no-store into blob URLs (memory) ----
+  function startPreview() {
+    stopPreview();
+    if (!(state.info && state.info.app && state.info.app.preview)) return;
+    const img = $("preview");
+    state.previewTimer = setInterval(async () => {
+      if (!state.session || document.body.dataset.screen !== "capture") return;
+      try {
+        const r = await fetch("/v1/sessions/" + state.session + "/preview", { cache: "no-store" });
+        if (!r.ok) return;
+        const url = URL.createObjectURL(await r.blob());
+        const old = img.src;
+        img.src = url;
+        img.hidden = false;
+        img.parentElement.classList.add("live");
+        if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+      } catch (e) { /* the next tick tries again */ }
+    }, 300);
+  }
+  function stopPreview() {
+    if (state.previewTimer) { clearInterval(state.previewTimer); state.previewTimer = null; }
+    const img = $("preview");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.removeAttribute("src");
+    img.hidden = true;
+    img.parentElement.classList.remove("live");
   }
 
   function resetCapture() {
