@@ -6,6 +6,7 @@ directory is returned so a test can look into it (no frame bytes may land there)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -50,7 +51,8 @@ def chromium(width: int = 800, height: int = 480) -> Iterator[tuple[Any, Path]]:
         set_viewport(driver, width, height)
         yield driver, profile
     finally:
-        driver.quit()
+        with contextlib.suppress(Exception):  # a test may have quit already (to read the profile)
+            driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
 
