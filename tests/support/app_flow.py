@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kycedge.lab.harness import Lab, approach, repo_root
+from kycedge.core.paths import data_dir
+from kycedge.lab.harness import Lab, approach
 from kycedge.vision import default_models_dir
 
 GENUINE = "rBrowserGenuine-0001"
@@ -22,7 +23,7 @@ OUTAGE = "rBrowserOutage-0003"
 
 @contextmanager
 def app_lab(root: Path | None = None, *, preview: bool = False) -> Iterator[Lab]:
-    faces = repo_root() / "fixtures" / "faces"
+    faces = data_dir("faces")
     lab = Lab.create(root, session_timeout_s=15.0, receipt_wait_s=30.0, settle_s=0.2, best_of=2,
                      session_extra="guidance_repeat_s = 0.5\n",
                      api_extra="preview_enabled = true\n" if preview else "")

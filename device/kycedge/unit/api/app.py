@@ -64,6 +64,7 @@ MessageLookup = Callable[[str], dict[str, Any] | None]
 Handler = Callable[[Request, re.Match[str]], Awaitable[Response]]
 
 _STREAM_POLL_S = 0.1
+_FINAL_WAIT_S = 1.5  # within uvicorn's 2 s graceful shutdown
 _NO_STORE = {"Cache-Control": "no-store"}
 # the app's own files: nothing from elsewhere, no framing, revalidated on every load
 _APP_HEADERS = [(k.encode(), v.encode()) for k, v in {
@@ -388,7 +389,16 @@ class ApiApp:
             for n, ev in pending:
                 yield wire.frame(n, ev, sse)
                 i = n + 1
-            if done or self.stopping.is_set():
+            if done:
+                return
+            if self.stopping.is_set():  # shutting down: let a cancelled session say so, briefly
+                deadline = time.monotonic() + _FINAL_WAIT_S
+                while not done and time.monotonic() < deadline:
+                    await asyncio.sleep(_STREAM_POLL_S)
+                    pending, done = s.since(i)
+                    for n, ev in pending:
+                        yield wire.frame(n, ev, sse)
+                        i = n + 1
                 return
             now = time.monotonic()
             if pending:

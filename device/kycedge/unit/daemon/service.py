@@ -54,8 +54,8 @@ from kycedge.unit.outbox import Outbox
 from kycedge.unit.sealer import DeviceSealer
 from kycedge.unit.session import Analyzer, ReceiptInfo, SessionManager
 from kycedge.unit.updates.agent import UpdateAgent
-from kycedge.vision.pipeline import Pipeline
 from kycedge.vision.decode import encode_preview
+from kycedge.vision.pipeline import Pipeline
 
 __all__ = ["Daemon", "self_test"]
 
