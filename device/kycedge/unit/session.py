@@ -224,7 +224,8 @@ def frame_score(quality: Mapping[str, float]) -> float:
 
 
 def face_box(res: object, frame_shape: tuple[int, ...]) -> list[float] | None:
-    """The detected face's box as ``[x, y, w, h]`` fractions of the frame, 2 decimals.
+    """The detected face's box (the detector's ``x0, y0, x1, y1`` in pixels) as
+    ``[x, y, w, h]`` fractions of the frame, 2 decimals.
 
     Coarse on purpose: enough for the app to draw where the face is, never landmarks.
     """
@@ -232,12 +233,12 @@ def face_box(res: object, frame_shape: tuple[int, ...]) -> list[float] | None:
     if box is None or len(frame_shape) < 2 or frame_shape[0] <= 0 or frame_shape[1] <= 0:
         return None
     try:
-        x, y, w, h = (float(v) for v in box)
+        x0, y0, x1, y1 = (float(v) for v in box)
     except (TypeError, ValueError):
         return None
     fh, fw = float(frame_shape[0]), float(frame_shape[1])
-    vals = [x / fw, y / fh, w / fw, h / fh]
-    if not all(-1.0 <= v <= 2.0 for v in vals):
+    vals = [x0 / fw, y0 / fh, (x1 - x0) / fw, (y1 - y0) / fh]
+    if not all(-1.0 <= v <= 2.0 for v in vals) or vals[2] <= 0 or vals[3] <= 0:
         return None
     return [round(v, 2) for v in vals]
 
