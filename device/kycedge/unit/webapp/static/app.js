@@ -14,9 +14,10 @@
     for (const [k, v] of Object.entries(params || {})) s = s.split("{" + k + "}").join(String(v));
     return s;
   }
-  function reasonText(code) {
+  function reasonText(code, fallback) {
     const key = "reason." + code;
     if (state.cat.messages.en[key]) return t(key);
+    if (fallback) return fallback;  // a code this catalogue does not know yet: the daemon's own words
     return t("reason.unknown", { code: code });
   }
   function applyLanguage(lang) {
@@ -163,7 +164,7 @@
   function render(ev) {
     const main = $("result-main"), detail = $("result-detail");
     if (ev.event === "guidance" || ev.event === "prompt" || ev.event === "liveness") {
-      $("guidance").textContent = reasonText(ev.reason || "unknown");
+      $("guidance").textContent = reasonText(ev.reason || "unknown", ev.message);
       $("guidance").dataset.reason = ev.reason || "";
       const icon = promptIcon(ev.reason || "");
       $("prompt").innerHTML = icon;
