@@ -55,7 +55,7 @@ def test_the_accepted_consent_is_sealed_into_the_payload(tmp_path: Path) -> None
     ck = CarrierKey.from_public_key(kem.public_key())
     sealer = DeviceSealer(ident, [ck], tenant="acme", device_id="u1", state_dir=tmp_path / "state")
     cap = dataclasses.replace(capture(1), consent=Consent("2026-12-01.1", True, answered_at=1_790_000_000.5))
-    opened = open_envelope(sealer(cap).envelope, device_public_key=ident.signing_key.public_key(),
+    opened = open_envelope(sealer(cap).envelope, device_public_key=ident.signer.public_key(),
                            carrier_private_keys={ck.key_id: kem})
     want = ConsentRecord(text_version="2026-12-01.1", accepted_at_ms=1_790_000_000_500)
     assert opened.payload.consent == want
