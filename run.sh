@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 PY=${PYTHON:-python3}
 SYSTEM_PACKAGES=(mosquitto postgresql mosquitto-dev libssl-dev gcc swtpm swtpm-tools tpm2-tools libtss2-dev
-                 tpm2-openssl softhsm2 curl
+                 tpm2-openssl softhsm2 curl chromium chromium-driver
                  python3-venv)
 
 need_system_packages() {
@@ -30,6 +30,9 @@ need_system_packages() {
     # the admin guide's commands (curl) and the Debian package's venv (the system python3's venv)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     [ ! -x /usr/bin/python3 ] || /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+    # the agent's web app tests (marker browser): headless Chromium driven by selenium
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "run.sh: installing system packages: ${missing[*]}" >&2
     local sudo=()

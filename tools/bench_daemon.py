@@ -65,7 +65,7 @@ def main() -> int:
         t0 = time.monotonic()
         outcomes: dict[str, int] = {}
         for _ in range(args.sessions):
-            sid = c.start_session("bench-ref-genuine-0001")["session"]
+            sid = c.start_session("bench-ref-genuine-0001", consent_version=c.consent_version())["session"]
             last = None
             for ev in c.events(sid):
                 last = ev

@@ -93,6 +93,7 @@ def main() -> int:
 
         threading.Thread(target=flapper, name="flapper", daemon=True).start()
         scene = "obama2"
+        consent = c.consent_version()
         for i in range(args.sessions):
             kind = ("impostor" if i % 20 == 5 else "cancel" if i % 20 == 10 else "busy" if i % 20 == 15
                     else "bad" if i % 20 == 19 else "genuine")
@@ -102,7 +103,8 @@ def main() -> int:
                 scene = want
             ref = REF.format(i % 20)
             try:
-                sid = c.start_session(ref, timeout_s=1.0 if kind == "bad" else None)["session"]
+                sid = c.start_session(ref, timeout_s=1.0 if kind == "bad" else None,
+                                      consent_version=consent)["session"]
                 if kind == "cancel":
                     try:
                         c.cancel(sid)
@@ -110,7 +112,7 @@ def main() -> int:
                         counts[f"cancel-late:{e.code}"] = counts.get(f"cancel-late:{e.code}", 0) + 1
                 if kind == "busy":
                     try:
-                        c.start_session(REF.format((i + 1) % 20))
+                        c.start_session(REF.format((i + 1) % 20), consent_version=consent)
                         counts["busy-not-refused"] = counts.get("busy-not-refused", 0) + 1
                     except ApiClientError as e:
                         counts[f"second:{e.code}"] = counts.get(f"second:{e.code}", 0) + 1

@@ -112,6 +112,9 @@ def register(subparsers: Any) -> None:
                    help="hold the unit's key in this TPM (e.g. device:/dev/tpmrm0), enrol it by attestation")
     p.add_argument("--tpm-ca", type=Path, action="append", default=[], metavar="PEM",
                    help="a TPM manufacturer CA certificate file the carrier trusts (repeat for the chain)")
+    p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                   help="after the flow, keep the unit running this long so a person can use the "
+                   "agent's web app (its URL is printed; Ctrl-C ends early)")
     p.set_defaults(handler=run_demo)
 
 
@@ -124,4 +127,4 @@ def run_demo(args: argparse.Namespace) -> int:
     from kycedge.lab.demo import run_flow  # then the whole flow: daemon, broker, carrier, receipts
 
     return 0 if run_flow(models_dir=args.models, faces_dir=args.faces, tpm_tcti=args.tpm,
-                         tpm_ca_certificates=tuple(args.tpm_ca)).ok else 1
+                         tpm_ca_certificates=tuple(args.tpm_ca), hold_s=args.hold).ok else 1

@@ -52,7 +52,7 @@ class FlowResult:
 
 def _registration(client: Any, ref: str, out: TextIO, *, timeout_s: float | None = None) -> dict[str, Any]:
     """Start a session, print its events as they come; return a summary."""
-    started = client.start_session(ref, timeout_s=timeout_s)
+    started = client.start_session(ref, timeout_s=timeout_s, consent_version=client.consent_version())
     w = out.write
     summary: dict[str, Any] = {"session": started["session"], "guidance": [], "events": []}
     for ev in client.events(started["session"]):
@@ -84,11 +84,14 @@ def _registration(client: Any, ref: str, out: TextIO, *, timeout_s: float | None
 
 def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_dir: Path | None = None,
              keep: bool = False, tpm_tcti: str = "",
-             tpm_ca_certificates: tuple[Path, ...] = ()) -> FlowResult:
+             tpm_ca_certificates: tuple[Path, ...] = (), hold_s: float = 0.0) -> FlowResult:
     """The whole flow (see the module docstring); prints a readable account to ``out``.
 
     With ``tpm_tcti`` the unit's key is generated in that TPM and enrolled by attestation
     against ``tpm_ca_certificates`` (docs/tpm.md); otherwise it is a software key.
+    The agent's web app is served by the daemon for the whole run (its URL is printed);
+    ``hold_s`` keeps everything running that much longer after the steps, for a person
+    to use the app (Ctrl-C ends the wait early).
     """
     from kycedge.core.paths import data_dir
     from kycedge.lab.harness import Lab, approach
@@ -129,7 +132,9 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
         client = lab.client()
         info = client.info()
         w(f"   local API on {lab.api_socket}: status {info['status']}, "
-          f"link {'up' if info['link']['connected'] else 'connecting'}\n\n")
+          f"link {'up' if info['link']['connected'] else 'connecting'}\n")
+        w(f"   the agent's web app: {lab.app_url}  (open it in a browser on this machine; "
+          f"served while the demo runs){_app_check(lab.app_url)}\n\n")
 
         w("A. Genuine customer walking up to the counter (obama2.jpg, far then near); "
           "the ID photo is obama.jpg\n")
@@ -156,7 +161,7 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
         lab.stop_broker()
         w("   broker stopped\n")
         lab.show(faces / "obama3.jpg")
-        started = client.start_session(REFS["outage"])
+        started = client.start_session(REFS["outage"], consent_version=client.consent_version())
         sid = started["session"]
         s = {"session": sid, "guidance": [], "events": []}
         for ev in client.events(sid):
@@ -200,6 +205,8 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
             else:
                 res.problems.append(f"outage: expected a receipt after the broker came back, got {msg}")
 
+        if hold_s > 0:
+            _hold(lab, hold_s, out)
         w("\nStopping the unit (SIGTERM, as systemd does):\n")
         res.stop = lab.stop_daemon()
         w(f"   exit code {res.stop[0]} after {res.stop[1]:.2f} s; STOPPING=1 sent: "
@@ -226,6 +233,34 @@ def run_flow(out: TextIO = sys.stdout, *, models_dir: Path | None = None, faces_
     else:
         w("   every step behaved as promised; all processes stopped, temporary files removed\n")
     return res
+
+
+def _app_check(url: str) -> str:
+    """' (answers 200)' if the app's page is served, else what went wrong, for the printout."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own loopback URL
+            return f" (answers {r.status})"
+    except OSError as e:
+        return f" (NOT answering: {e})"
+
+
+def _hold(lab: Any, hold_s: float, out: TextIO) -> None:
+    """Keep the unit, broker and carrier up for a person to use the app."""
+    from kycedge.core.paths import data_dir
+
+    lab.show(data_dir("faces") / "obama2.jpg")
+    out.write(f"\nThe unit keeps running for {hold_s:g} s: open {lab.app_url} and register with one of\n"
+              f"   {', '.join(r for k, r in REFS.items() if k != 'bad')} (the camera shows obama2.jpg; "
+              "Ctrl-C to stop now)\n")
+    out.flush()
+    try:
+        deadline = time.monotonic() + hold_s
+        while time.monotonic() < deadline:
+            time.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
+    except KeyboardInterrupt:
+        out.write("   interrupted: stopping\n")
 
 
 def _log_to_file(path: Path) -> logging.Handler:

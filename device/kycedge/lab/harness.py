@@ -104,6 +104,7 @@ class Lab:
     settle_s: float = 0.3
     best_of: int = 3
     session_extra: str = ""  # more [session] lines, e.g. "stuck_after_s = 2.0\n"
+    api_extra: str = ""  # more [api] lines, e.g. "preview_enabled = true\n"
     selftest_image: Path | None = None  # [daemon] selftest_image
     # True: the "camera" delivers raw frames at camera_size (photos are decoded and scaled
     # here, in the lab process, and replayed as .y4m), as a real camera does; False: the
@@ -117,6 +118,7 @@ class Lab:
     tpm_ca_certificates: tuple[Path, ...] = ()
     port: int = 0
     pki: Pki | None = None
+    api_port: int = 0  # the daemon's loopback TCP listener: the agent's web app (0 = none)
     broker: Broker | None = None
     daemon: subprocess.Popen[bytes] | None = None
     notify_log: list[tuple[float, str]] = field(default_factory=list)
@@ -131,7 +133,14 @@ class Lab:
         root.mkdir(parents=True, exist_ok=True)
         lab = cls(root=root, **kw)
         lab.port = free_port()
+        if kw.get("api_port") is None:
+            lab.api_port = free_port()
         return lab
+
+    @property
+    def app_url(self) -> str:
+        """The agent's web app served by the daemon (loopback TCP)."""
+        return f"http://127.0.0.1:{self.api_port}/app/"
 
     @property
     def unit_state(self) -> Path:
@@ -251,7 +260,8 @@ receipt_wait_s = {self.receipt_wait_s}
 {self.session_extra}
 [api]
 socket_path = "{self.api_socket}"
-
+tcp_port = {self.api_port}
+{self.api_extra}
 [carrier_keys]
 hpke = [{{ key_id = "{hpke_id}", public_key_file = "{hpke_pub}" }}]
 receipt = [{{ key_id = "{rk_id}", public_key_file = "{rk_pub}" }}]

@@ -22,6 +22,7 @@ message id         a UUIDv7 (RFC 9562); text form: canonical    envelope, receip
 reference          16-64 of base64url, first a letter, no run   payload, local API
                    of 9+ digits even with separators inside
 unit certificate   CN ``<tenant>/<device>``                     broker username, ACLs
+consent version    ``[A-Za-z0-9][A-Za-z0-9._-]{0,31}``          payload, local API, web app
 =================  ==========================================  ==========================
 
 The reference rule exists so that a national ID number can never be used as a
@@ -41,6 +42,7 @@ from typing import Final
 from kycedge.core.errors import IdError
 
 __all__ = [
+    "CONSENT_VERSION_RE",
     "DEVICE_ID_RE",
     "ID_NUMBER_RE",
     "KEY_ID_RE",
@@ -50,6 +52,7 @@ __all__ = [
     "REFERENCE_RE",
     "SERVICE_RE",
     "TENANT_RE",
+    "check_consent_version",
     "check_device_id",
     "check_key_id",
     "check_message_id",
@@ -74,6 +77,8 @@ MESSAGE_ID_TEXT_RE: Final = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 )
 REFERENCE_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{15,63}")
+# the version of the consent text a customer accepted (the web app's catalogue names it)
+CONSENT_VERSION_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 # 9+ digits, possibly broken up by single separators: what a national ID number looks like.
 ID_NUMBER_RE: Final = re.compile(r"[0-9](?:[-_]?[0-9]){8,}")
 
@@ -83,6 +88,10 @@ def _check(value: object, pattern: re.Pattern[str], what: str) -> str:
         shown = f"{value!r:.80}" if isinstance(value, str) else type(value).__name__
         raise IdError(f"{what}: expected text matching {pattern.pattern}, got {shown}")
     return value
+
+
+def check_consent_version(value: object, what: str = "consent version") -> str:
+    return _check(value, CONSENT_VERSION_RE, what)
 
 
 def check_tenant(value: object, what: str = "tenant") -> str:

@@ -3,7 +3,8 @@
 Used by the demo, the tests, the soak tool and as a reference for app developers::
 
     c = ApiClient(unix_socket="/run/kycedge/api.sock")
-    sid = c.start_session("REG-0001")["session"]
+    # after the customer accepted the consent text the unit shows (its version is in /v1/info)
+    sid = c.start_session("rRegistration-0001", consent_version=c.consent_version())["session"]
     for event in c.events(sid):
         print(event["event"], event.get("reason"))
 """
@@ -76,8 +77,15 @@ class ApiClient:
     def info(self) -> dict[str, Any]:
         return self.request("GET", "/v1/info")
 
-    def start_session(self, ref: str, timeout_s: float | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"ref": ref}
+    def consent_version(self) -> str:
+        """The version of the consent text this unit shows (``/v1/info`` → ``app``)."""
+        return str(self.info()["app"]["consent_version"])
+
+    def start_session(self, ref: str, timeout_s: float | None = None, *, consent_version: str,
+                      accepted: bool = True) -> dict[str, Any]:
+        """Start a session; ``consent_version``/``accepted`` are the customer's answer to the
+        consent text (a declined consent ends the session at once, nothing captured)."""
+        body: dict[str, Any] = {"ref": ref, "consent": {"version": consent_version, "accepted": accepted}}
         if timeout_s is not None:
             body["timeout_s"] = timeout_s
         return self.request("POST", "/v1/sessions", body)

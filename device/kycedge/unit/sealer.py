@@ -20,7 +20,15 @@ from pathlib import Path
 
 from kycedge.core.errors import KeyStoreError
 from kycedge.core.fsutil import atomic_write
-from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, Liveness, Payload, Template, seal
+from kycedge.protocol.envelope import (
+    GENESIS_DIGEST,
+    CarrierKey,
+    ConsentRecord,
+    Liveness,
+    Payload,
+    Template,
+    seal,
+)
 from kycedge.protocol.envelope.model import QUALITY_KEY_RE
 from kycedge.unit.identity import DeviceIdentity
 from kycedge.unit.session import Capture, SealedCapture
@@ -77,6 +85,10 @@ class DeviceSealer:
     def __call__(self, cap: Capture) -> SealedCapture:
         quality = {k: float(v) for k, v in cap.quality.items() if QUALITY_KEY_RE.fullmatch(k)}
         template = Template.from_array(cap.template, model_id=cap.model_id, model_version=cap.model_version)
+        consent = None
+        if cap.consent is not None and cap.consent.accepted:
+            consent = ConsentRecord(text_version=cap.consent.version,
+                                    accepted_at_ms=int(cap.consent.answered_at * 1000))
         with self._lock:
             payload = Payload(
                 template=template,
@@ -87,6 +99,7 @@ class DeviceSealer:
                 reference=cap.registration_ref,
                 prev_digest=self._chain.prev_digest,
                 quality=dict(sorted(quality.items())[:16]),
+                consent=consent,
             )
             seq = self._chain.sequence + 1
             sealed = seal(payload, tenant=self._tenant, device_id=self._device, sequence=seq,

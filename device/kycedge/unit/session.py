@@ -8,13 +8,19 @@ One session at a time owns the camera. Its life::
 
 Events (plain dicts, JSON-ready, **never** a template, a frame or pixel data)::
 
-    {"event": "started",  "session": ID, "ref": REF, "timeout_s": 30.0}
-    {"event": "guidance", "reason": "move-closer", "message": "...", "faces": 1, "ok": false}
+    {"event": "started",  "session": ID, "ref": REF, "timeout_s": 30.0, "consent": VERSION}
+    {"event": "guidance", "reason": "move-closer", "message": "...", "faces": 1, "ok": false,
+     "box": [x, y, w, h]}     # the face's position as fractions of the frame (2 decimals), if any
     {"event": "captured", "reason": "ok", "frames": 14, "good_frames": 3, "quality": {...}}
     {"event": "queued",   "message_id": "...", "model": "sface-int8@1.0"}
     {"event": "receipt",  "message_id": "...", "status": "match", "reason": "", "score": .., "threshold": ..}
     {"event": "receipt-pending", "message_id": "..."}     # no receipt yet; it stays queued
     {"event": "failed",   "reason": "timeout" | "cancelled" | "outbox-full" | ..., "message": "..."}
+
+A session starts only with the customer's consent (:class:`Consent`: the version of
+the consent text shown and whether it was accepted). A declined consent ends the session
+at once with ``failed: consent-declined``: the camera is never opened. An accepted
+consent travels with the capture into the sealed payload.
 
 ``guidance`` is sent whenever the reason code changes and repeated every
 ``guidance_repeat_s`` while it stays the same, so the app can keep telling the customer
@@ -22,6 +28,11 @@ Events (plain dicts, JSON-ready, **never** a template, a frame or pixel data)::
 ``settle_s`` (or until ``best_of`` acceptable frames) and keeps the best by a quality
 score; frames are dropped as soon as the pipeline returns, and only the chosen
 template is kept, in RAM, until it is sealed.
+
+With ``preview`` (an operator's choice, off by default) the worker also keeps the
+latest frame as a small JPEG in ``Session.preview`` (at most every
+``preview_interval_s``), in RAM only, dropped when the capture ends; the API serves it
+``no-store``. Without it no pixel ever leaves the session worker.
 
 A session that has queued its envelope no longer holds the camera: a new session may
 start while the earlier one waits for its receipt. A second session while one is
@@ -58,6 +69,7 @@ __all__ = [
     "Analysis",
     "Analyzer",
     "Capture",
+    "Consent",
     "ReceiptInfo",
     "SealedCapture",
     "Sealer",
@@ -134,6 +146,15 @@ class Analyzer(Protocol):
     def process_frame(self, rgb: np.ndarray) -> Analysis: ...
 
 
+@dataclass(frozen=True)
+class Consent:
+    """The customer's answer to the consent text ``version`` (checked by the caller)."""
+
+    version: str
+    accepted: bool
+    answered_at: float = field(default_factory=time.time)  # wall clock, seconds
+
+
 @dataclass(frozen=True, repr=False)
 class Capture:
     """The chosen template and its metadata, handed to the sealer (RAM only)."""
@@ -144,6 +165,7 @@ class Capture:
     model_version: str
     captured_at: float  # wall clock, seconds
     quality: Mapping[str, float]
+    consent: Consent | None = None
 
     def __repr__(self) -> str:  # never print the template
         return f"Capture(ref_hash={ref_hash(self.registration_ref)}, model={self.model_id})"
@@ -201,6 +223,26 @@ def frame_score(quality: Mapping[str, float]) -> float:
     return sharp + size - pose
 
 
+def face_box(res: object, frame_shape: tuple[int, ...]) -> list[float] | None:
+    """The detected face's box (the detector's ``x0, y0, x1, y1`` in pixels) as
+    ``[x, y, w, h]`` fractions of the frame, 2 decimals.
+
+    Coarse on purpose: enough for the app to draw where the face is, never landmarks.
+    """
+    box = getattr(res, "box", None)
+    if box is None or len(frame_shape) < 2 or frame_shape[0] <= 0 or frame_shape[1] <= 0:
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return None
+    fh, fw = float(frame_shape[0]), float(frame_shape[1])
+    vals = [x0 / fw, y0 / fh, (x1 - x0) / fw, (y1 - y0) / fh]
+    if not all(-1.0 <= v <= 2.0 for v in vals) or vals[2] <= 0 or vals[3] <= 0:
+        return None
+    return [round(v, 2) for v in vals]
+
+
 def _safe_quality(q: Mapping[str, float]) -> dict[str, float]:
     return {str(k): round(float(v), 3) for k, v in q.items() if isinstance(v, int | float)}
 
@@ -215,6 +257,9 @@ class Session:
     receipt_wait_s: float
     max_events: int
     started_mono: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+    consent: Consent | None = None
+    preview: bytes | None = field(default=None, repr=False)  # latest preview JPEG, RAM only
     state: str = "capturing"
     message_id: str | None = None
     result: dict[str, Any] | None = None
@@ -250,6 +295,13 @@ class Session:
             return {"session": self.id, "ref": self.ref, "state": self.state,
                     "message_id": self.message_id, "result": self.result,
                     "events": self.emitted}
+
+    def since(self, i: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        """Events numbered ``>= i`` now, and whether the session has finished (no waiting)."""
+        with self.cond:
+            if i >= self.emitted and self.result is None and self._receipt_wait_over():
+                self._emit_pending_locked()
+            return [(n, e) for n, e in self.events if n >= i], self.result is not None
 
     def stream(self, *, poll_s: float = 1.0, stop: threading.Event | None = None,
                alive: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
@@ -311,6 +363,8 @@ class SessionManager:
         *,
         wall_clock: Callable[[], float] = time.time,
         after_session: Callable[[], object] | None = None,
+        preview: Callable[[np.ndarray], bytes] | None = None,
+        preview_interval_s: float = 0.2,
     ) -> None:
         self._source = source
         self._analyzer = analyzer
@@ -319,6 +373,8 @@ class SessionManager:
         self.config = config or SessionConfig()
         self._wall = wall_clock
         self._after = after_session
+        self._preview = preview  # operator-enabled: frame -> small JPEG for the app
+        self._preview_interval_s = preview_interval_s
         self._lock = threading.Lock()
         self._active: Session | None = None
         self._worker: threading.Thread | None = None
@@ -328,7 +384,9 @@ class SessionManager:
         self.counts: dict[str, int] = {}
 
     # ---- control -------------------------------------------------------------------
-    def start(self, ref: object, timeout_s: float | None = None) -> Session:
+    def start(self, ref: object, timeout_s: float | None = None, consent: Consent | None = None) -> Session:
+        """Start a session for ``ref``; ``consent`` None only for callers that collected it
+        out of band (the API always passes one)."""
         ref = check_ref(ref)
         limit = self.config.timeout_s if timeout_s is None else float(timeout_s)
         if not 1.0 <= limit <= 600.0:
@@ -342,17 +400,31 @@ class SessionManager:
                     f"session {self._active.id} is capturing; one session at a time "
                     "(cancel it or wait for its result)"
                 )
-            s = Session(id=uuid.uuid4().hex, ref=ref, timeout_s=limit,
+            s = Session(id=uuid.uuid4().hex, ref=ref, timeout_s=limit, consent=consent,
                         receipt_wait_s=self.config.receipt_wait_s, max_events=self.config.max_events)
-            self._active = s
             self._remember(s)
-            analyzer = self._analyzer
-            s.emit({"event": "started", "session": s.id, "ref": ref, "timeout_s": limit})
-            self._worker = threading.Thread(target=self._run, args=(s, analyzer),
-                                            name=f"session-{s.id[:8]}", daemon=True)
-            self._worker.start()
+            started: dict[str, Any] = {"event": "started", "session": s.id, "ref": ref, "timeout_s": limit}
+            if consent is not None:
+                started["consent"] = consent.version
+            declined = consent is not None and not consent.accepted
+            if not declined:
+                self._active = s
+                self._start_worker(s, started)
+        if declined:  # the camera is never opened
+            s.emit(started)
+            self._fail(s, "consent-declined", "the customer declined; nothing was captured")
+            log.info("consent declined", extra={"session": s.id, "ref_hash": ref_hash(ref)})
+            return s
         log.info("session started", extra={"session": s.id, "ref_hash": ref_hash(ref)})
         return s
+
+    def _start_worker(self, s: Session, started: dict[str, Any]) -> None:
+        """Under ``_lock``: announce ``s`` and run it on its own thread."""
+        analyzer = self._analyzer
+        s.emit(started)
+        self._worker = threading.Thread(target=self._run, args=(s, analyzer),
+                                        name=f"session-{s.id[:8]}", daemon=True)
+        self._worker.start()
 
     def cancel(self, session_id: str) -> Session:
         s = self.get(session_id)
@@ -371,6 +443,11 @@ class SessionManager:
         if s is None:
             raise SessionNotFoundError(f"no session {session_id!r} (unknown or forgotten)")
         return s
+
+    def recent(self) -> list[Session]:
+        """The sessions still remembered, oldest first."""
+        with self._lock:
+            return list(self._sessions.values())
 
     def by_message_id(self, message_id: str) -> Session | None:
         with self._lock:
@@ -455,6 +532,7 @@ class SessionManager:
         try:
             outcome = self._look(s, analyzer)
         finally:
+            s.preview = None  # no picture outlives the capture
             self._source.close()  # the camera is released before anyone hears the outcome
         if isinstance(outcome, _Failure):
             self._fail(s, outcome.reason, outcome.message, **outcome.extra)
@@ -472,6 +550,7 @@ class SessionManager:
         first_good: float | None = None
         good = frames = 0
         last_reason, last_sent = "", 0.0
+        last_preview = 0.0
         while True:
             now = time.monotonic()
             s.progress_mono = now
@@ -491,6 +570,13 @@ class SessionManager:
                 return _Failure(e.reason, f"camera failed: {e.message}")
             frames += 1
             s.progress_mono = time.monotonic()
+            shape = tuple(frame.rgb.shape)
+            if self._preview is not None and time.monotonic() - last_preview >= self._preview_interval_s:
+                try:
+                    s.preview = self._preview(frame.rgb)
+                except (KycEdgeError, ValueError, OSError):
+                    s.preview = None
+                last_preview = time.monotonic()
             try:
                 res = analyzer.process_frame(frame.rgb)
             except KycEdgeError as e:
@@ -505,8 +591,12 @@ class SessionManager:
                     best = (score, res)
             t = time.monotonic()
             if res.reason != last_reason or t - last_sent >= cfg.guidance_repeat_s:
-                s.emit({"event": "guidance", "reason": res.reason, "message": res.message,
-                        "faces": int(res.faces), "ok": bool(res.ok)})
+                ev: dict[str, Any] = {"event": "guidance", "reason": res.reason, "message": res.message,
+                                      "faces": int(res.faces), "ok": bool(res.ok)}
+                box = face_box(res, shape)
+                if box is not None:
+                    ev["box"] = box
+                s.emit(ev)
                 last_reason, last_sent = res.reason, t
 
     def _seal_and_queue(self, s: Session, analyzer: Analyzer, chosen: Analysis) -> None:
@@ -516,7 +606,7 @@ class SessionManager:
         assert template is not None
         cap = Capture(template=template, registration_ref=s.ref, model_id=analyzer.model_id,
                       model_version=analyzer.model_version, captured_at=self._wall(),
-                      quality=_safe_quality(chosen.quality))
+                      quality=_safe_quality(chosen.quality), consent=s.consent)
         try:
             sealed = self._sealer(cap)
             self._queue.put(sealed.message_id, sealed.envelope)

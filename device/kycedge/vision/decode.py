@@ -399,3 +399,16 @@ def warp_affine(
     out = region.transform((width, height), Image.Transform.AFFINE, coeffs,
                            resample=Image.Resampling.BILINEAR)
     return np.asarray(out)
+
+
+def encode_preview(rgb: npt.NDArray[np.uint8], max_side: int = 320, quality: int = 60) -> bytes:
+    """A small JPEG of a frame for the operator-enabled live preview, in memory only.
+
+    Never written anywhere: the caller hands the bytes to the local API, which serves
+    them ``no-store``. Pure apart from Pillow; ``max_side`` bounds the longer side.
+    """
+    img = Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB")
+    img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=quality)
+    return out.getvalue()

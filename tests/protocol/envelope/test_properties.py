@@ -17,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 from kycedge import crypto
 from kycedge.protocol.envelope import (
     MAX_SEQUENCE,
+    ConsentRecord,
     EnvelopeError,
     Liveness,
     Payload,
@@ -86,14 +87,17 @@ def _expected_outer(data: bytes) -> str:
        ref=references, when=st.integers(1_577_836_800_000, 4_102_444_800_000),
        prev=st.binary(min_size=32, max_size=32),
        live=st.tuples(st.booleans(), st.from_regex(r"[a-z][a-z0-9-]{0,31}", fullmatch=True), finite),
-       mid_ms=st.integers(0, 2**48 - 1), mid_rand=st.binary(min_size=10, max_size=10))
+       mid_ms=st.integers(0, 2**48 - 1), mid_rand=st.binary(min_size=10, max_size=10),
+       consent=st.one_of(st.none(), st.builds(
+           ConsentRecord, text_version=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", fullmatch=True),
+           accepted_at_ms=st.integers(1_577_836_800_000, 4_102_444_800_000))))
 def test_round_trip_any_template_and_header(
     tenant: str, device: str, seq: int, vec: np.ndarray, q: dict[str, float], ref: str, when: int,
-    prev: bytes, live: tuple[bool, str, float], mid_ms: int, mid_rand: bytes,
+    prev: bytes, live: tuple[bool, str, float], mid_ms: int, mid_rand: bytes, consent: ConsentRecord | None,
 ) -> None:
     payload = Payload(template=Template.from_array(vec, model_id="m.x-1", model_version="2.0+b"),
                       captured_at_ms=when, liveness=Liveness(*live), reference=ref, prev_digest=prev,
-                      quality=q)
+                      quality=q, consent=consent)
     mid = new_message_id(now_ms=mid_ms, random_bytes=mid_rand)
     sealed = seal(payload, tenant=tenant, device_id=device, sequence=seq, signing_key=KEYS.device,
                   carrier_key=KEYS.carrier_key, message_id=mid)

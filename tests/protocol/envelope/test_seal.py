@@ -106,6 +106,7 @@ def test_limits_and_versions(keys: Keys, payload: Payload) -> None:
 @pytest.mark.parametrize("ref", [
     "123456789012", "rX123456789", "r-" + "1" * 20, "short", "1abcdefghijklmnopq", "r" + "a" * 64,
     "r_abc def_ghijklmnop", "rÄbcdefghijklmnopq",
+    "id-19850101-1234-x", "rIdNumber-850101_1234", "rPass-1-2-3-4-5-6-7-8-9",
 ])
 def test_reference_rejects_national_id_shapes(ref: str, payload: Payload) -> None:
     with pytest.raises(EnvelopeError):
@@ -141,3 +142,4 @@ def test_carrier_key_id_must_match() -> None:
 def test_large_template_fits(keys: Keys) -> None:
     data = _seal(keys, make_payload(dim=2048))
     assert len(data) <= MAX_ENVELOPE_BYTES
+

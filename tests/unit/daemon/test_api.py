@@ -20,10 +20,14 @@ from kycedge.unit.api import ApiConfig, ApiServer
 from kycedge.unit.capture.fake import FakeCamera
 from kycedge.unit.client import ApiClient, ApiClientError
 from kycedge.unit.session import ReceiptInfo, SessionConfig, SessionManager
+from kycedge.unit.webapp import consent_version
 
 from .fakes import GOOD, NO_FACE, FakeAnalyzer, FakeQueue, FakeSealer, frame
 
 KNOWN = "019ab697-e800-706d-8031-000000000000"
+
+
+CONSENT = consent_version()
 
 
 def free_port() -> int:
@@ -66,7 +70,7 @@ def test_registration_over_the_unix_socket(short_dir: Path) -> None:
         c = ApiClient(unix_socket=str(short_dir / "api.sock"))
         assert c.info()["status"] == "ready"
         assert c.request("GET", "/v1/health")["ok"] is True
-        started = c.start_session("REG-registration-1", timeout_s=10)
+        started = c.start_session("REG-registration-1", timeout_s=10, consent_version=CONSENT)
         sid = started["session"]
         assert started["events"] == f"/v1/sessions/{sid}/events"
         seen = []
@@ -92,14 +96,14 @@ def test_busy_cancel_and_sse(short_dir: Path) -> None:
     api, _, cam = serve(short_dir, [frame(NO_FACE)])
     try:
         c = ApiClient(unix_socket=str(short_dir / "api.sock"))
-        sid = c.start_session("REG-registration-2")["session"]
+        sid = c.start_session("REG-registration-2", consent_version=CONSENT)["session"]
         with pytest.raises(ApiClientError) as e:
-            c.start_session("REG-registration-3")
+            c.start_session("REG-registration-3", consent_version=CONSENT)
         assert (e.value.status, e.value.code) == (409, "busy")
         assert sid in e.value.message
         assert c.cancel(sid)["state"] == "cancelling"
         raw = _raw(short_dir, "GET", f"/v1/sessions/{sid}/events", headers={"Accept": "text/event-stream"})
-        assert raw.startswith("event: started\ndata: {")
+        assert raw.startswith("retry: 2000\n\nid: 0\nevent: started\ndata: {")
         assert raw.rstrip().endswith('"reason":"cancelled","message":"the session was cancelled"}')
         with pytest.raises(ApiClientError) as e:
             c.cancel(sid)
@@ -130,10 +134,11 @@ def _raw(d: Path, method: str, path: str, body: bytes | None = None,
     ("POST", "/v1/sessions", b'{"ref":"A"}', {"Content-Type": "text/plain"}, 415, "bad-request"),
     ("POST", "/v1/sessions", b'{"ref":"A","timeout_s":"5"}', {"Content-Type": "application/json"}, 400,
      "bad-request"),
-    ("POST", "/v1/sessions", b'{"ref":"123 456 789"}', {"Content-Type": "application/json"}, 400,
+    ("POST", "/v1/sessions", b'{"ref":"123 456 789","consent":{"version":"2026-12-01.1","accepted":true}}',
+     {"Content-Type": "application/json"}, 400,
      "bad-reference"),
-    ("POST", "/v1/sessions", b"x" * 5000, {"Content-Type": "application/json"}, 413, "bad-request"),
-    ("GET", "/v1/sessions", None, {}, 405, "method-not-allowed"),
+    ("POST", "/v1/sessions", b"x" * 5000, {"Content-Type": "application/json"}, 413, "body-too-large"),
+    ("PUT", "/v1/sessions", None, {}, 405, "method-not-allowed"),
     ("GET", "/v1/nope", None, {}, 404, "no-such-route"),
     ("GET", "/v1/sessions/" + "0" * 32, None, {}, 404, "no-such-session"),
     ("GET", "/v1/info", None, {"Origin": "http://evil.example"}, 403, "origin-refused"),
@@ -183,7 +188,7 @@ def test_a_reader_that_goes_away_frees_its_connection_slot(short_dir: Path) -> N
     try:
         c = ApiClient(unix_socket=str(short_dir / "api.sock"), timeout_s=10)
         for i in range(4):  # more abandoned streams than slots
-            sid = c.start_session(f"REG-registration-slot-{i}")["session"]
+            sid = c.start_session(f"REG-registration-slot-{i}", consent_version=CONSENT)["session"]
             for ev in c.events(sid):
                 if ev["event"] == "queued":
                     break  # the app stops listening while the receipt is awaited

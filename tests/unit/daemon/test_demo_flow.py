@@ -8,6 +8,9 @@ import io
 import json
 import re
 import shutil
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,27 @@ def flow(faces_dir: Path) -> object:
     from kycedge.lab.demo import run_flow
 
     out = io.StringIO()
-    res = run_flow(out, models_dir=MODELS, faces_dir=faces_dir, keep=True)
+    fetched: list[tuple[str, int, bytes]] = []
+    done = threading.Event()
+
+    def visitor() -> None:  # a person opening the printed URL while the demo runs
+        while not done.is_set():
+            m = re.search(r"the agent's web app: (http://127\.0\.0\.1:\d+/app/)", out.getvalue())
+            phase = "hold" if "keeps running for" in out.getvalue() else "flow"
+            if m and (not fetched or (phase == "hold" and fetched[-1][0] == "flow")):
+                try:
+                    with urllib.request.urlopen(m.group(1), timeout=5) as r:
+                        fetched.append((phase, r.status, r.read()))
+                except OSError as e:
+                    fetched.append((phase, -1, str(e).encode()))
+            time.sleep(0.2)
+
+    t = threading.Thread(target=visitor, daemon=True)
+    t.start()
+    res = run_flow(out, models_dir=MODELS, faces_dir=faces_dir, keep=True, hold_s=2.0)
+    done.set()
+    t.join(5)
+    res.app_visits = fetched
     yield res, out.getvalue()
     assert res.lab_root is not None
     shutil.rmtree(res.lab_root, ignore_errors=True)
@@ -48,6 +71,14 @@ def test_demo_runs_every_step(flow: object) -> None:
     assert res.stop[0] == 0
     assert "outbox: 0 queued" in text
     assert "READY=1 after" in text
+
+
+def test_demo_prints_the_app_url_and_serves_it_while_it_runs(flow: object) -> None:
+    res, text = flow  # type: ignore[misc]
+    assert re.search(r"the agent's web app: http://127\.0\.0\.1:\d+/app/ .*\(answers 200\)", text)
+    phases = [(phase, status) for phase, status, _ in res.app_visits]
+    assert phases == [("flow", 200), ("hold", 200)], phases
+    assert all(b'<script src="app.js"' in body for _, _, body in res.app_visits)
 
 
 def _needles(faces_dir: Path) -> dict[str, list[bytes]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 from kycedge import crypto
 from kycedge.core.errors import KeyStoreError
-from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, open_envelope
+from kycedge.protocol.envelope import GENESIS_DIGEST, CarrierKey, ConsentRecord, open_envelope
 from kycedge.unit.identity import init_identity
 from kycedge.unit.sealer import CHAIN_FILE, DeviceSealer
-from kycedge.unit.session import Capture
+from kycedge.unit.session import Capture, Consent
 
 
 def capture(i: int) -> Capture:
@@ -45,6 +46,19 @@ def test_chain_survives_a_restart_and_envelopes_open(tmp_path: Path) -> None:
     assert [str(o.header.message_id) for o in opened] == [a.message_id, b.message_id, c.message_id]
     vec = np.frombuffer(opened[0].payload.template.vector, "<f4")
     assert np.allclose(vec, capture(1).template)
+    assert opened[0].payload.consent is None  # no consent given to this capture
+
+
+def test_the_accepted_consent_is_sealed_into_the_payload(tmp_path: Path) -> None:
+    ident, _ = init_identity(tmp_path / "state")
+    kem = crypto.generate_kem_key()
+    ck = CarrierKey.from_public_key(kem.public_key())
+    sealer = DeviceSealer(ident, [ck], tenant="acme", device_id="u1", state_dir=tmp_path / "state")
+    cap = dataclasses.replace(capture(1), consent=Consent("2026-12-01.1", True, answered_at=1_790_000_000.5))
+    opened = open_envelope(sealer(cap).envelope, device_public_key=ident.signer.public_key(),
+                           carrier_private_keys={ck.key_id: kem})
+    want = ConsentRecord(text_version="2026-12-01.1", accepted_at_ms=1_790_000_000_500)
+    assert opened.payload.consent == want
 
 
 def test_broken_chain_state_refuses_to_start(tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ def test_ready_registration_receipt_and_clean_stop(lab: Lab, systemd: Systemd, t
     d, cam, t, code = start(lab, systemd, [frame(NO_FACE), frame(GOOD)], metrics_file=prom)
     wait_for(lambda: systemd.seen("READY=1"))
     c = lab.client()
-    sid = c.start_session("registration-ref-000A")["session"]
+    sid = c.start_session("registration-ref-000A", consent_version=c.consent_version())["session"]
     events = list(c.events(sid))
     kinds = [e["event"] for e in events]
     assert kinds[:2] == ["started", "guidance"]
@@ -145,7 +145,7 @@ def test_stuck_pipeline_stops_watchdog_pings(lab: Lab, systemd: Systemd) -> None
     d, _, t, code = start(lab, systemd, [frame(STUCK)], loader=lambda p: an)
     wait_for(lambda: len(systemd.seen("WATCHDOG=1")) >= 1)
     c = lab.client()
-    sid = c.start_session("registration-ref-000B")["session"]
+    sid = c.start_session("registration-ref-000B", consent_version=c.consent_version())["session"]
     wait_for(lambda: an.seen >= 1)
     time.sleep(2.5)  # stuck_after_s = 1.5, tick 0.5 s
     stuck_from = time.monotonic() - 0.8
@@ -166,7 +166,7 @@ def test_stuck_pipeline_stops_watchdog_pings(lab: Lab, systemd: Systemd) -> None
 def test_sigterm_cancels_a_session_that_cannot_finish(lab: Lab, systemd: Systemd) -> None:
     d, cam, t, code = start(lab, systemd, [frame(NO_FACE)])
     c = lab.client()
-    sid = c.start_session("registration-ref-000C")["session"]
+    sid = c.start_session("registration-ref-000C", consent_version=c.consent_version())["session"]
     got: list[dict[str, Any]] = []
     reader = threading.Thread(target=lambda: got.extend(c.events(sid)), daemon=True)
     reader.start()
@@ -218,7 +218,7 @@ def test_reload_models_keeps_serving_and_refuses_a_broken_set(lab: Lab, systemd:
         d.reload_models(Path("/models/broken"))
     assert d.sessions.analyzer.model_version == "2"  # still serving on the last good set
     c = lab.client()
-    sid = c.start_session("registration-ref-000D")["session"]
+    sid = c.start_session("registration-ref-000D", consent_version=c.consent_version())["session"]
     evs = list(c.events(sid))
     assert next(e for e in evs if e["event"] == "queued")["model"] == "fake-embed@2"
     d.stop_event.set()
@@ -269,7 +269,7 @@ poll_jitter_s = 0.0
     assert (seen[0] / "manifest.json").exists()
     wait_for(lambda: d.agent is not None and d.agent.status.outcome == "failed")
     c = lab.client()
-    sid = c.start_session("registration-ref-000E")["session"]
+    sid = c.start_session("registration-ref-000E", consent_version=c.consent_version())["session"]
     assert list(c.events(sid))[-1]["event"] == "receipt"  # still serving
     d.stop_event.set()
     t.join(15)
@@ -292,7 +292,7 @@ def test_no_template_or_frame_bytes_in_the_daemons_log_lines(lab: Lab, systemd: 
         good = frame(GOOD, 123)
         d, _, t, code = start(lab, systemd, [frame(NO_FACE), good])
         c = lab.client()
-        sid = c.start_session("registration-ref-000F")["session"]
+        sid = c.start_session("registration-ref-000F", consent_version=c.consent_version())["session"]
         assert list(c.events(sid))[-1]["event"] == "receipt"
         d.stop_event.set()
         t.join(15)

@@ -222,3 +222,18 @@ def test_bad_timeout_and_types() -> None:
         m.start("REG-registration-T", timeout_s=0.5)
     with pytest.raises(SessionError, match="got int"):
         m.start(12345)
+
+
+def test_face_box_is_fractions_of_the_frame_from_the_detectors_corners() -> None:
+    from kycedge.unit.session import face_box
+
+    class R:
+        box = (289.0, 190.0, 357.0, 257.0)  # x0, y0, x1, y1 on a 640x480 frame
+
+    assert face_box(R(), (480, 640, 3)) == [0.45, 0.4, 0.11, 0.14]
+
+    class Bad:
+        box = (10.0, 10.0, 5.0, 20.0)  # x1 < x0
+
+    assert face_box(Bad(), (480, 640, 3)) is None
+    assert face_box(object(), (480, 640, 3)) is None

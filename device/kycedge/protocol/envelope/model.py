@@ -191,6 +191,19 @@ class Liveness:
         object.__setattr__(self, "score", check_float(self.score, "liveness.score"))
 
 
+@dataclass(frozen=True)
+class ConsentRecord:
+    """The customer's consent the capture was made under: the consent text's version and
+    when it was accepted (only an accepted consent is ever sealed: a decline captures nothing)."""
+
+    text_version: str
+    accepted_at_ms: int
+
+    def __post_init__(self) -> None:
+        check_text(self.text_version, ids.CONSENT_VERSION_RE, "consent.version")
+        check_int(self.accepted_at_ms, MIN_TIME_MS, MAX_TIME_MS, "consent.accepted_at_ms")
+
+
 def _freeze_quality(quality: Mapping[str, float]) -> Mapping[str, float]:
     if not isinstance(quality, Mapping) or len(quality) > MAX_QUALITY_ENTRIES:
         raise _bad(f"quality: expected a map of at most {MAX_QUALITY_ENTRIES} entries")
@@ -209,10 +222,13 @@ class Payload:
     reference: str
     prev_digest: bytes = GENESIS_DIGEST
     quality: Mapping[str, float] = field(default_factory=dict)
+    consent: ConsentRecord | None = None  # absent in payloads sealed before consent was recorded
 
     def __post_init__(self) -> None:
         if not isinstance(self.template, Template) or not isinstance(self.liveness, Liveness):
             raise _bad("payload: expected a Template and a Liveness")
+        if self.consent is not None and not isinstance(self.consent, ConsentRecord):
+            raise _bad("payload.consent: expected a ConsentRecord")
         check_int(self.captured_at_ms, MIN_TIME_MS, MAX_TIME_MS, "captured_at_ms")
         check_reference(self.reference)
         check_bytes(self.prev_digest, 32, "prev_digest")

@@ -28,6 +28,7 @@ from kycedge.protocol.envelope.model import (
     MAX_ENVELOPE_BYTES,
     SIGNATURE_ALG_IDS,
     SUPPORTED_FORMAT_VERSIONS,
+    ConsentRecord,
     Header,
     Liveness,
     Opened,
@@ -50,6 +51,7 @@ _PAYLOAD_KEYS_V1: Final = frozenset(
 _PAYLOAD_KEYS: Final = _PAYLOAD_KEYS_V1 | {"alg", "kp"}  # version 2 repeats the key header bytes
 _TEMPLATE_KEYS: Final = frozenset({"model_id", "model_version", "dtype", "dim", "vector"})
 _LIVENESS_KEYS: Final = frozenset({"passed", "method", "score"})
+_CONSENT_KEYS: Final = frozenset({"version", "accepted", "at_ms"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ def encode_payload(header: Header, payload: Payload) -> bytes:
     key_fields: dict[str, object] = {}
     if header.version != FORMAT_VERSION_1:
         key_fields = {"alg": SIGNATURE_ALG_IDS[header.signature_alg], "kp": header.key_protection}
+    consent = {} if payload.consent is None else {"consent": {
+        "version": payload.consent.text_version, "accepted": True, "at_ms": payload.consent.accepted_at_ms}}
     return _cbor.encode({
         **key_fields,
         "v": header.version,
@@ -96,6 +100,7 @@ def encode_payload(header: Header, payload: Payload) -> bytes:
                      "score": payload.liveness.score},
         "ref": payload.reference,
         "prev": payload.prev_digest,
+        **consent,
     })
 
 
@@ -103,7 +108,17 @@ def decode_payload(data: bytes) -> tuple[Header, Payload]:
     """Parse a signed payload map; ``malformed`` on any deviation."""
     raw = _cbor.decode(data, what="payload", max_depth=3)
     v1 = isinstance(raw, dict) and raw.get("v") == FORMAT_VERSION_1
-    m = as_mapping(raw, _PAYLOAD_KEYS_V1 if v1 else _PAYLOAD_KEYS, "payload")
+    keys = _PAYLOAD_KEYS_V1 if v1 else _PAYLOAD_KEYS
+    if isinstance(raw, dict) and "consent" in raw:
+        keys = keys | {"consent"}  # optional in every version (absent before consent was recorded)
+    m = as_mapping(raw, keys, "payload")
+    consent = None
+    if "consent" in m:
+        cm = as_mapping(m["consent"], _CONSENT_KEYS, "payload.consent")
+        if cm["accepted"] is not True:
+            raise EnvelopeError("payload.consent.accepted: expected true (a declined consent is never "
+                                f"sealed), got {cm['accepted']!r:.20}", reason="malformed")
+        consent = ConsentRecord(text_version=cm["version"], accepted_at_ms=cm["at_ms"])
     tm = as_mapping(m["template"], _TEMPLATE_KEYS, "payload.template")
     lm = as_mapping(m["liveness"], _LIVENESS_KEYS, "payload.liveness")
     if not isinstance(m["quality"], dict):
@@ -130,7 +145,7 @@ def decode_payload(data: bytes) -> tuple[Header, Payload]:
     payload = Payload(
         template=template, captured_at_ms=m["captured_at_ms"],
         liveness=Liveness(passed=lm["passed"], method=lm["method"], score=lm["score"]),
-        reference=m["ref"], prev_digest=m["prev"], quality=m["quality"],
+        reference=m["ref"], prev_digest=m["prev"], quality=m["quality"], consent=consent,
     )
     return header, payload
 

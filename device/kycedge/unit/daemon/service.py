@@ -55,6 +55,7 @@ from kycedge.unit.outbox import Outbox
 from kycedge.unit.sealer import DeviceSealer
 from kycedge.unit.session import Analyzer, ReceiptInfo, SessionManager
 from kycedge.unit.updates.agent import UpdateAgent
+from kycedge.vision.decode import encode_preview
 from kycedge.vision.pipeline import Pipeline
 
 __all__ = ["Daemon", "self_test"]
@@ -185,8 +186,9 @@ class Daemon:
                                    on_receipt=self._on_receipt, status=self._status_extra)
         sealer = DeviceSealer(identity, carrier_keys, tenant=tenant, device_id=device, state_dir=state)
         source = self._source or make_source(s.capture)
+        preview = encode_preview if s.api.preview_enabled else None  # the operator's choice; off by default
         self.sessions = SessionManager(source, analyzer, sealer, self.forwarder, s.session,
-                                       after_session=memory.trim)
+                                       after_session=memory.trim, preview=preview)
         self.api = ApiServer(s.api, self.sessions, self.info, self.message)
         self._start_updates(transport)
         self.api.start()
