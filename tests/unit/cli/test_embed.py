@@ -35,7 +35,7 @@ def test_embed_json_lines_in_order(models: Path, faces_dir: Path, tmp_path: Path
     first = lines[0]
     assert first["ok"] is True
     assert first["faces"] == 1
-    assert set(first["ms"]) == {"decode", "detect", "align", "embed", "total"}
+    assert set(first["ms"]) == {"decode", "detect", "align", "refine", "embed", "total"}
     assert "eye_distance_px" in first["quality"]
     assert "embedding" not in first
 

@@ -4,7 +4,7 @@
 object per image (files or directories, recursive, in input order)::
 
     {"path", "ok", "reason", "faces", "quality": {...},
-     "ms": {"decode", "detect", "align", "embed", "total"}, ["embedding": [...]]}
+     "ms": {"decode", "detect", "align", "refine", "embed", "total"}, ["embedding": [...]]}
 
 A bad file gives ``"ok": false`` with a specific ``reason`` and the run goes on; the exit
 code is 0 when every image produced a template, 1 otherwise.
