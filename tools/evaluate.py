@@ -7,8 +7,10 @@
     .venv/bin/python tools/evaluate.py ../shared/data/lfw-dev --stack opencv   # the peer, same protocol
 
 Every image under ``FOLDER/images/<Name>/<Name>_NNNN.jpg`` (or ``FOLDER/<Name>/...``) is
-embedded once with the same pipeline the unit runs (decode, detect, align, quality
-gates, embed). Then:
+embedded once through exactly the template path a unit seals for one frame
+(``Pipeline.process_image_bytes``: decode, guide = detect + quality gates, candidate =
+the manifest's alignment (FaceMesh-refined when set), template = embed, flip averaging
+when set, fusion of one). Then:
 
 - k-fold accuracy over the listed pairs (official format: header ``k n``, then per fold
   n same-person lines ``name i j`` and n different-person lines ``a i b j``); each fold is

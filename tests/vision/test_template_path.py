@@ -73,3 +73,32 @@ def test_candidate_refuses_a_failed_guide(pipe) -> None:  # type: ignore[no-unty
     blank = np.full((240, 320, 3), 128, np.uint8)
     with pytest.raises(ValueError, match="passed the guide"):
         pipe.candidate(blank, pipe.guide(blank))
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("mesh_passes", 3, "pipeline.mesh_passes: expected 1 or 2, got 3"),
+    ("mesh_passes", "2", "pipeline.mesh_passes: expected int, got '2'"),
+    ("fusion", "median", "pipeline.fusion: expected 'quality-weighted' or 'mean', got 'median'"),
+    ("flip_average", 1, "pipeline.flip_average: expected bool, got 1"),
+])
+def test_template_settings_are_checked(models_dir: Path, key: str, value: object, expected: str) -> None:
+    from kycedge.core.errors import ModelError
+    from kycedge.vision import Pipeline
+
+    with pytest.raises(ModelError, match=expected):
+        Pipeline.load(models_dir, overrides={key: value})
+
+
+def test_refined_flipped_template_differs_and_stays_close(models_dir: Path,
+                                                          portraits: list[np.ndarray]) -> None:
+    from kycedge.vision import Pipeline
+
+    plain = Pipeline.load(models_dir, overrides={"landmarks": "none", "flip_average": False})
+    refined = Pipeline.load(models_dir, overrides={"landmarks": "facemesh", "flip_average": True,
+                                                   "mesh_passes": 2})
+    a, b = plain.process_frame(portraits[0]), refined.process_frame(portraits[0])
+    assert a.template is not None
+    assert b.template is not None
+    assert not np.array_equal(a.template, b.template)
+    assert cosine(a.template, b.template) > 0.9  # same face, slightly different crop
+    assert not np.allclose(a.landmarks, b.landmarks)  # the crop was aligned on FaceMesh's points
