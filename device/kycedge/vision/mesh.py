@@ -80,8 +80,8 @@ class FaceMesh:
         self._flag = int(np.argmin(sizes))
         self._direct = model.inputs[0].dtype == "float32"
 
-    def run(self, rgb: npt.NDArray[np.uint8] | FrameImage, box: tuple[float, float, float, float],
-            eye_r: npt.ArrayLike, eye_l: npt.ArrayLike) -> MeshResult | None:
+    def landmarks(self, rgb: npt.NDArray[np.uint8] | FrameImage, box: tuple[float, float, float, float],
+                  eye_r: npt.ArrayLike, eye_l: npt.ArrayLike) -> MeshResult | None:
         """The 468 points of the face in ``box`` (eyes level the crop), or None if FaceMesh sees none."""
         m = roi_matrix(box, eye_r, eye_l, self.size)
         crop = warp_affine(rgb, m, self.size, self.size)
@@ -109,12 +109,12 @@ class FaceMesh:
         x0, y0 = previous.points[:, :2].min(axis=0)
         x1, y1 = previous.points[:, :2].max(axis=0)
         five = previous.five
-        return self.run(rgb, (float(x0), float(y0), float(x1), float(y1)), five[0], five[1])
+        return self.landmarks(rgb, (float(x0), float(y0), float(x1), float(y1)), five[0], five[1])
 
     def refine(self, rgb: npt.NDArray[np.uint8] | FrameImage, box: tuple[float, float, float, float],
                eye_r: npt.ArrayLike, eye_l: npt.ArrayLike) -> tuple[FloatArray, float] | None:
         """(five points in image pixels, face presence) or None if FaceMesh sees no face."""
-        res = self.run(rgb, box, eye_r, eye_l)
+        res = self.landmarks(rgb, box, eye_r, eye_l)
         return None if res is None else (res.five, res.presence)
 
 

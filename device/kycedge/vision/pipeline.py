@@ -301,7 +301,7 @@ class Pipeline:
             return None
         face = guide.face
         try:
-            return self.mesh.run(rgb, face.box, face.keypoints[0], face.keypoints[1])
+            return self.mesh.landmarks(rgb, face.box, face.keypoints[0], face.keypoints[1])
         except ValueError:
             return None
 
@@ -356,7 +356,7 @@ class Pipeline:
         if self.mesh is not None:
             if mesh is None:
                 try:
-                    mesh = self.mesh.run(frame, face.box, face.keypoints[0], face.keypoints[1])
+                    mesh = self.mesh.landmarks(frame, face.box, face.keypoints[0], face.keypoints[1])
                 except ValueError:  # degenerate box or eye points: keep the detector's landmarks
                     mesh = None
             for _ in range(self.mesh_passes - 1):
