@@ -27,12 +27,12 @@ PIPELINE = {
     "mesh_passes": 1,
     "embedder": "sface",
     "flip_average": True,
-    "fusion": "quality-weighted",
+    "fusion": "mean",
     "alignment": "guidance on every frame from BlazeFace (128x128, float16) points with geometric mouth "
                  "corners; the template crop of each of the best K frames is aligned on FaceMesh's five "
                  "points (eye-contour centres, nose tip, mouth corners; one pass on the BlazeFace ROI) by a "
                  "5-point similarity (Umeyama) onto the SFace template, 112x112, bilinear; each crop and "
-                 "its mirror image embedded, summed, L2-normalised; the K fused with quality weights, "
+                 "its mirror image embedded, summed, L2-normalised; the K averaged (uniform weights), "
                  "L2-normalised (a single photo: K = 1)",
     "decision": "docs/decisions/0012-template-from-the-best-frames.md",
 }

@@ -165,7 +165,7 @@ class Pipeline:
         self.config = config
         self.model_id, self.model_version = manifest.identity
         self.mesh_passes = 1
-        self.fusion_weighted = True
+        self.fusion_weighted = False
         if calibrating and "threshold" not in manifest.matching:
             self.threshold, self.far = math.nan, math.nan
         else:
@@ -218,7 +218,7 @@ class Pipeline:
         if pipe.mesh_passes not in (1, 2):
             raise ModelError(f"{manifest.path}: pipeline.mesh_passes: expected 1 or 2, "
                              f"got {pipe.mesh_passes}")
-        fusion = _setting(manifest, "fusion", str, "quality-weighted")
+        fusion = _setting(manifest, "fusion", str, "mean")
         if fusion not in ("quality-weighted", "mean"):
             raise ModelError(f"{manifest.path}: pipeline.fusion: expected 'quality-weighted' or 'mean', "
                              f"got {fusion!r}")

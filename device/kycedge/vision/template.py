@@ -5,8 +5,9 @@ gates, :meth:`kycedge.vision.pipeline.Pipeline.guide`); only a frame good enough
 among the best K so far becomes a :class:`Candidate`: its FaceMesh-refined, aligned
 112x112 crop and its quality score, kept in RAM. At the decision every candidate crop is
 embedded (and its mirror image, when flip averaging is on), each embedding is
-L2-normalised, and the K are summed with weights from their quality scores and
-L2-normalised again (:func:`fuse`). A single photo (``kycedge embed``, the carrier's ID
+L2-normalised, and the K are averaged (manifest ``fusion = "mean"``, shipped) or weighted
+by their quality scores (``"quality-weighted"``, measured no better) and L2-normalised
+again (:func:`fuse`). A single photo (``kycedge embed``, the carrier's ID
 photo, the evaluation, the self-test) goes through the same steps with K = 1, so an
 evaluation measures what a unit seals. Which steps are on is recorded, with the
 measurements that justify them, in docs/decisions/0012-template-from-the-best-frames.md.
