@@ -19,10 +19,11 @@ embed, flip, fusion of one; gates off so that every image is embedded), for Open
 + alignCrop + feature. In the same loop, for the session's split: ``Pipeline.guide`` alone
 (the per-frame guidance cost: detect + gates), ``Pipeline.candidate`` (paid only by frames
 entering the best K), and every second image ``Pipeline.template`` of the last K
-candidates (``--k``, default 3: the decision's cost). Then the peak RSS of ``kycedge embed
---gates off`` over ``--rss-n`` images is measured in a subprocess (the CLI's ``main``; the
-child reports its own VmHWM at exit), and the same for an OpenCV process doing the same
-work.
+candidates (``--k``, default 3: the decision's cost). Wall-clock and CPU-time
+(``time.process_time``, less inflated by other load) medians are both printed. Then the
+peak RSS of ``kycedge embed --gates off`` over ``--rss-n`` images is measured in a
+subprocess (the CLI's ``main``; the child reports its own VmHWM at exit), and the same for
+an OpenCV process doing the same work.
 """
 
 from __future__ import annotations
@@ -207,13 +208,16 @@ def main() -> int:
     cand_ms: list[float] = []
     final_ms: list[float] = []
     recent: list[Any] = []
+    # CPU time of this process beside wall time: on a loaded machine it is inflated less
+    cpu: dict[str, list[float]] = {"guide": [], "final": [], "kycedge": [], "opencv": []}
     ours_ok = theirs_ok = 0
     for k, p in enumerate(it):
         rgb = decode_image(p.read_bytes())
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         g = pipe.guide(rgb)
         guide_ms.append((time.perf_counter() - t0) * 1000)
+        cpu["guide"].append((time.process_time() - c0) * 1000)
         if g.ok:
             t0 = time.perf_counter()
             c = pipe.candidate(rgb, g)
@@ -221,20 +225,23 @@ def main() -> int:
             if c is not None:
                 recent = [*recent, c][-args.k:]
         if len(recent) == args.k and k % 2 == 0:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             pipe.template(recent)
             final_ms.append((time.perf_counter() - t0) * 1000)
+            cpu["final"].append((time.process_time() - c0) * 1000)
         order = (0, 1) if k % 2 == 0 else (1, 0)
         tpl: dict[int, Any] = {}
         for who in order:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if who == 0:
                 res = pipe.process_frame(rgb)
                 tpl[0] = res.template
                 ours.append((time.perf_counter() - t0) * 1000)
+                cpu["kycedge"].append((time.process_time() - c0) * 1000)
             else:
                 tpl[1] = peer.template(bgr)
                 theirs.append((time.perf_counter() - t0) * 1000)
+                cpu["opencv"].append((time.process_time() - c0) * 1000)
         ours_ok += tpl[0] is not None
         theirs_ok += tpl[1] is not None
         if tpl[0] is not None and tpl[1] is not None:
@@ -254,6 +261,12 @@ def main() -> int:
           f"{np.median(cand_ms):.2f} ms; final template of K={args.k} (embed{' + flip' if flip else ''} + "
           f"fuse): median {np.median(final_ms):.2f} ms, p95 {np.percentile(final_ms, 95):.2f} ms "
           f"over {len(final_ms)}", file=sys.stderr)
+    cpu_med = {k: float(np.median(v)) for k, v in cpu.items() if v}
+    print(f"CPU time (process_time) medians: kycedge {cpu_med['kycedge']:.2f} ms, OpenCV "
+          f"{cpu_med['opencv']:.2f} ms, ratio {cpu_med['kycedge'] / cpu_med['opencv']:.3f}; guide "
+          f"{cpu_med['guide']:.2f} ms; final template of K={args.k} "
+          f"{cpu_med.get('final', float('nan')):.2f} ms",
+          file=sys.stderr)
     if agree:
         print(f"cosine(kycedge template, OpenCV template) on the same image: median "
               f"{np.median(agree):.4f}, p05 {np.percentile(agree, 5):.4f}", file=sys.stderr)
@@ -276,6 +289,7 @@ def main() -> int:
         "candidate_ms": {"median": float(np.median(cand_ms)), "n": len(cand_ms)},
         "final_template_ms": {"k": args.k, "flip_average": flip, "median": float(np.median(final_ms)),
                               "p95": float(np.percentile(final_ms, 95)), "n": len(final_ms)},
+        "cpu_ms_median": cpu_med,
         "pipeline": dict(pipe.manifest.pipeline),
         "template_cosine_vs_opencv_median": float(np.median(agree)) if agree else None,
         "peak_rss_mb": {"kycedge_embed": rss_ours, "opencv_process": rss_theirs, "images": len(rss_paths),
