@@ -28,6 +28,9 @@ PIPELINE = {
     "embedder": "sface",
     "flip_average": True,
     "fusion": "mean",
+    # the template path changed the templates (FaceMesh crops, mirrored average): a version of
+    # its own, so the carrier never compares them with references made by the old path
+    "model_version": "2021dec-kycedge.2+tpl1",
     "alignment": "guidance on every frame from BlazeFace (128x128, float16) points with geometric mouth "
                  "corners; the template crop of each of the best K frames is aligned on FaceMesh's five "
                  "points (eye-contour centres, nose tip, mouth corners; one pass on the BlazeFace ROI) by a "
