@@ -13,11 +13,17 @@ benchmark-only dependency (extra ``bench``); the package never imports it.
 
 Both stacks get the same decoded RGB frame (decoding is not timed) and are run
 interleaved per image, so load on the machine hits both alike. Timed for kycedge:
-``Pipeline.process_frame`` (detect + landmarks + align + quality measures + embed; gates
-off so that every image is embedded), for OpenCV: detect + alignCrop + feature. Then the
-peak RSS of ``kycedge embed`` over ``--rss-n`` images is measured in a subprocess (the
-CLI's ``main`` with the embed arguments; the child reports its own VmHWM at exit), and
-the same for an OpenCV process doing the same work.
+``Pipeline.process_frame``, the single-image template path (guide: detect + quality
+measures; candidate: FaceMesh refinement + aligned crop when the manifest refines; template:
+embed, flip, fusion of one; gates off so that every image is embedded), for OpenCV: detect
++ alignCrop + feature. In the same loop, for the session's split: ``Pipeline.guide`` alone
+(the per-frame guidance cost: detect + gates), ``Pipeline.candidate`` (paid only by frames
+entering the best K), and every second image ``Pipeline.template`` of the last K
+candidates (``--k``, default 3: the decision's cost). Wall-clock and CPU-time
+(``time.process_time``, less inflated by other load) medians are both printed. Then the
+peak RSS of ``kycedge embed --gates off`` over ``--rss-n`` images is measured in a
+subprocess (the CLI's ``main``; the child reports its own VmHWM at exit), and the same for
+an OpenCV process doing the same work.
 """
 
 from __future__ import annotations
@@ -162,6 +168,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--models", type=Path, default=ROOT / "models")
     ap.add_argument("--rss-n", type=int, default=500)
+    ap.add_argument("--k", type=int, default=3, help="candidates fused in the timed final template")
     ap.add_argument("--peer-wheel", type=Path, default=None,
                     help=f"the {PEER_WHEEL_REQ} wheel (default: pip download it)")
     ap.add_argument("--json", type=Path, default=None)
@@ -197,26 +204,50 @@ def main() -> int:
     except ImportError:
         it = paths
     ours, theirs, agree = [], [], []
+    guide_ms: list[float] = []
+    cand_ms: list[float] = []
+    final_ms: list[float] = []
+    recent: list[Any] = []
+    # CPU time of this process beside wall time: on a loaded machine it is inflated less
+    cpu: dict[str, list[float]] = {"guide": [], "final": [], "kycedge": [], "opencv": []}
     ours_ok = theirs_ok = 0
     for k, p in enumerate(it):
         rgb = decode_image(p.read_bytes())
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        t0, c0 = time.perf_counter(), time.process_time()
+        g = pipe.guide(rgb)
+        guide_ms.append((time.perf_counter() - t0) * 1000)
+        cpu["guide"].append((time.process_time() - c0) * 1000)
+        if g.ok:
+            t0 = time.perf_counter()
+            c = pipe.candidate(rgb, g)
+            cand_ms.append((time.perf_counter() - t0) * 1000)
+            if c is not None:
+                recent = [*recent, c][-args.k:]
+        if len(recent) == args.k and k % 2 == 0:
+            t0, c0 = time.perf_counter(), time.process_time()
+            pipe.template(recent)
+            final_ms.append((time.perf_counter() - t0) * 1000)
+            cpu["final"].append((time.process_time() - c0) * 1000)
         order = (0, 1) if k % 2 == 0 else (1, 0)
         tpl: dict[int, Any] = {}
         for who in order:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if who == 0:
                 res = pipe.process_frame(rgb)
                 tpl[0] = res.template
                 ours.append((time.perf_counter() - t0) * 1000)
+                cpu["kycedge"].append((time.process_time() - c0) * 1000)
             else:
                 tpl[1] = peer.template(bgr)
                 theirs.append((time.perf_counter() - t0) * 1000)
+                cpu["opencv"].append((time.process_time() - c0) * 1000)
         ours_ok += tpl[0] is not None
         theirs_ok += tpl[1] is not None
         if tpl[0] is not None and tpl[1] is not None:
             agree.append(cosine(tpl[0], tpl[1]))
     med_o, med_t = float(np.median(ours)), float(np.median(theirs))
+    flip = pipe.embedder.flip_average
     print(f"images {len(paths)} from {args.folder}, threads {args.threads}, OpenCV {cv2.__version__}",
           file=sys.stderr)
     print(f"OpenCV YuNet+SFace detect+align+embed: median {med_t:.2f} ms, p95 "
@@ -225,14 +256,25 @@ def main() -> int:
           f"{np.percentile(ours, 95):.2f} ms, templates {ours_ok}", file=sys.stderr)
     print(f"ratio kycedge / OpenCV = {med_o / med_t:.3f} (OpenCV is {med_t / med_o:.2f}x slower)",
           file=sys.stderr)
+    print(f"kycedge per-frame guide (detect + gates): median {np.median(guide_ms):.2f} ms, p95 "
+          f"{np.percentile(guide_ms, 95):.2f} ms; candidate (refine + crop): median "
+          f"{np.median(cand_ms):.2f} ms; final template of K={args.k} (embed{' + flip' if flip else ''} + "
+          f"fuse): median {np.median(final_ms):.2f} ms, p95 {np.percentile(final_ms, 95):.2f} ms "
+          f"over {len(final_ms)}", file=sys.stderr)
+    cpu_med = {k: float(np.median(v)) for k, v in cpu.items() if v}
+    print(f"CPU time (process_time) medians: kycedge {cpu_med['kycedge']:.2f} ms, OpenCV "
+          f"{cpu_med['opencv']:.2f} ms, ratio {cpu_med['kycedge'] / cpu_med['opencv']:.3f}; guide "
+          f"{cpu_med['guide']:.2f} ms; final template of K={args.k} "
+          f"{cpu_med.get('final', float('nan')):.2f} ms",
+          file=sys.stderr)
     if agree:
         print(f"cosine(kycedge template, OpenCV template) on the same image: median "
               f"{np.median(agree):.4f}, p05 {np.percentile(agree, 5):.4f}", file=sys.stderr)
 
     rss_paths = [str(p) for p in list_images(args.folder, args.rss_n)]
     rss_ours, rc_ours = child_peak_rss_mb(
-        [sys.executable, "-c", EMBED_CHILD, "embed", "--models", str(args.models), "--threads",
-         str(args.threads), *rss_paths])
+        [sys.executable, "-c", EMBED_CHILD, "embed", "--gates", "off", "--models", str(args.models),
+         "--threads", str(args.threads), *rss_paths])
     rss_theirs, rc_theirs = child_peak_rss_mb(
         [sys.executable, __file__, "--peer-rss-child", "--yunet", str(yunet), "--sface", str(sface),
          "--threads", str(args.threads), *rss_paths])
@@ -243,6 +285,12 @@ def main() -> int:
         "kycedge_ms": {"median": med_o, "p95": float(np.percentile(ours, 95)), "templates": ours_ok},
         "opencv_ms": {"median": med_t, "p95": float(np.percentile(theirs, 95)), "templates": theirs_ok},
         "ratio_kycedge_over_opencv": med_o / med_t,
+        "guide_ms": {"median": float(np.median(guide_ms)), "p95": float(np.percentile(guide_ms, 95))},
+        "candidate_ms": {"median": float(np.median(cand_ms)), "n": len(cand_ms)},
+        "final_template_ms": {"k": args.k, "flip_average": flip, "median": float(np.median(final_ms)),
+                              "p95": float(np.percentile(final_ms, 95)), "n": len(final_ms)},
+        "cpu_ms_median": cpu_med,
+        "pipeline": dict(pipe.manifest.pipeline),
         "template_cosine_vs_opencv_median": float(np.median(agree)) if agree else None,
         "peak_rss_mb": {"kycedge_embed": rss_ours, "opencv_process": rss_theirs, "images": len(rss_paths),
                         "kycedge_exit": rc_ours},

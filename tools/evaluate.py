@@ -7,8 +7,10 @@
     .venv/bin/python tools/evaluate.py ../shared/data/lfw-dev --stack opencv   # the peer, same protocol
 
 Every image under ``FOLDER/images/<Name>/<Name>_NNNN.jpg`` (or ``FOLDER/<Name>/...``) is
-embedded once with the same pipeline the unit runs (decode, detect, align, quality
-gates, embed). Then:
+embedded once through exactly the template path a unit seals for one frame
+(``Pipeline.process_image_bytes``: decode, guide = detect + quality gates, candidate =
+the manifest's alignment (FaceMesh-refined when set), template = embed, flip averaging
+when set, fusion of one). Then:
 
 - k-fold accuracy over the listed pairs (official format: header ``k n``, then per fold
   n same-person lines ``name i j`` and n different-person lines ``a i b j``); each fold is
@@ -272,7 +274,7 @@ def evaluate(results: dict[Path, Any], pairs_file: Path, root: Path, folds: int,
         for k, v in results[p].ms.items():
             stages.setdefault(k, []).append(float(v))
     dae = [results[p].ms.get("detect+align+embed")
-           or sum(results[p].ms.get(k, 0.0) for k in ("detect", "align", "embed")) for p in ok]
+           or sum(results[p].ms.get(k, 0.0) for k in ("detect", "align", "refine", "embed")) for p in ok]
     latency = {k: {"median": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
                for k, v in stages.items()}
     latency["detect+align+embed (enrolled)"] = {"median": percentile(dae, 50), "p95": percentile(dae, 95),
@@ -302,8 +304,14 @@ def evaluate(results: dict[Path, Any], pairs_file: Path, root: Path, folds: int,
 
 
 def faithfulness(results: dict[Path, Any], onnx: Path, pairs_file: Path, root: Path, folds: int,
-                 pairs: list[tuple[str, int, str, int, bool, int]], progress: bool) -> dict[str, Any]:
-    """Same aligned crops through the original ONNX (OpenCV DNN): per-image cosine, accuracy."""
+                 pairs: list[tuple[str, int, str, int, bool, int]], progress: bool,
+                 embedder: Any = None) -> dict[str, Any]:
+    """Same aligned crops through the original ONNX (OpenCV DNN): per-image cosine, accuracy.
+
+    The crop is re-made from the landmarks the template was aligned on (FaceMesh-refined when
+    the pipeline refines); with flip averaging the reference is flip-averaged the same way, so
+    ``cosine_*`` compares templates as shipped, ``crop_cosine_*`` the two models on one crop.
+    """
     import dataclasses
 
     from bench_peers import require_cv2
@@ -312,6 +320,7 @@ def faithfulness(results: dict[Path, Any], onnx: Path, pairs_file: Path, root: P
     from kycedge.vision.decode import decode_image, warp_affine
 
     cv2 = require_cv2()
+    flip_average = bool(embedder is not None and embedder.flip_average)
     cv2.setNumThreads(1)
     rec = cv2.FaceRecognizerSF.create(str(onnx), "")
     ok = [p for p in sorted(results) if results[p].ok]
@@ -320,21 +329,31 @@ def faithfulness(results: dict[Path, Any], onnx: Path, pairs_file: Path, root: P
         it: Any = tqdm(ok, desc="reference", unit="img", file=sys.stderr, disable=not progress)
     except ImportError:
         it = ok
-    ref_results, cos = dict(results), []
+
+    def feature(crop: np.ndarray) -> np.ndarray:
+        return l2_normalize(rec.feature(np.ascontiguousarray(crop[:, :, ::-1])).reshape(-1))
+
+    ref_results, cos, crop_cos = dict(results), [], []
     for p in it:
         r = results[p]
         m = alignment_matrix(r.landmarks)
         crop = warp_affine(decode_image(p.read_bytes()), m, SFACE_SIZE, SFACE_SIZE)
-        ref = l2_normalize(rec.feature(np.ascontiguousarray(crop[:, :, ::-1])).reshape(-1))
+        plain = feature(crop)
+        ref = l2_normalize(plain + feature(np.ascontiguousarray(crop[:, ::-1]))) if flip_average else plain
         cos.append(float(np.dot(ref, r.template)))
+        if flip_average:
+            crop_cos.append(float(np.dot(plain, embedder.embed_plain(crop))))
         ref_results[p] = dataclasses.replace(r, template=ref)
     c = np.asarray(cos)
     ref_eval = evaluate(ref_results, pairs_file, root, folds, pairs)
     out = {
-        "reference": f"{onnx.name} via OpenCV {cv2.__version__} DNN on the same aligned crops",
+        "reference": f"{onnx.name} via OpenCV {cv2.__version__} DNN on the same aligned crops"
+                     + (" (flip-averaged like the template)" if flip_average else ""),
         "faces": int(c.size),
         "cosine_median": float(np.median(c)), "cosine_p1": float(np.percentile(c, 1)),
         "cosine_min": float(c.min()), "faces_below_0_98": int((c < 0.98).sum()),
+        **({"crop_cosine_min": float(np.min(crop_cos)),
+            "crop_faces_below_0_98": int((np.asarray(crop_cos) < 0.98).sum())} if crop_cos else {}),
         "reference_accuracy": ref_eval["accuracy"]["mean"],
         "reference_tar_all": {k: v["tar"] for k, v in ref_eval["tar_at_far_all_cross_identity"].items()},
     }
@@ -438,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = evaluate(results, pairs_file, root, folds, pairs)
     if args.reference_onnx:
         summary["faithfulness"] = faithfulness(results, args.reference_onnx, pairs_file, root, folds, pairs,
-                                               not args.no_progress)
+                                               not args.no_progress, pipe.embedder)
     if args.dump:
         with open(args.dump, "w") as fh:
             for p in paths:

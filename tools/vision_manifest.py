@@ -6,7 +6,8 @@
 The ``models`` section belongs to the conversion tool, ``matching`` is written by
 ``tools/evaluate.py --write-threshold``; this script changes ``pipeline`` only (read,
 modify, write to a temp file, fsync, ``os.replace``). The choice and its figures are in
-docs/decisions/0002-detector-and-alignment.md.
+docs/decisions/0002-detector-and-alignment.md (detector) and
+docs/decisions/0012-template-from-the-best-frames.md (template path).
 """
 
 from __future__ import annotations
@@ -22,13 +23,21 @@ ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = {
     "detector": "blazeface",
     "detector_kind": "blazeface",
-    "landmarks": "none",
+    "landmarks": "facemesh",
+    "mesh_passes": 1,
     "embedder": "sface",
-    "flip_average": False,
-    "alignment": "5-point similarity (Umeyama) onto the SFace template, 112x112, bilinear; "
-                 "eye centres and nose tip from BlazeFace (128x128, float16), mouth corners placed "
-                 "beside its mouth centre at the template's mouth-width/eye-distance ratio",
-    "decision": "docs/decisions/0002-detector-and-alignment.md",
+    "flip_average": True,
+    "fusion": "mean",
+    # the template path changed the templates (FaceMesh crops, mirrored average): a version of
+    # its own, so the carrier never compares them with references made by the old path
+    "model_version": "2021dec-kycedge.2+tpl1",
+    "alignment": "guidance on every frame from BlazeFace (128x128, float16) points with geometric mouth "
+                 "corners; the template crop of each of the best K frames is aligned on FaceMesh's five "
+                 "points (eye-contour centres, nose tip, mouth corners; one pass on the BlazeFace ROI) by a "
+                 "5-point similarity (Umeyama) onto the SFace template, 112x112, bilinear; each crop and "
+                 "its mirror image embedded, summed, L2-normalised; the K averaged (uniform weights), "
+                 "L2-normalised (a single photo: K = 1)",
+    "decision": "docs/decisions/0012-template-from-the-best-frames.md",
 }
 
 

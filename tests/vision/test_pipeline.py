@@ -53,7 +53,7 @@ def templates(pipe, faces_dir: Path) -> dict[str, np.ndarray]:  # type: ignore[n
         assert t.dtype == np.float32
         assert t.ndim == 1
         assert abs(float(np.linalg.norm(t)) - 1.0) < 1e-4
-        assert set(res.ms) == {"decode", "detect", "align", "embed", "total"}
+        assert set(res.ms) == {"decode", "detect", "align", "refine", "embed", "total"}
         out[p.stem] = t
     return out
 

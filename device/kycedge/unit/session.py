@@ -11,7 +11,8 @@ Events (plain dicts, JSON-ready, **never** a template, a frame or pixel data)::
     {"event": "started",  "session": ID, "ref": REF, "timeout_s": 30.0, "consent": VERSION}
     {"event": "guidance", "reason": "move-closer", "message": "...", "faces": 1, "ok": false,
      "box": [x, y, w, h]}     # the face's position as fractions of the frame (2 decimals), if any
-    {"event": "captured", "reason": "ok", "frames": 14, "good_frames": 3, "quality": {...}}
+    {"event": "captured", "reason": "ok", "frames": 14, "good_frames": 3, "template_frames": 3,
+     "quality": {...}}    # quality: the measures of the best frame
     {"event": "queued",   "message_id": "...", "model": "sface-int8@1.0"}
     {"event": "receipt",  "message_id": "...", "status": "match", "reason": "", "score": .., "threshold": ..}
     {"event": "receipt-pending", "message_id": "..."}     # no receipt yet; it stays queued
@@ -24,10 +25,14 @@ consent travels with the capture into the sealed payload.
 
 ``guidance`` is sent whenever the reason code changes and repeated every
 ``guidance_repeat_s`` while it stays the same, so the app can keep telling the customer
-"move closer". After the first acceptable frame the session keeps looking for
-``settle_s`` (or until ``best_of`` acceptable frames) and keeps the best by a quality
-score; frames are dropped as soon as the pipeline returns, and only the chosen
-template is kept, in RAM, until it is sealed.
+"move closer". Every frame gets only the cheap part of the pipeline (``Analyzer.guide``:
+detect + quality gates, no embedding). A frame that passes and is among the best
+``template_frames`` (K) so far by quality score becomes a candidate (``Analyzer.candidate``:
+its aligned face crop and score, RAM only; the crop of a frame that falls out of the K is
+dropped). After the first acceptable frame the session keeps looking for ``settle_s`` (or
+until ``best_of`` acceptable frames); then ``Analyzer.template`` embeds and fuses the K
+crops into the one template that is sealed (docs/decisions/0012-template-from-the-best-frames.md).
+Frames are dropped as soon as the guide and candidate steps return.
 
 With ``preview`` (an operator's choice, off by default) the worker also keeps the
 latest frame as a small JPEG in ``Session.preview`` (at most every
@@ -64,6 +69,7 @@ from kycedge.core.config import section
 from kycedge.core.errors import CaptureError, IdError, KycEdgeError, SessionError
 from kycedge.protocol import ids
 from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
+from kycedge.vision.template import Candidate, keep_best, would_keep
 
 __all__ = [
     "Analysis",
@@ -79,7 +85,6 @@ __all__ = [
     "SessionManager",
     "SessionNotFoundError",
     "check_ref",
-    "frame_score",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,10 @@ class SessionConfig:
         0.8, min=0.0, max=10.0, help="after the first good frame, keep looking this long for a better one"
     )
     best_of: int = section(5, min=1, max=100, help="stop early after this many good frames")
+    template_frames: int = section(
+        3, min=1, max=10,
+        help="K: the template fuses the best K good frames (fewer if fewer were seen)",
+    )
     receipt_wait_s: float = section(
         120.0, min=0.0, max=86_400.0, help="how long an event stream waits for the carrier's receipt"
     )
@@ -120,7 +129,7 @@ class SessionConfig:
 
 
 class Analysis(Protocol):
-    """What the session needs of ``kycedge.vision.PipelineResult``."""
+    """What the session needs of ``kycedge.vision.pipeline.Guide`` (and ``PipelineResult``)."""
 
     @property
     def ok(self) -> bool: ...
@@ -133,7 +142,7 @@ class Analysis(Protocol):
     @property
     def quality(self) -> Mapping[str, float]: ...
     @property
-    def template(self) -> np.ndarray | None: ...
+    def score(self) -> float: ...
 
 
 class Analyzer(Protocol):
@@ -143,7 +152,9 @@ class Analyzer(Protocol):
     def model_id(self) -> str: ...
     @property
     def model_version(self) -> str: ...
-    def process_frame(self, rgb: np.ndarray) -> Analysis: ...
+    def guide(self, rgb: np.ndarray) -> Analysis: ...  # per frame: detect + gates, no embedding
+    def candidate(self, rgb: np.ndarray, guide: Any) -> Candidate | None: ...  # guide: its result
+    def template(self, candidates: list[Candidate]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -213,14 +224,6 @@ def check_ref(ref: object) -> str:
 def ref_hash(ref: str) -> str:
     """What logs show instead of the reference."""
     return hashlib.sha256(ref.encode()).hexdigest()[:12]
-
-
-def frame_score(quality: Mapping[str, float]) -> float:
-    """Higher is better: sharp, large, frontal (used to pick the best of the good frames)."""
-    sharp = min(float(quality.get("sharpness", 0.0)) / 200.0, 1.0)
-    size = min(float(quality.get("eye_distance_px", 0.0)) / 100.0, 1.0)
-    pose = (abs(float(quality.get("yaw_deg", 0.0))) + abs(float(quality.get("pitch_deg", 0.0)))) / 90.0
-    return sharp + size - pose
 
 
 def face_box(res: object, frame_shape: tuple[int, ...]) -> list[float] | None:
@@ -537,16 +540,16 @@ class SessionManager:
         if isinstance(outcome, _Failure):
             self._fail(s, outcome.reason, outcome.message, **outcome.extra)
             return
-        chosen, frames, good = outcome
+        best, frames, good = outcome
         s.emit({"event": "captured", "reason": "ok", "frames": frames, "good_frames": good,
-                "quality": _safe_quality(chosen.quality)})
-        self._seal_and_queue(s, analyzer, chosen)
+                "template_frames": len(best), "quality": _safe_quality(best[0].quality)})
+        self._seal_and_queue(s, analyzer, best)
 
-    def _look(self, s: Session, analyzer: Analyzer) -> _Failure | tuple[Analysis, int, int]:
-        """Read and analyse frames until the best good one is chosen, or fail."""
+    def _look(self, s: Session, analyzer: Analyzer) -> _Failure | tuple[list[Candidate], int, int]:
+        """Guide on every frame, keep the best K candidates, until the decision or a failure."""
         cfg = self.config
         deadline = s.started_mono + s.timeout_s
-        best: tuple[float, Analysis] | None = None
+        best: list[Candidate] = []  # best first; aligned crops in RAM only
         first_good: float | None = None
         good = frames = 0
         last_reason, last_sent = "", 0.0
@@ -556,9 +559,9 @@ class SessionManager:
             s.progress_mono = now
             if s.cancel_requested.is_set():
                 return _Failure("cancelled", "the session was cancelled")
-            if best is not None and first_good is not None and (
+            if best and first_good is not None and (
                     good >= cfg.best_of or now - first_good >= cfg.settle_s or now >= deadline):
-                return best[1], frames, good
+                return best, frames, good
             if now >= deadline:
                 return _Failure("timeout", f"no acceptable frame within {s.timeout_s:g} s",
                                 {"last_guidance": last_reason or "no-frame"})
@@ -578,17 +581,18 @@ class SessionManager:
                     s.preview = None
                 last_preview = time.monotonic()
             try:
-                res = analyzer.process_frame(frame.rgb)
+                res = analyzer.guide(frame.rgb)
+                if res.ok and would_keep(best, res.score, cfg.template_frames):
+                    cand = analyzer.candidate(frame.rgb, res)
+                    if cand is not None:
+                        best = keep_best(best, cand, cfg.template_frames)
             except KycEdgeError as e:
                 return _Failure(e.reason, f"pipeline failed: {e.message}")
             finally:
                 del frame  # the frame is gone once the pipeline has seen it
-            if res.ok and res.template is not None:
+            if res.ok:
                 good += 1
                 first_good = first_good if first_good is not None else time.monotonic()
-                score = frame_score(res.quality)
-                if best is None or score > best[0]:
-                    best = (score, res)
             t = time.monotonic()
             if res.reason != last_reason or t - last_sent >= cfg.guidance_repeat_s:
                 ev: dict[str, Any] = {"event": "guidance", "reason": res.reason, "message": res.message,
@@ -599,14 +603,20 @@ class SessionManager:
                 s.emit(ev)
                 last_reason, last_sent = res.reason, t
 
-    def _seal_and_queue(self, s: Session, analyzer: Analyzer, chosen: Analysis) -> None:
+    def _seal_and_queue(self, s: Session, analyzer: Analyzer, best: list[Candidate]) -> None:
         with s.cond:
             s.state = "sealing"
-        template = chosen.template
-        assert template is not None
+        s.progress_mono = time.monotonic()
+        try:
+            template = analyzer.template(best)  # embed + fuse the K crops: the decision's step
+        except KycEdgeError as e:
+            self._fail(s, e.reason, f"pipeline failed: {e.message}")
+            return
+        quality = _safe_quality(best[0].quality)
+        best.clear()  # the crops are gone once the template exists
         cap = Capture(template=template, registration_ref=s.ref, model_id=analyzer.model_id,
                       model_version=analyzer.model_version, captured_at=self._wall(),
-                      quality=_safe_quality(chosen.quality), consent=s.consent)
+                      quality=quality, consent=s.consent)
         try:
             sealed = self._sealer(cap)
             self._queue.put(sealed.message_id, sealed.envelope)
@@ -614,7 +624,7 @@ class SessionManager:
             self._fail(s, e.reason, e.message)
             return
         finally:
-            del cap, template, chosen
+            del cap, template
         with self._lock:
             self._by_message[sealed.message_id] = s
             while len(self._by_message) > self.config.keep_sessions:

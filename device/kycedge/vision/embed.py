@@ -52,10 +52,14 @@ class Embedder:
         return self.model.run(x)[0].reshape(-1)
 
     def embed(self, crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """L2-normalised float32 template of an aligned RGB crop of the model's input size."""
+        """L2-normalised float32 embedding of an aligned RGB crop (flip-averaged when enabled)."""
+        v = self.embed_plain(crop)
+        if self.flip_average:
+            v = l2_normalize(v + self.embed_plain(np.ascontiguousarray(crop[:, ::-1])))
+        return v
+
+    def embed_plain(self, crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """L2-normalised embedding of the crop alone (no mirror image)."""
         if crop.shape[:2] != self.size or crop.ndim != 3 or crop.shape[2] != 3:
             raise ValueError(f"SFace: expected an aligned {self.size} RGB crop, got {crop.shape}")
-        v = self._raw(crop)
-        if self.flip_average:
-            v = l2_normalize(v) + l2_normalize(self._raw(np.ascontiguousarray(crop[:, ::-1])))
-        return l2_normalize(v)
+        return l2_normalize(self._raw(crop))

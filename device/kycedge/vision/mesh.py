@@ -8,6 +8,8 @@ the eye contours, nose tip and mouth corners; the five SFace points are taken fr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -15,7 +17,7 @@ from kycedge.vision.align import invert_affine, transform_points
 from kycedge.vision.decode import FrameImage, warp_affine
 from kycedge.vision.runtime import Model
 
-__all__ = ["FaceMesh", "five_from_mesh", "roi_matrix"]
+__all__ = ["FaceMesh", "MeshResult", "five_from_mesh", "roi_matrix"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -78,9 +80,9 @@ class FaceMesh:
         self._flag = int(np.argmin(sizes))
         self._direct = model.inputs[0].dtype == "float32"
 
-    def refine(self, rgb: npt.NDArray[np.uint8] | FrameImage, box: tuple[float, float, float, float],
-               eye_r: npt.ArrayLike, eye_l: npt.ArrayLike) -> tuple[FloatArray, float] | None:
-        """(five points in image pixels, face presence) or None if FaceMesh sees no face."""
+    def landmarks(self, rgb: npt.NDArray[np.uint8] | FrameImage, box: tuple[float, float, float, float],
+                  eye_r: npt.ArrayLike, eye_l: npt.ArrayLike) -> MeshResult | None:
+        """The 468 points of the face in ``box`` (eyes level the crop), or None if FaceMesh sees none."""
         m = roi_matrix(box, eye_r, eye_l, self.size)
         crop = warp_affine(rgb, m, self.size, self.size)
         if self._direct:
@@ -93,6 +95,40 @@ class FaceMesh:
         presence = float(1.0 / (1.0 + np.exp(-np.clip(outs[self._flag].reshape(-1)[0], -50, 50))))
         if presence < self.presence_threshold:
             return None
-        mesh = outs[self._pts].reshape(-1, 3)  # five_from_mesh takes x, y as float64
-        five = transform_points(invert_affine(m), five_from_mesh(mesh))
-        return five, presence
+        mesh = outs[self._pts].reshape(-1, 3).astype(np.float64)
+        inv = invert_affine(m)
+        pts = np.empty_like(mesh)
+        pts[:, :2] = transform_points(inv, mesh[:, :2])
+        pts[:, 2] = mesh[:, 2] * float(np.sqrt(abs(np.linalg.det(inv[:, :2]))))  # depth in image pixels
+        if not np.all(np.isfinite(pts)):
+            return None
+        return MeshResult(pts, presence)
+
+    def rerun(self, rgb: npt.NDArray[np.uint8] | FrameImage, previous: MeshResult) -> MeshResult | None:
+        """A second look with the crop placed by ``previous`` (MediaPipe's landmarks-to-ROI rule)."""
+        x0, y0 = previous.points[:, :2].min(axis=0)
+        x1, y1 = previous.points[:, :2].max(axis=0)
+        five = previous.five
+        return self.landmarks(rgb, (float(x0), float(y0), float(x1), float(y1)), five[0], five[1])
+
+    def refine(self, rgb: npt.NDArray[np.uint8] | FrameImage, box: tuple[float, float, float, float],
+               eye_r: npt.ArrayLike, eye_l: npt.ArrayLike) -> tuple[FloatArray, float] | None:
+        """(five points in image pixels, face presence) or None if FaceMesh sees no face."""
+        res = self.landmarks(rgb, box, eye_r, eye_l)
+        return None if res is None else (res.five, res.presence)
+
+
+@dataclass(frozen=True, repr=False)
+class MeshResult:
+    """FaceMesh output in image pixels: 468 x (x, y, z); biometric, RAM only, never logged."""
+
+    points: FloatArray
+    presence: float
+
+    @property
+    def five(self) -> FloatArray:
+        """SFace's five points (eye centres, nose tip, mouth corners)."""
+        return five_from_mesh(self.points)
+
+    def __repr__(self) -> str:
+        return f"MeshResult({len(self.points)} points, presence={self.presence:.2f})"

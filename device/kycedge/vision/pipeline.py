@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -33,12 +33,13 @@ from kycedge.vision.align import SFACE_SIZE, alignment_matrix
 from kycedge.vision.decode import DecodeConfig, FrameImage, decode_image, warp_affine
 from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector
 from kycedge.vision.embed import Embedder
-from kycedge.vision.mesh import FaceMesh
+from kycedge.vision.mesh import FaceMesh, MeshResult
 from kycedge.vision.models import Manifest, load_manifest
 from kycedge.vision.quality import MESSAGES, QualityConfig, assess, dominance
 from kycedge.vision.runtime import Model
+from kycedge.vision.template import Candidate, capture_score, fuse, fusion_weights
 
-__all__ = ["Pipeline", "PipelineResult", "VisionConfig", "choose_subject"]
+__all__ = ["Guide", "Pipeline", "PipelineResult", "VisionConfig", "choose_subject"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,33 @@ class PipelineResult:
         }
 
 
+@dataclass(frozen=True)
+class Guide:
+    """The per-frame guidance outcome: detection and quality gates, no embedding.
+
+    ``reason``/``message``/``faces``/``quality`` as in :class:`PipelineResult`; ``score`` is
+    :func:`~kycedge.vision.template.capture_score` of the measures (0 when no face);
+    ``face`` (the chosen detection, RAM only) is set when ``ok``, for :meth:`Pipeline.candidate`.
+    """
+
+    ok: bool
+    reason: str
+    message: str
+    faces: int
+    quality: Mapping[str, float]
+    ms: Mapping[str, float]
+    score: float = 0.0
+    box: tuple[float, float, float, float] | None = None
+    landmarks: npt.NDArray[np.float64] | None = field(default=None, repr=False)
+    face: Face | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary (no landmarks)."""
+        return {"ok": self.ok, "reason": self.reason, "message": self.message, "faces": self.faces,
+                "quality": dict(self.quality), "score": round(self.score, 4),
+                "ms": {k: round(v, 3) for k, v in self.ms.items()}}
+
+
 def choose_subject(faces: list[Face], width: int, height: int) -> int:
     """Index of the subject: the largest face, discounted by its distance from the centre.
 
@@ -117,6 +145,13 @@ def _fail(reason: str, message: str, faces: int, ms: dict[str, float], t_start: 
                           box=box, landmarks=landmarks)
 
 
+def _setting(manifest: Manifest, key: str, kind: type[Any], default: Any) -> Any:
+    value = manifest.pipeline.get(key, default)
+    if type(value) is not kind:
+        raise ModelError(f"{manifest.path}: pipeline.{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
 class Pipeline:
     """Loaded models plus settings; one instance per thread (the interpreters are not re-entrant)."""
 
@@ -129,6 +164,8 @@ class Pipeline:
         self.embedder = embedder
         self.config = config
         self.model_id, self.model_version = manifest.identity
+        self.mesh_passes = 1
+        self.fusion_weighted = False
         if calibrating and "threshold" not in manifest.matching:
             self.threshold, self.far = math.nan, math.nan
         else:
@@ -173,75 +210,166 @@ class Pipeline:
                                  f"or 'yunet', got {kind!r}")
             mesh_model = model("landmarks")
             mesh = FaceMesh(mesh_model) if mesh_model is not None else None
-            embedder = Embedder(emb_model, flip_average=bool(settings.get("flip_average", False)))
+            embedder = Embedder(emb_model, flip_average=_setting(manifest, "flip_average", bool, False))
         except ValueError as e:
             raise ModelError(f"{manifest.path}: model does not fit its role: {e}") from e
-        return cls(manifest, detector, mesh, embedder, cfg, calibrating=calibrating)
+        pipe = cls(manifest, detector, mesh, embedder, cfg, calibrating=calibrating)
+        pipe.mesh_passes = _setting(manifest, "mesh_passes", int, 1)
+        if pipe.mesh_passes not in (1, 2):
+            raise ModelError(f"{manifest.path}: pipeline.mesh_passes: expected 1 or 2, "
+                             f"got {pipe.mesh_passes}")
+        fusion = _setting(manifest, "fusion", str, "mean")
+        if fusion not in ("quality-weighted", "mean"):
+            raise ModelError(f"{manifest.path}: pipeline.fusion: expected 'quality-weighted' or 'mean', "
+                             f"got {fusion!r}")
+        pipe.fusion_weighted = fusion == "quality-weighted"
+        return pipe
 
+    # ---- the single-image template path (embed, evaluation, ID photos, self-test) ----------
     def process_image_bytes(self, data: bytes) -> PipelineResult:
-        """Decode untrusted bytes (JPEG/PNG) and process the frame."""
+        """Decode untrusted bytes (JPEG/PNG): guide, one candidate, its template (K = 1)."""
         t0 = time.perf_counter()
         try:
             rgb = decode_image(data, self.config.decode)
         except ImageError as e:
             return _fail(e.reason, e.message, 0, {"decode": _ms(t0)}, t0)
-        return self._guarded(rgb, {"decode": _ms(t0)}, t0)
+        return self._single(rgb, {"decode": _ms(t0)}, t0)
 
     def process_frame(self, rgb: npt.NDArray[np.uint8]) -> PipelineResult:
-        """Process an HxWx3 uint8 RGB frame already in RAM (never copied to disk)."""
+        """One HxWx3 uint8 RGB frame in RAM through the same path as a photo (K = 1)."""
         t0 = time.perf_counter()
+        bad = self._bad_frame(rgb)
+        if bad is not None:
+            return _fail("bad-frame", bad, 0, {"decode": 0.0}, t0)
+        return self._single(np.ascontiguousarray(rgb), {"decode": 0.0}, t0)
+
+    def _single(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
+        frame = FrameImage(rgb)  # one Pillow copy of the frame shared by every warp
+        g = self._guarded_guide(frame, ms, t_start)
+        if not g.ok:
+            return _fail(g.reason, g.message, g.faces, ms, t_start, quality=g.quality, box=g.box,
+                         landmarks=g.landmarks)
+        try:
+            t = time.perf_counter()
+            cand = self._candidate(frame, g, None)
+            ms["refine"] = _ms(t)
+            t = time.perf_counter()
+            template = self.template([cand])
+            ms["embed"] = _ms(t)
+        except (ValueError, ArithmeticError, ModelError) as e:
+            return _fail("pipeline-error", f"frame could not be processed: {e}", g.faces, ms, t_start,
+                         quality=g.quality, box=g.box, landmarks=g.landmarks)
+        ms["total"] = _ms(t_start)
+        return PipelineResult(ok=True, reason="ok", message=MESSAGES["ok"], faces=g.faces,
+                              quality=g.quality, ms=MappingProxyType(ms), template=template,
+                              box=g.box, landmarks=cand.landmarks)
+
+    # ---- the session's steps: guide every frame, candidates of the best, one template -------
+    def guide(self, rgb: npt.NDArray[np.uint8]) -> Guide:
+        """Detect + quality gates on one frame (no embedding): what the customer is told now."""
+        t0 = time.perf_counter()
+        ms: dict[str, float] = {}
+        bad = self._bad_frame(rgb)
+        if bad is not None:
+            ms["total"] = 0.0
+            return Guide(False, "bad-frame", bad, 0, MappingProxyType({}), MappingProxyType(ms))
+        g = self._guarded_guide(FrameImage(np.ascontiguousarray(rgb)), ms, t0)
+        ms["total"] = _ms(t0)
+        return g
+
+    def candidate(self, rgb: npt.NDArray[np.uint8], guide: Guide,
+                  mesh: MeshResult | None = None) -> Candidate | None:
+        """The template crop of a frame that passed :meth:`guide` (FaceMesh-refined when enabled).
+
+        ``mesh`` may pass FaceMesh points already computed for this frame (liveness) so that
+        FaceMesh does not run twice. None when the landmarks cannot be aligned (the frame is
+        then simply not a candidate); ValueError for a guide that did not pass (misuse).
+        """
+        try:
+            return self._candidate(np.ascontiguousarray(rgb), guide, mesh)
+        except ArithmeticError:
+            return None
+
+    def template(self, candidates: Sequence[Candidate]) -> npt.NDArray[np.float32]:
+        """The fused, L2-normalised template of one or more candidates (the decision's step)."""
+        embeddings = [self.embedder.embed(c.crop) for c in candidates]
+        return fuse(embeddings, fusion_weights([c.score for c in candidates], weighted=self.fusion_weighted))
+
+    def mesh_points(self, rgb: npt.NDArray[np.uint8], guide: Guide) -> MeshResult | None:
+        """FaceMesh's 468 points for the guided face (None without FaceMesh or when it sees none)."""
+        if self.mesh is None or guide.face is None:
+            return None
+        face = guide.face
+        try:
+            return self.mesh.landmarks(rgb, face.box, face.keypoints[0], face.keypoints[1])
+        except ValueError:
+            return None
+
+    # ---- internals ----------------------------------------------------------------------
+    def _bad_frame(self, rgb: object) -> str | None:
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 \
                 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < self.config.decode.min_side_px:
             shape = getattr(rgb, "shape", None)
             dtype = getattr(rgb, "dtype", type(rgb).__name__)
-            return _fail("bad-frame", f"expected an HxWx3 uint8 RGB frame with sides >= "
-                         f"{self.config.decode.min_side_px}, got shape {shape} dtype {dtype}",
-                         0, {"decode": 0.0}, t0)
-        return self._guarded(np.ascontiguousarray(rgb), {"decode": 0.0}, t0)
+            return (f"expected an HxWx3 uint8 RGB frame with sides >= {self.config.decode.min_side_px}, "
+                    f"got shape {shape} dtype {dtype}")
+        return None
 
-    def _guarded(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
+    def _guarded_guide(self, frame: FrameImage, ms: dict[str, float], t_start: float) -> Guide:
         # numeric corner cases (degenerate geometry, a non-finite model output) become a
         # result with a reason, never an exception out of the pipeline
         try:
-            return self._process(rgb, ms, t_start)
+            return self._guide(frame, ms)
         except (ValueError, ArithmeticError, ModelError) as e:
-            return _fail("pipeline-error", f"frame could not be processed: {e}", 0, ms, t_start)
+            return Guide(False, "pipeline-error", f"frame could not be processed: {e}", 0,
+                         MappingProxyType({}), MappingProxyType(ms))
 
-    def _process(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
-        h, w = rgb.shape[:2]
+    def _guide(self, frame: FrameImage, ms: dict[str, float]) -> Guide:
+        h, w = frame.shape[:2]
         t = time.perf_counter()
-        frame = FrameImage(rgb)  # one Pillow copy of the frame shared by the three warps
         faces = self.detector.detect(frame)
+        ms["detect"] = _ms(t)
         if not faces:
-            ms["detect"] = _ms(t)
-            return _fail("no-face", MESSAGES["no-face"], 0, ms, t_start)
+            return Guide(False, "no-face", MESSAGES["no-face"], 0, MappingProxyType({}), MappingProxyType(ms))
         idx = choose_subject(faces, w, h)
         face = faces[idx]
-        landmarks = face.landmarks
-        if self.mesh is not None:
-            try:
-                refined = self.mesh.refine(frame, face.box, face.keypoints[0], face.keypoints[1])
-            except ValueError:  # degenerate box or eye points: keep the detector's landmarks
-                refined = None
-            if refined is not None and np.all(np.isfinite(refined[0])):
-                landmarks = refined[0]
-        ms["detect"] = _ms(t)
         t = time.perf_counter()
         try:
-            crop = warp_affine(frame, alignment_matrix(landmarks), SFACE_SIZE, SFACE_SIZE)
+            crop = warp_affine(frame, alignment_matrix(face.landmarks), SFACE_SIZE, SFACE_SIZE)
         except ValueError as e:
             ms["align"] = _ms(t)
-            return _fail("no-face", f"face landmarks unusable: {e}", len(faces), ms, t_start,
-                         box=face.box, landmarks=landmarks)
-        verdict = assess(landmarks, crop, dominance([f.width for f in faces], idx), self.config.quality)
+            return Guide(False, "no-face", f"face landmarks unusable: {e}", len(faces), MappingProxyType({}),
+                         MappingProxyType(ms), box=face.box, landmarks=face.landmarks)
+        verdict = assess(face.landmarks, crop, dominance([f.width for f in faces], idx), self.config.quality)
         ms["align"] = _ms(t)
-        if not verdict.ok:
-            return _fail(verdict.reason, verdict.message, len(faces), ms, t_start,
-                         quality=verdict.measures, box=face.box, landmarks=landmarks)
-        t = time.perf_counter()
-        template = self.embedder.embed(crop)
-        ms["embed"] = _ms(t)
-        ms["total"] = _ms(t_start)
-        return PipelineResult(ok=True, reason="ok", message=MESSAGES["ok"], faces=len(faces),
-                              quality=MappingProxyType(verdict.measures), ms=MappingProxyType(ms),
-                              template=template, box=face.box, landmarks=landmarks)
+        quality = MappingProxyType(verdict.measures)
+        return Guide(verdict.ok, verdict.reason, verdict.message, len(faces), quality, MappingProxyType(ms),
+                     score=capture_score(verdict.measures), box=face.box, landmarks=face.landmarks,
+                     face=face if verdict.ok else None)
+
+    def _candidate(self, frame: npt.NDArray[np.uint8] | FrameImage, guide: Guide,
+                   mesh: MeshResult | None) -> Candidate:
+        face = guide.face
+        if not guide.ok or face is None:
+            raise ValueError(f"expected a frame that passed the guide, got {guide.reason!r}")
+        landmarks = face.landmarks
+        if self.mesh is not None:
+            if mesh is None:
+                try:
+                    mesh = self.mesh.landmarks(frame, face.box, face.keypoints[0], face.keypoints[1])
+                except ValueError:  # degenerate box or eye points: keep the detector's landmarks
+                    mesh = None
+            for _ in range(self.mesh_passes - 1):
+                if mesh is None:
+                    break
+                try:
+                    mesh = self.mesh.rerun(frame, mesh) or mesh
+                except ValueError:
+                    break
+            if mesh is not None:
+                landmarks = mesh.five
+        try:
+            crop = warp_affine(frame, alignment_matrix(landmarks), SFACE_SIZE, SFACE_SIZE)
+        except ValueError as e:  # degenerate landmarks: not a candidate
+            raise ArithmeticError(f"face landmarks unusable: {e}") from e
+        return Candidate(crop=crop, score=guide.score, quality=guide.quality, landmarks=landmarks)

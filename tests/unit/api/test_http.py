@@ -138,14 +138,20 @@ def test_start_gives_201_with_location_and_the_stream_resumes(live: Live) -> Non
 
 def test_guidance_carries_a_coarse_box_when_the_detector_has_one(live: Live) -> None:
     class Boxed:
-        ok, reason, message, faces, quality, template = False, "move-closer", "Move closer.", 1, {}, None
+        ok, reason, message, faces, quality, score = False, "move-closer", "Move closer.", 1, {}, 0.0
         box = (2.0, 1.0, 6.0, 5.0)  # the detector's x0, y0, x1, y1
 
     class BoxAnalyzer:
         model_id, model_version = "fake", "1"
 
-        def process_frame(self, rgb: object) -> Boxed:
+        def guide(self, rgb: object) -> Boxed:
             return Boxed()
+
+        def candidate(self, rgb: object, guide: object) -> None:
+            return None
+
+        def template(self, candidates: object) -> None:
+            raise AssertionError("no good frame: never called")
 
     live.sessions.reload_analyzer(BoxAnalyzer())
     sid = live.start().json()["session"]

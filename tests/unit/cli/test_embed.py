@@ -35,7 +35,7 @@ def test_embed_json_lines_in_order(models: Path, faces_dir: Path, tmp_path: Path
     first = lines[0]
     assert first["ok"] is True
     assert first["faces"] == 1
-    assert set(first["ms"]) == {"decode", "detect", "align", "embed", "total"}
+    assert set(first["ms"]) == {"decode", "detect", "align", "refine", "embed", "total"}
     assert "eye_distance_px" in first["quality"]
     assert "embedding" not in first
 
@@ -65,3 +65,24 @@ def test_bad_models_dir_is_clean_error(tmp_path: Path, faces_dir: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["embed", "--models", str(tmp_path), str(faces_dir / "obama.jpg")]) == 2
     assert "model-missing" in capsys.readouterr().err
+
+
+def test_embed_gates_off_embeds_a_face_the_gates_refuse(models: Path, faces_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    with Image.open(faces_dir / "obama.jpg") as im:
+        # small in a larger frame: the face is found but too small for the move-closer gate
+        small = im.convert("RGB").resize((im.width // 4, im.height // 4), Image.Resampling.LANCZOS)
+        canvas = Image.new("RGB", (im.width // 2, im.height // 2), (90, 90, 90))
+        canvas.paste(small, (10, 10))
+    path = tmp_path / "far.jpg"
+    canvas.save(path, quality=92)
+    assert main(["embed", "--models", str(models), str(path)]) == 1
+    on = json.loads(capsys.readouterr().out)
+    assert on["reason"] == "move-closer"
+    assert main(["embed", "--models", str(models), "--gates", "off", "--emit-embedding", str(path)]) == 0
+    off = json.loads(capsys.readouterr().out)
+    assert off["ok"] is True
+    assert off["quality"]["eye_distance_px"] < 30
+    assert len(off["embedding"]) == 128

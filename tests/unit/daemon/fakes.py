@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from kycedge.core.errors import OutboxFullError
 from kycedge.unit.session import Capture, SealedCapture
+from kycedge.vision.template import Candidate
 
 # A frame's first pixel says what the fake pipeline "sees": 0 no face, 1 move closer,
 # 2 good (quality from pixel[0,1]), 3 raises a pipeline error, 4 blocks (stuck pipeline).
@@ -30,16 +31,22 @@ class FakeResult:
     faces: int
     quality: Mapping[str, float]
     template: np.ndarray | None
+    score: float = 0.0
 
 
 @dataclass
 class FakeAnalyzer:
+    """Guide = the frame's first pixels; a candidate's "crop" is its quality value; the template
+    is the normalised weighted mean of per-candidate vectors (so fusion is visible in tests)."""
+
     model_id: str = "fake-embed"
     model_version: str = "1"
     seen: int = 0
+    candidates: int = 0
+    fused: list[list[float]] = field(default_factory=list)  # the scores of each template call
     release: threading.Event = field(default_factory=threading.Event)
 
-    def process_frame(self, rgb: np.ndarray) -> FakeResult:
+    def guide(self, rgb: np.ndarray) -> FakeResult:
         from kycedge.core.errors import ModelError
 
         self.seen += 1
@@ -52,10 +59,30 @@ class FakeAnalyzer:
             raise ModelError("interpreter failed", reason="inference-failed")
         if kind == STUCK:
             self.release.wait(30)
-        t = np.full(128, q / 1000.0, np.float32)
-        t /= np.linalg.norm(t)
         return FakeResult(True, "ok", "Capture accepted.", 1,
-                          {"sharpness": float(q), "eye_distance_px": 60.0}, t * (q / 1000.0 + 1))
+                          {"sharpness": float(q), "eye_distance_px": 60.0}, None, score=float(q))
+
+    def candidate(self, rgb: np.ndarray, guide: FakeResult) -> Candidate:
+        self.candidates += 1
+        crop = np.full((2, 2, 3), int(rgb[0, 1, 0]), np.uint8)
+        return Candidate(crop=crop, score=guide.score, quality=guide.quality)
+
+    def template(self, candidates: list[Candidate]) -> np.ndarray:
+        self.fused.append([c.score for c in candidates])
+        return vector(sum(c.score for c in candidates) / len(candidates))
+
+    def process_frame(self, rgb: np.ndarray) -> FakeResult:
+        g = self.guide(rgb)
+        if not g.ok:
+            return g
+        template = self.template([self.candidate(rgb, g)])
+        return FakeResult(True, "ok", g.message, 1, g.quality, template, g.score)
+
+
+def vector(q: float) -> np.ndarray:
+    """A deterministic unit vector that depends on ``q`` (a stand-in template)."""
+    t = np.cos(np.arange(128, dtype=np.float64) * (1.0 + q / 1000.0)).astype(np.float32)
+    return t / np.linalg.norm(t)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -169,13 +170,13 @@ def test_reload_keeps_session_on_its_models() -> None:
     m, _cam, old, se, _ = manager([frame(NO_FACE), frame(NO_FACE), frame(GOOD)],
                                  SessionConfig(settle_s=0.0, best_of=1))
     gate = threading.Event()
-    orig = old.process_frame
+    orig = old.guide
 
     def slow(rgb: Any) -> Any:
         gate.wait(5)
         return orig(rgb)
 
-    old.process_frame = slow  # type: ignore[method-assign]
+    old.guide = slow  # type: ignore[method-assign]
     s = m.start("REG-registration-R")
     new = FakeAnalyzer(model_id="fake-embed", model_version="2")
     m.reload_analyzer(new)
@@ -237,3 +238,46 @@ def test_face_box_is_fractions_of_the_frame_from_the_detectors_corners() -> None
 
     assert face_box(Bad(), (480, 640, 3)) is None
     assert face_box(object(), (480, 640, 3)) is None
+
+
+def test_template_fuses_the_best_k_frames_and_embeds_only_at_the_decision() -> None:
+    cfg = SessionConfig(timeout_s=5.0, settle_s=5.0, best_of=5, template_frames=3, guidance_repeat_s=60.0)
+    m, _cam, an, se, _q = manager([frame(GOOD, 50), frame(GOOD, 150), frame(FAR), frame(GOOD, 100),
+                                   frame(GOOD, 20), frame(GOOD, 120)], cfg)
+    s = m.start("REG-registration-K")
+    evs = events_until(s, "queued")
+    captured = next(e for e in evs if e["event"] == "captured")
+    assert captured["good_frames"] == 5
+    assert captured["template_frames"] == 3
+    assert captured["quality"]["sharpness"] == 150.0  # the best frame's measures
+    assert an.fused == [[150.0, 120.0, 100.0]]  # one template call, at the decision, best first
+    # a candidate crop was made only for frames entering the best 3: 50, 150, 100, 120 (not 20)
+    assert an.candidates == 4
+    from .fakes import vector
+    assert np.allclose(se.captures[0].template, vector((150 + 120 + 100) / 3))
+
+
+def test_fewer_good_frames_than_k_fuse_what_there_is() -> None:
+    cfg = SessionConfig(timeout_s=5.0, settle_s=5.0, best_of=2, template_frames=3, guidance_repeat_s=60.0)
+    m, _cam, an, _se, _q = manager([frame(GOOD, 60), frame(NO_FACE), frame(GOOD, 80)], cfg)
+    s = m.start("REG-registration-K1")
+    evs = events_until(s, "queued")
+    assert next(e for e in evs if e["event"] == "captured")["template_frames"] == 2
+    assert an.fused == [[80.0, 60.0]]
+
+
+def test_template_failure_fails_the_session_with_nothing_sealed() -> None:
+    from kycedge.core.errors import ModelError
+
+    m, _cam, an, se, q = manager([frame(GOOD, 80)], SessionConfig(settle_s=0.0, best_of=1))
+
+    def broken(cands: Any) -> Any:
+        raise ModelError("interpreter failed", reason="inference-failed")
+
+    an.template = broken  # type: ignore[method-assign]
+    s = m.start("REG-registration-KF")
+    evs = list(s.stream(poll_s=0.05))
+    assert evs[-1]["event"] == "failed"
+    assert evs[-1]["reason"] == "inference-failed"
+    assert se.captures == []
+    assert q.items == {}

@@ -1,10 +1,15 @@
 """``kycedge embed`` and ``kycedge compare``: the vision pipeline from the command line.
 
-``kycedge embed [--threads N] [--emit-embedding] [--models DIR] PATH...`` prints one JSON
-object per image (files or directories, recursive, in input order)::
+``kycedge embed [--threads N] [--gates on|off] [--emit-embedding] [--models DIR] PATH...``
+prints one JSON object per image (files or directories, recursive, in input order)::
 
     {"path", "ok", "reason", "faces", "quality": {...},
-     "ms": {"decode", "detect", "align", "embed", "total"}, ["embedding": [...]]}
+     "ms": {"decode", "detect", "align", "refine", "embed", "total"}, ["embedding": [...]]}
+
+Each image goes through exactly the template path a session seals, with one frame
+(guide, candidate crop with the manifest's alignment, flip, fusion of one; see
+:mod:`kycedge.vision.template`). ``--gates off`` (evaluation) embeds every face found
+whatever its quality.
 
 A bad file gives ``"ok": false`` with a specific ``reason`` and the run goes on; the exit
 code is 0 when every image produced a template, 1 otherwise.
@@ -43,6 +48,8 @@ def register(subparsers: Any) -> None:
         "JSON object per image on stdout, in input order.",
     )
     _add_common(p)
+    p.add_argument("--gates", choices=("on", "off"), default="on",
+                   help="quality gates (default on; off embeds every face found: evaluation only)")
     p.add_argument("--emit-embedding", action="store_true",
                    help="include the template vector (EVALUATION ONLY: on a unit templates leave "
                    "only signed and encrypted)")
@@ -70,11 +77,14 @@ def iter_images(paths: list[Path]) -> Iterator[Path]:
 def load_pipeline(args: argparse.Namespace) -> Pipeline:
     from kycedge.core.errors import ConfigError
     from kycedge.vision import default_models_dir
-    from kycedge.vision.pipeline import Pipeline
+    from kycedge.vision.pipeline import Pipeline, VisionConfig
+    from kycedge.vision.quality import QualityConfig
 
     if args.threads < 1:
         raise ConfigError(f"--threads: expected an integer >= 1, got {args.threads}")
-    return Pipeline.load(args.models or default_models_dir(), threads=args.threads)
+    gates = getattr(args, "gates", "on") == "on"
+    config = VisionConfig(threads=args.threads, quality=QualityConfig(enabled=gates))
+    return Pipeline.load(args.models or default_models_dir(), config=config)
 
 
 def embed_one(pipe: Pipeline, path: Path, emit: bool) -> dict[str, Any]:

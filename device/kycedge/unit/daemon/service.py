@@ -72,9 +72,9 @@ def self_test(analyzer: Analyzer, image: bytes | None = None) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     blank = np.full((480, 640, 3), 128, np.uint8)
-    res = analyzer.process_frame(blank)
-    if res.ok or res.template is not None:
-        raise ModelError(f"self-test: expected no face in a blank frame, got {res.reason!r} with a template",
+    res = analyzer.guide(blank)
+    if res.ok:
+        raise ModelError(f"self-test: expected no face in a blank frame, got {res.reason!r}",
                          reason="selftest-failed")
     out: dict[str, Any] = {"blank": res.reason}
     if image is not None:
