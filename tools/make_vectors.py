@@ -15,7 +15,9 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +99,40 @@ SIGNERS: dict[str, Any] = {
 }
 
 
+def sqrt_f32(s: Fraction) -> np.float32:
+    """The float32 nearest to sqrt(s), s >= 0 exact (ties to even): no float reduction."""
+    if s < 0:
+        raise ValueError(f"expected s >= 0, got {s}")
+    r = np.float32(math.sqrt(float(s)))  # within an ulp or two; fixed below in exact arithmetic
+    up, down = np.float32(np.inf), np.float32(0.0)
+
+    def mid(a: np.float32, b: np.float32) -> Fraction:
+        return (Fraction(float(a)) + Fraction(float(b))) / 2
+
+    while True:
+        hi = np.nextafter(r, up)
+        lo = np.nextafter(r, down)
+        if (r != hi and s > mid(r, hi) ** 2) or (s == mid(r, hi) ** 2 and int(r.view(np.uint32)) & 1):
+            r = hi
+        elif (r != 0 and s < mid(lo, r) ** 2) or (s == mid(lo, r) ** 2 and int(r.view(np.uint32)) & 1):
+            r = lo
+        else:
+            return r
+
+
 def vector(dim: int, label: str) -> np.ndarray:
+    """A unit float32 template, bit-identical on every CPU and numpy build.
+
+    The draws are elementwise (no reduction); the norm is the exact sum of squares
+    (``Fraction``) with a correctly rounded float32 square root, and each component is
+    ``float32(x / n)`` through float64, which is the correctly rounded float32 quotient
+    (53 >= 2*24 + 2 bits: double rounding is innocuous for division). ``np.linalg.norm``
+    over float32 is not used: its summation order (SIMD width) changes its last bit.
+    """
     rng = np.random.default_rng(int.from_bytes(seed(label)[:8], "big"))
     v = rng.standard_normal(dim).astype(np.float32)
-    return (v / np.linalg.norm(v)).astype(np.float32)
+    n = float(sqrt_f32(sum((Fraction(float(x)) ** 2 for x in v), Fraction(0))))
+    return np.array([np.float32(float(x) / n) for x in v], dtype=np.float32)
 
 
 def keys_json(es256: bool = False) -> dict[str, Any]:
