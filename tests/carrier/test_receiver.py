@@ -77,11 +77,30 @@ def test_model_mismatch(world: World) -> None:
     assert (r.model_id, r.model_version) == ("sface-2021dec-int8", "0.9.0")  # what the carrier expects
 
 
-def test_wrong_dimension_for_the_reference_model_is_malformed(world: World) -> None:
+def test_wrong_dimension_for_the_reference_model_is_a_final_bad_template(world: World) -> None:
+    """Authenticated, then refused: a reason of its own (``malformed`` is a pre-authentication
+    reason, which the unit must not take as the end of the envelope's life)."""
     world.add_reference(unit_vector(1, dim=128))
     out = world.receiver.handle(world.unit().seal(unit_vector(2, dim=64)))
-    assert (out.status, out.reason) == ("rejected", "malformed")
+    assert (out.status, out.reason, out.recorded) == ("rejected", "bad-template", True)
     check_receipt(world, out)
+    r = world.receiver.receipt_object(out)
+    assert r is not None
+    assert r.final
+
+
+def test_receipt_final_exactly_when_the_carrier_recorded_it(world: World) -> None:
+    """The receipt's own reason tells the unit whether the carrier authenticated the envelope."""
+    ref = unit_vector(3)
+    world.add_reference(ref)
+    u1, u2 = world.unit("unit-a"), world.unit("unit-b", enroll=False)
+    good = u1.seal(near(ref, 0.9))
+    forged = good[:84] + bytes(len(good) - 84)  # the genuine clear header, random-ish ciphertext
+    outs = world.receiver.handle_batch([forged, u2.seal(), good, good,
+                                        u1.seal(captured_at_ms=1_600_000_000_000)])
+    got = [(o.reason, o.recorded, world.receiver.receipt_object(o).final) for o in outs]  # type: ignore[union-attr]
+    assert got == [("undecryptable", False, False), ("unknown-device", False, False),
+                   ("match", True, True), ("match", True, True), ("stale", True, True)]
 
 
 def test_unknown_device_is_rejected_and_not_pinned(world: World) -> None:

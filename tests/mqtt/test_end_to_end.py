@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -51,8 +52,9 @@ class World:
     tmp: Path
     t0_ms: int
 
-    def unit(self, device: str = "u1") -> Unit:
-        return self.carrier.enroll(self.tmp / "units" / device, TENANT, device, t0_ms=self.t0_ms)
+    def unit(self, device: str = "u1", *, enrolled: bool = True) -> Unit:
+        return self.carrier.enroll(self.tmp / "units" / device, TENANT, device, t0_ms=self.t0_ms,
+                                   register=enrolled)
 
     def receiver(self, instance: str = "1") -> ReceiverService:
         t = MqttClient(self.broker.uplink_config(self.pki.service(), session_expiry_s=60),
@@ -169,15 +171,17 @@ def test_altered_and_replayed_envelopes_get_signed_rejections(
     fw = world.forwarder(unit, ob, on_receipt=got.append)
     with caplog.at_level(logging.WARNING, "kycedge.unit.forwarder"):
         fw.start()
-        try:
-            wait_for(lambda: ob.stats().count == 0, what="outbox drained")
+        try:  # the altered one is refused before authentication: it stays (not delivered as is)
+            wait_for(lambda: ob.stats().count == 1 and ob.stats().held == {"undecryptable": 1},
+                     what="outbox drained but for the undecryptable one")
         finally:
             fw.stop()
             rx.stop()
     reasons = {str(r.message_id): (r.status, r.reason) for r in got}
     assert reasons[str(unit.message_id(3))] == ("rejected", "undecryptable")
     assert reasons[str(replay_id)] == ("rejected", "replayed")
-    assert f"carrier rejected {unit.message_id(3)}: undecryptable" in caplog.text
+    assert f"carrier refused {unit.message_id(3)} before authenticating it (undecryptable)" in caplog.text
+    assert ob.message_ids() == [str(unit.message_id(3))]
     assert f"carrier rejected {replay_id}: replayed" in caplog.text
     assert world.stored() == dict.fromkeys(good, 1)
     rec = ob.receipt(str(replay_id))
@@ -288,3 +292,92 @@ def test_receiver_killed_mid_batch_and_unit_killed_mid_publish(world: World) -> 
     assert set(stored.values()) == {1}
     assert {str(u.message_id(i)) for i in accepted} <= set(stored)
     assert len(stored) == 300
+
+
+def forged(genuine: bytes) -> bytes:
+    """The genuine envelope's clear header with random ciphertext (what a publisher can forge)."""
+    from kycedge.protocol.envelope import peek_header
+    from kycedge.protocol.envelope.header import encode_header
+
+    hb = encode_header(peek_header(genuine))
+    return hb + os.urandom(len(genuine) - len(hb))
+
+
+def test_forged_envelopes_do_not_make_the_unit_drop_genuine_ones(world: World) -> None:
+    """Issue 10 item 1, for real: someone with the unit's credentials republishes its clear
+    headers with random ciphertext; the carrier signs ``undecryptable`` for those message
+    ids; the unit keeps the genuine envelopes (condition shown) and delivers them."""
+    rx = world.receiver()
+    unit = world.unit()
+    ob = Outbox(world.tmp / "u1.sqlite", OutboxConfig(retry_initial_s=0.5, retry_max_s=5.0, retry_jitter=0.2))
+    later = time.time() + 2.0  # the genuine ones are first due in 2 s: the forgeries arrive first
+    ids = []
+    for i in range(5):
+        mid = str(unit.message_id(i))
+        ob.put(mid, unit.seal(i).data, now=later)
+        ids.append(mid)
+    fw = world.forwarder(unit, ob)
+    fw.start()
+    attacker = MqttClient(world.broker.uplink_config(world.pki.device(TENANT, unit.device)),
+                          client_id="stolen-credentials")
+    attacker.start()
+    try:
+        assert attacker.wait_connected(5), attacker.last_error
+        assert fw.transport.wait_connected(5)
+        time.sleep(0.3)  # the forwarder's receipt subscription is in place
+        for i in range(5):
+            attacker.publish(topics.templates(TENANT, unit.device), forged(unit.seal(i).data))
+        wait_for(lambda: ob.stats().held == {"undecryptable": 5}, 10, "forged rejections held")
+        assert fw.stats()["delivery"] == "not-delivered"
+        assert time.time() < later, "too slow to show the order"
+        wait_for(lambda: ob.stats().count == 0, 20, "genuine envelopes delivered")
+    finally:
+        attacker.stop()
+        fw.stop()
+        rx.stop()
+    assert world.stored() == dict.fromkeys(ids, 1)
+    assert {ob.receipt(m).reason for m in ids} == {"no-reference"}  # type: ignore[union-attr]
+    assert fw.counters["not_delivered"] == 5
+
+
+def test_unit_enrolled_late_keeps_its_registrations_and_says_not_enrolled(
+        world: World, observer: list[tuple[str, bytes]], capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10 item 2, for real: ``unknown-device`` keeps the envelopes, the unit's MQTT
+    status says ``not-enrolled``; once the carrier enrols it they are delivered."""
+    rx = world.receiver()
+    unit = world.unit(enrolled=False)
+    ob = Outbox(world.tmp / "u1.sqlite", OB_CFG)
+    ids = put_all(ob, unit, 4)
+    fw = world.forwarder(unit, ob)
+    fw.start()
+    try:
+        wait_for(lambda: ob.stats().held == {"unknown-device": 4}, 10, "held as not enrolled")
+        wait_for(lambda: any(json.loads(p).get("delivery") == "not-enrolled" for _, p in observer), 10,
+                 "not-enrolled on the status topic")
+        assert fw.stats()["delivery"] == "not-enrolled"
+        assert "not-enrolled" in fleet_status(world, capsys)[unit.device]
+        time.sleep(2.5)  # several re-sends (backoff 0.5..1 s), all refused, nothing lost
+        assert ob.stats().count == 4
+        world.unit(enrolled=True)
+        wait_for(lambda: ob.stats().count == 0, 20, "delivered once enrolled")
+        wait_for(lambda: json.loads(observer[-1][1]).get("delivery") == "ok", 10, "delivery ok again")
+        assert fleet_status(world, capsys)[unit.device].split()[2] == "ok"
+    finally:
+        fw.stop()
+        rx.stop()
+    assert world.stored() == dict.fromkeys(ids, 1)
+
+
+def fleet_status(world: World, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """``kycedge-fleet status`` as a fleet admin runs it: device -> its line."""
+    from kycedge.fleet.cli import main as fleet_main
+
+    c = world.pki.service("fleet-admin")
+    toml = world.tmp / "fleet.toml"
+    toml.write_text(f'[uplink]\nhost = "127.0.0.1"\nport = {world.broker.port}\nca_file = "{c.ca}"\n'
+                    f'cert_file = "{c.cert}"\nkey_file = "{c.key}"\n')
+    capsys.readouterr()
+    assert fleet_main(["status", "--uplink", str(toml), "--tenant", TENANT, "--wait", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["device", "online", "delivery"]
+    return {ln.split()[0]: ln for ln in lines[1:]}

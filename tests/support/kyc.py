@@ -72,7 +72,9 @@ class Carrier:
         return {crypto.key_id(pk): pk}
 
     def enroll(self, directory: Path, tenant: str, device: str, *, run: str = "",
-               t0_ms: int = T0_MS) -> Unit:
+               t0_ms: int = T0_MS, register: bool = True) -> Unit:
+        """The unit's key (made once in ``directory``), enrolled at the carrier unless
+        ``register`` is False (a unit installed before its enrolment: call again later)."""
         directory.mkdir(parents=True, exist_ok=True)
         key_path = directory / "device-ed25519.pem"
         if key_path.exists():
@@ -80,6 +82,9 @@ class Carrier:
         else:
             sk = crypto.generate_signing_key()
             crypto.save_private_key(key_path, sk)
+        if not register:
+            return Unit(tenant, device, sk, self.hpke_public(), self.receipt_public_keys(), run=run,
+                        t0_ms=t0_ms)
         rx = self.receiver()
         try:
             rx.registry.enroll(tenant, device, crypto.public_key_bytes(sk.public_key()))

@@ -21,6 +21,7 @@ import pytest
 from kycedge.core.errors import EnvelopeError, OutboxFullError
 from kycedge.mqtt.fake import FakeBroker, FakeTransport
 from kycedge.protocol import topics
+from kycedge.protocol.envelope import FINAL_REASONS, NOT_DELIVERED_REASONS
 from kycedge.protocol.status import UpdateReport
 from kycedge.unit.forwarder import Forwarder, ForwarderConfig, offline_will
 from kycedge.unit.outbox import Outbox, OutboxConfig
@@ -33,7 +34,11 @@ KEY = b"carrier-test-key"
 class R:
     message_id: str
     status: str
-    reason: str = ""
+    reason: str = "accepted"
+
+    @property
+    def final(self) -> bool:  # the one rule, from the protocol
+        return self.reason in FINAL_REASONS
 
 
 def sign(mid: str, status: str, reason: str = "", key: bytes = KEY) -> bytes:
@@ -67,7 +72,7 @@ class FakeReceiver:
         with self.lock:
             self.deliveries[mid] = self.deliveries.get(mid, 0) + 1
             if mid not in self.first:
-                status = ("rejected", "replay") if mid in self.reject else ("accepted", "")
+                status = ("rejected", "replayed") if mid in self.reject else ("accepted", "accepted")
                 self.first[mid] = sign(mid, *status)
             receipt = self.first[mid]
         self.t.publish_nowait(str(dt.sibling("receipts")), receipt)
@@ -191,7 +196,7 @@ def test_rejection_is_logged_then_dropped(tmp_path: Path, broker: FakeBroker,
             wait_for(lambda: ob.stats().count == 0)
         finally:
             fw.stop()
-    assert f"carrier rejected {M('m1')}: replay" in caplog.text
+    assert f"carrier rejected {M('m1')}: replayed" in caplog.text
     assert ob.receipt(M("m1")) is not None
     assert ob.receipt(M("m1")).status == "rejected"  # type: ignore[union-attr]
     assert fw.counters["rejected"] == 1
@@ -325,3 +330,88 @@ def test_offline_status_keeps_the_bundle(tmp_path: Path, broker: FakeBroker) -> 
     broker.online = False
     vanished = summarize("u1", broker.retained[topics.status("acme", "u1")])
     assert (vanished.online, vanished.bundle_version) == (False, 7)
+
+
+class ScriptedReceiver(FakeReceiver):
+    """Answers the first ``n`` deliveries of each message id with ``reason`` (a verified,
+    pre-authentication rejection), then accepts."""
+
+    def __init__(self, broker: FakeBroker, reason: str, n: int) -> None:
+        self.reason, self.n = reason, n
+        super().__init__(broker)
+
+    def on_template(self, topic: str, payload: bytes) -> None:
+        dt = topics.parse_device_topic(topic)
+        mid = payload.decode()
+        with self.lock:
+            k = self.deliveries[mid] = self.deliveries.get(mid, 0) + 1
+            receipt = sign(mid, "rejected", self.reason) if k <= self.n else sign(mid, "accepted", "accepted")
+        self.t.publish_nowait(str(dt.sibling("receipts")), receipt)
+
+
+@pytest.mark.parametrize("reason", sorted(NOT_DELIVERED_REASONS))
+def test_pre_authentication_rejection_keeps_the_envelope_and_resends(
+        tmp_path: Path, broker: FakeBroker, reason: str) -> None:
+    """Issue 10 item 1: a verified ``undecryptable`` (or any pre-authentication reason) is not
+    the carrier's decision on the genuine envelope: it stays, is re-sent, and is delivered."""
+    rx = ScriptedReceiver(broker, reason, n=2)
+    got: list[R] = []
+    ob, _, fw = make(tmp_path, broker, on_receipt=got.append)
+    fw.submit(M("m1"), M("m1").encode())
+    fw.start()
+    try:
+        wait_for(lambda: ob.stats().held == {reason: 1})
+        st = fw.stats()
+        assert st["delivery"] == {"unknown-device": "not-enrolled", "revoked-device": "revoked"}.get(
+            reason, "not-delivered")
+        assert ob.contains(M("m1"))
+        wait_for(lambda: ob.stats().count == 0)
+    finally:
+        fw.stop()
+    assert rx.deliveries[M("m1")] == 3
+    assert ob.receipt(M("m1")).reason == "accepted"  # type: ignore[union-attr]
+    assert [r.reason for r in got] == [reason, reason, "accepted"]
+    assert fw.counters["not_delivered"] == 2
+    assert fw.stats()["delivery"] == "ok"
+
+
+def test_forged_rejection_injected_does_not_drop_the_genuine_envelope(
+        tmp_path: Path, broker: FakeBroker) -> None:
+    """A receipt for a forged envelope under a queued message id arrives first: the genuine
+    envelope stays until its own (final) receipt."""
+    rx = FakeReceiver(broker)
+    ob, _, fw = make(tmp_path, broker)
+    fw.submit(M("m1"), M("m1").encode())
+    rx.t.publish_nowait(str(topics.receipts("acme", "u1")), sign(M("m1"), "rejected", "undecryptable"))
+    fw.start()
+    try:
+        wait_for(lambda: ob.stats().count == 0)
+    finally:
+        fw.stop()
+    assert ob.receipt(M("m1")).status == "accepted"  # type: ignore[union-attr]
+
+
+def test_not_enrolled_is_shown_in_the_status_and_delivered_once_enrolled(
+        tmp_path: Path, broker: FakeBroker) -> None:
+    """Issue 10 item 2: ``unknown-device`` keeps the registrations and says ``not-enrolled``
+    on the MQTT status; once the carrier knows the unit they are delivered."""
+    statuses: list[dict[str, object]] = []
+    obs = broker.client("observer")
+    obs.subscribe(str(topics.status("acme", "u1")), lambda t, p: statuses.append(json.loads(p)))
+    obs.start()
+    rx = ScriptedReceiver(broker, "unknown-device", n=10**9)
+    ob, _, fw = make(tmp_path, broker)
+    for i in range(3):
+        fw.submit(M(f"m{i}"), M(f"m{i}").encode())
+    fw.start()
+    try:
+        wait_for(lambda: any(s.get("delivery") == "not-enrolled" for s in statuses))
+        assert ob.stats().count == 3
+        rx.n = 0  # enrolled
+        wait_for(lambda: ob.stats().count == 0, 15)
+        wait_for(lambda: statuses[-1].get("delivery") == "ok")
+    finally:
+        fw.stop()
+        obs.stop()
+    held = next(s for s in statuses if s.get("delivery") == "not-enrolled")
+    assert held["queue"]["held"] == {"unknown-device": 3}  # type: ignore[index]

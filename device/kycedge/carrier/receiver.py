@@ -18,7 +18,7 @@ Receipt rules (see docs/receiver.md):
   undecryptable, malformed, unsupported-version) are signed but NOT recorded: the
   header is unauthenticated, so recording them would let anyone who can publish a
   forged envelope pin a rejection on a genuine message id;
-* every authenticated outcome (stale, replayed, match, no-match, no-reference,
+* every authenticated outcome (stale, replayed, bad-template, match, no-match, no-reference,
   model-mismatch) is recorded under its message id; every later delivery of that
   message id gets the FIRST receipt, byte for byte, and has no effect.
 
@@ -325,9 +325,9 @@ class Receiver:
                        ref.threshold)
             ref_model = (ref.model_id, ref.model_version)
             reason, detail = d.outcome, d.detail
-            if d.outcome == "malformed":  # same model, wrong dimension: the envelope is wrong
+            if d.outcome == "malformed":  # same model, wrong dimension: authenticated, final
                 return _Pending(index, header,
-                                commit("malformed", self._sign(header, "malformed"), consumes=False),
+                                commit("bad-template", self._sign(header, "bad-template"), consumes=False),
                                 None, None, detail)
             score, threshold = d.score, d.threshold
         receipt = self._sign(header, reason, score=score, threshold=threshold, model=ref_model)

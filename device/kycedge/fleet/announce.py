@@ -43,6 +43,7 @@ class UnitSummary:
     status: UnitStatus | None   # None: the retained message was not a valid status
     problem: str = ""           # why it was not
     message: str = ""           # the unit's why of its last outcome (e.g. which golden image failed)
+    delivery: str = ""          # ok, not-enrolled, revoked, not-delivered ("" if not reported)
 
 
 def summarize(device: str, payload: bytes) -> UnitSummary:
@@ -54,7 +55,7 @@ def summarize(device: str, payload: bytes) -> UnitSummary:
     upd = st.update
     return UnitSummary(device, st.state == "online", upd.bundle_version if upd else None, st.model,
                        upd.outcome if upd else "", upd.reason if upd else "", st,
-                       message=upd.message if upd else "")
+                       message=upd.message if upd else "", delivery=st.delivery)
 
 
 def collect_status(transport: Transport, tenant: str, wait_s: float = 2.0) -> dict[str, UnitSummary]:

@@ -11,7 +11,10 @@ last will, ``kycedge-fleet status`` reads it)::
      "firmware": "0.1.0",
      "model": {"id": "sface", "version": "2021dec-kycedge.2"},
      "queue": {"count": 3, "bytes": 5120, "inflight": 1,
-               "oldest_enqueued_at": 1764589000.0, "full": false},   # or {"error": CODE}
+               "oldest_enqueued_at": 1764589000.0, "full": false,
+               "held": {"unknown-device": 3},       # queued envelopes by pre-authentication reason
+               "last_error": ""},                    # or {"error": CODE}
+     "delivery": "ok" | "not-enrolled" | "revoked" | "not-delivered",   # see delivery_state
      "update": {"state", "outcome", "bundle_version", "model_id", "model_version",
                 "target_version", "reason", "message", "at"},        # after the first outcome
      ...}                                         # other keys: kept in ``extra``
@@ -37,6 +40,7 @@ from typing import Any, Final, Literal
 from kycedge.core.errors import MessageError
 
 __all__ = [
+    "DELIVERY_STATES",
     "MAX_ANNOUNCE_BYTES",
     "MAX_STATUS_BYTES",
     "OFFLINE",
@@ -44,6 +48,7 @@ __all__ = [
     "QueueState",
     "UnitStatus",
     "UpdateReport",
+    "delivery_state",
     "parse_announce",
     "parse_status",
 ]
@@ -51,7 +56,21 @@ __all__ = [
 MAX_STATUS_BYTES: Final = 64 * 1024
 MAX_ANNOUNCE_BYTES: Final = 4096
 State = Literal["online", "offline"]
-_KNOWN: Final = frozenset({"state", "ts", "firmware", "model", "queue", "update"})
+_KNOWN: Final = frozenset({"state", "ts", "firmware", "model", "queue", "update", "delivery"})
+#: What a unit's status says about delivery (local API and MQTT status ``delivery``).
+DELIVERY_STATES: Final = ("ok", "not-enrolled", "revoked", "not-delivered")
+_HELD_STATE: Final = {"unknown-device": "not-enrolled", "revoked-device": "revoked"}
+
+
+def delivery_state(held: Mapping[str, int], last_condition: str, last_final: bool | None = None) -> str:
+    """``ok`` unless envelopes are held by pre-authentication rejections
+    (:data:`kycedge.protocol.envelope.NOT_DELIVERED_REASONS`): then the state of the most recent
+    one (``unknown-device`` → ``not-enrolled``, ``revoked-device`` → ``revoked``, any other →
+    ``not-delivered``); a final receipt after it (``last_final``) means the carrier knows the
+    unit: ``ok`` (the held ones are being re-sent)."""
+    if not held or last_final:
+        return "ok"
+    return _HELD_STATE.get(last_condition, "not-delivered")
 
 
 def _load(payload: bytes, limit: int, what: str) -> dict[str, Any]:
@@ -103,12 +122,15 @@ class QueueState:
     oldest_enqueued_at: float | None = None
     full: bool = False
     error: str = ""
+    held: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    last_error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         if self.error:
             return {"error": self.error}
         return {"count": self.count, "bytes": self.bytes, "inflight": self.inflight,
-                "oldest_enqueued_at": self.oldest_enqueued_at, "full": self.full}
+                "oldest_enqueued_at": self.oldest_enqueued_at, "full": self.full,
+                "held": dict(self.held), "last_error": self.last_error}
 
     @classmethod
     def from_dict(cls, obj: object) -> QueueState:
@@ -116,9 +138,14 @@ class QueueState:
             raise MessageError(f"status.queue: expected an object, got {type(obj).__name__}")
         if "error" in obj:
             return cls(error=_str(obj, "error", "status.queue") or "unknown")
+        held = obj.get("held") or {}
+        if not isinstance(held, dict) or len(held) > 32:
+            raise MessageError(f"status.queue.held: expected an object of counts, got {held!r:.40}")
+        counts = {str(k)[:64]: _int(held, k, "status.queue.held") or 0 for k in held}
         return cls(_int(obj, "count", "status.queue") or 0, _int(obj, "bytes", "status.queue") or 0,
                    _int(obj, "inflight", "status.queue") or 0,
-                   _num(obj, "oldest_enqueued_at", "status.queue"), bool(obj.get("full", False)))
+                   _num(obj, "oldest_enqueued_at", "status.queue"), bool(obj.get("full", False)),
+                   held=MappingProxyType(counts), last_error=_str(obj, "last_error", "status.queue"))
 
 
 @dataclass(frozen=True)
@@ -162,10 +189,14 @@ class UnitStatus:
     queue: QueueState | None = None
     update: UpdateReport | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    delivery: str = ""  # one of DELIVERY_STATES ("" when the unit did not say)
 
     def __post_init__(self) -> None:
         if self.state not in ("online", "offline"):
             raise MessageError(f"status.state: expected 'online' or 'offline', got {self.state!r:.40}")
+        if self.delivery and self.delivery not in DELIVERY_STATES:
+            raise MessageError(f"status.delivery: expected one of {', '.join(DELIVERY_STATES)}, "
+                               f"got {self.delivery!r:.40}")
 
     @property
     def model(self) -> str:
@@ -187,6 +218,8 @@ class UnitStatus:
             out["queue"] = self.queue.to_dict()
         if self.update is not None:
             out["update"] = self.update.to_dict()
+        if self.delivery:
+            out["delivery"] = self.delivery
         return out
 
     def to_json(self) -> bytes:
@@ -221,6 +254,7 @@ def _status_from_dict(obj: Mapping[str, Any]) -> UnitStatus:
         QueueState.from_dict(obj["queue"]) if obj.get("queue") is not None else None,
         UpdateReport.from_dict(obj["update"]) if obj.get("update") is not None else None,
         MappingProxyType({k: v for k, v in obj.items() if k not in _KNOWN}),
+        delivery=_str(obj, "delivery", "status"),
     )
 
 

@@ -4,12 +4,23 @@ One :class:`Forwarder` per unit, run by the daemon (``start()`` / ``stop()``, no
 state). It owns one thread that
 
 1. takes incoming receipts (queued by the transport's network thread), verifies each
-   signature with the injected ``verify_receipt`` (the carrier's public keys), and only
-   then removes the envelope from the outbox (one transaction per batch of receipts);
-   a receipt that fails verification is logged and ignored (the envelope stays and is
-   re-sent); a verified *rejection* (``replay``, ``bad-signature``...) is logged at
-   WARNING with the carrier's reason and then dropped from the queue — the carrier has
-   decided, re-sending cannot change that;
+   signature with the injected ``verify_receipt`` (the carrier's public keys, once), and
+   only then acts (one transaction per batch of receipts):
+
+   * a *final* receipt (:attr:`Receipt.final`: the carrier authenticated the envelope
+     and recorded its outcome: accepted, ``no-match``, ``replayed``, ``stale``...)
+     removes the envelope from the outbox; a final rejection is logged at WARNING with
+     the carrier's reason — the carrier has decided, re-sending cannot change that;
+   * a verified *pre-authentication* rejection (``unknown-device``, ``undecryptable``,
+     ``bad-signature``...) says nothing about the genuine envelope (anyone who can
+     publish can provoke one with a forged envelope under its message id; a unit not
+     enrolled yet gets ``unknown-device``): the envelope stays, is re-sent with the
+     outbox's backoff, and the condition is shown (:meth:`Outbox.hold`, the status'
+     ``delivery``: ``not-enrolled``, ``revoked`` or ``not-delivered``);
+   * a receipt that fails verification is logged and ignored (the envelope stays);
+
+   the verified receipt then goes straight to the sink set with :meth:`receipts_to`
+   (the session manager), as the one receipt type :class:`Receipt`;
 2. when connected, publishes due envelopes (oldest first, bounded by the outbox's
    in-flight window) to ``kyc/v1/{tenant}/{device}/templates`` with QoS 1, waits for the
    PUBACKs and records the attempts (so each one's receipt wait/backoff starts);
@@ -35,34 +46,20 @@ from kycedge.core.config import section
 from kycedge.core.errors import KycEdgeError, MessageError, OutboxError, UplinkError
 from kycedge.mqtt.seam import Transport, Will
 from kycedge.protocol import topics
-from kycedge.protocol.status import OFFLINE, QueueState, UnitStatus
-from kycedge.unit.outbox import Ack, Outbox
+from kycedge.protocol.envelope.receipt import Receipt
+from kycedge.protocol.status import OFFLINE, QueueState, UnitStatus, delivery_state
+from kycedge.unit.outbox import Ack, Outbox, OutboxStats
 
 __all__ = [
-    "RETRY_STATUSES",
     "Forwarder",
     "ForwarderConfig",
-    "ReceiptLike",
     "offline_will",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Receipt statuses after which the envelope stays queued (the carrier asks for a re-send).
-RETRY_STATUSES = frozenset({"retry"})
-
-
-class ReceiptLike(Protocol):
-    """What ``verify_receipt`` returns (e.g. :class:`kycedge.protocol.envelope.Receipt`)."""
-
-    @property
-    def message_id(self) -> Any: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def reason(self) -> str: ...
+class ReceiptSink(Protocol):
+    def __call__(self, receipt: Receipt, /) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -96,10 +93,11 @@ def _offline_payload(last_known: Mapping[str, Any]) -> bytes:
 class Forwarder:
     """Moves envelopes from ``outbox`` over ``transport``; see the module docstring.
 
-    ``verify_receipt(bytes) -> ReceiptLike`` must raise :class:`KycEdgeError` unless the
-    receipt's signature verifies with a trusted carrier key. ``on_receipt`` (optional) is
-    called on the forwarder thread with each verified receipt *after* the outbox
-    committed its removal (the daemon routes it to the waiting session).
+    ``verify_receipt(bytes) -> Receipt`` must raise :class:`KycEdgeError` unless the
+    receipt's signature verifies with a trusted carrier key. ``on_receipt`` (optional, or
+    later :meth:`receipts_to`) is called on the forwarder thread with each verified
+    receipt for a queued envelope *after* the outbox committed its removal (final) or its
+    hold (not final): the session manager's ``deliver_receipt``.
     ``status`` (optional) returns extra figures for the online status (model id/version...).
     """
 
@@ -110,9 +108,9 @@ class Forwarder:
         *,
         tenant: str,
         device: str,
-        verify_receipt: Callable[[bytes], ReceiptLike],
+        verify_receipt: Callable[[bytes], Receipt],
         config: ForwarderConfig | None = None,
-        on_receipt: Callable[[ReceiptLike], None] | None = None,
+        on_receipt: ReceiptSink | None = None,
         status: Callable[[], Mapping[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -140,8 +138,12 @@ class Forwarder:
         self.counters: dict[str, int] = {
             "published": 0, "publish_failed": 0, "receipts": 0, "accepted": 0, "rejected": 0,
             "receipt_invalid": 0, "receipt_unknown": 0, "errors": 0, "reconnects": 0,
+            "not_delivered": 0,
         }
         self.last_error = ""
+        self.last_receipt_at: float | None = None
+        self._last_final: bool | None = None  # was the latest receipt for a queued envelope final?
+        self._delivery = ""
         transport.add_connect_listener(self._on_connect)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -175,6 +177,15 @@ class Forwarder:
             log.info("forwarder: offline status not published: %s", e)
         self.transport.stop()
 
+    def receipts_to(self, sink: ReceiptSink | None) -> None:
+        """Where verified receipts go (the session manager's ``deliver_receipt``)."""
+        self._on_receipt = sink
+
+    def delivery(self, st: OutboxStats | None = None) -> str:
+        """The delivery state (:data:`kycedge.protocol.status.DELIVERY_STATES`) from the outbox."""
+        st = st or self.outbox.stats()
+        return delivery_state(st.held, st.last_condition, self._last_final)
+
     def wake(self) -> None:
         """Send now (call after putting an envelope in the outbox)."""
         self._wake.set()
@@ -192,11 +203,15 @@ class Forwarder:
     def stats(self) -> dict[str, Any]:
         """Forwarder counters, the outbox figures and the link state (for status and the API)."""
         out: dict[str, Any] = {"connected": self.transport.connected, "link_error": self.transport.last_error,
-                               "last_error": self.last_error, **self.counters}
+                               "last_error": self.last_error, "last_receipt_at": self.last_receipt_at,
+                               **self.counters}
         try:
-            out["queue"] = self.outbox.stats().as_dict()
+            st = self.outbox.stats()
+            out["queue"] = st.as_dict()
+            out["delivery"] = self.delivery(st)
         except OutboxError as e:
             out["queue"] = {"error": e.reason}
+            out["delivery"] = "unknown"
         return out
 
     # -- network-thread callbacks (never block) -------------------------------------------
@@ -276,8 +291,9 @@ class Forwarder:
 
     def _process_receipts(self) -> bool:
         acks: list[Ack] = []
-        verified: list[ReceiptLike] = []
-        while len(acks) < self.config.receipt_batch_max:
+        holds: list[tuple[str, str]] = []
+        verified: list[Receipt] = []
+        while len(acks) + len(holds) < self.config.receipt_batch_max:
             try:
                 raw = self._receipts.get_nowait()
             except queue.Empty:
@@ -290,31 +306,52 @@ class Forwarder:
                 log.warning("forwarder: receipt ignored (%s: %s); the envelope stays queued", e.reason, e)
                 continue
             mid = str(r.message_id)
-            if r.status in RETRY_STATUSES:
-                log.info("forwarder: carrier asks to re-send %s (%s)", mid, r.reason)
-                continue
-            acks.append(Ack(mid, r.status, r.reason or "", raw))
-            verified.append(r)
-        if not acks:
-            return False
-        removed = set(self.outbox.ack(acks, self._clock()))
-        for a, r in zip(acks, verified, strict=True):
-            if a.message_id not in removed:  # not queued (any more): a duplicate receipt
-                self.counters["receipt_unknown"] += 1
-                log.debug("forwarder: receipt for %s which is not queued (duplicate receipt)", a.message_id)
-                continue
-            removed.discard(a.message_id)
-            if a.status == "rejected":
-                self.counters["rejected"] += 1
-                log.warning("forwarder: carrier rejected %s: %s; dropped from the queue", a.message_id,
-                            a.reason or "no reason given")
+            if r.final:
+                acks.append(Ack(mid, r.status, r.reason, raw))
             else:
-                self.counters["accepted"] += 1
+                holds.append((mid, r.reason))
+            verified.append(r)
+        if not verified:
+            return False
+        now = self._clock()
+        before = self._delivery
+        removed = set(self.outbox.ack(acks, now)) if acks else set()
+        held = set(self.outbox.hold(holds, now)) if holds else set()
+        for r in verified:
+            mid = str(r.message_id)
+            if r.final and mid in removed:
+                removed.discard(mid)
+                self._last_final = True
+                if r.status == "rejected":
+                    self.counters["rejected"] += 1
+                    log.warning("forwarder: carrier rejected %s: %s; dropped from the queue", mid, r.reason)
+                else:
+                    self.counters["accepted"] += 1
+            elif not r.final and mid in held:
+                self._last_final = False
+                self.counters["not_delivered"] += 1
+                log.warning("forwarder: carrier refused %s before authenticating it (%s): not delivered as "
+                            "is; the envelope stays queued and is re-sent with backoff", mid, r.reason)
+            else:  # not queued (any more): a duplicate receipt, or one for an envelope already done
+                self.counters["receipt_unknown"] += 1
+                log.debug("forwarder: receipt for %s (%s) which is not queued", mid, r.reason)
+                continue
+            self.last_receipt_at = time.time()
             if self._on_receipt is not None:
                 try:
                     self._on_receipt(r)
                 except Exception:
-                    log.exception("forwarder: on_receipt callback failed")
+                    log.exception("forwarder: receipt sink failed")
+        if holds or before != "ok":  # the stats query only when the state can change
+            try:
+                self._delivery = self.delivery()
+            except OutboxError:
+                self._delivery = "unknown"
+        if self._delivery != before:
+            if self._delivery != "ok":
+                log.warning("forwarder: delivery %s (the carrier answered %s)", self._delivery,
+                            ", ".join(sorted({reason for _, reason in holds})) or "-")
+            self._next_status = 0.0  # tell the fleet now
         return True
 
     def publish_status(self, extra: Mapping[str, Any] | None = None) -> bool:
@@ -355,7 +392,8 @@ class Forwarder:
         try:
             st = self.outbox.stats()
             body["queue"] = QueueState(st.count, st.bytes, st.inflight, st.oldest_enqueued_at,
-                                       st.full).to_dict()
+                                       st.full, held=st.held, last_error=st.last_error).to_dict()
+            body["delivery"] = self.delivery(st)
         except OutboxError as e:
             body["queue"] = QueueState(error=e.reason).to_dict()
         if self._status is not None:

@@ -3,9 +3,13 @@
 The outbox holds only ciphertext: a sealed envelope, its message id, when it was
 enqueued, how often it was sent and when it is next due. An envelope leaves the outbox
 only through :meth:`Outbox.ack`, which the forwarder calls after the carrier's *signed*
-receipt for that message id has been verified. Until then the forwarder re-sends it with
-exponential backoff and jitter, oldest first, never more than ``inflight_window`` at a
-time awaiting a receipt.
+receipt for that message id has been verified, and only for a *final* receipt (the
+carrier authenticated the envelope: :attr:`kycedge.protocol.envelope.Receipt.final`).
+Until then the forwarder re-sends it with exponential backoff and jitter, oldest first,
+never more than ``inflight_window`` at a time awaiting a receipt. A verified
+pre-authentication rejection (``unknown-device``, ``undecryptable``...) is noted on the
+row with :meth:`Outbox.hold` (its ``condition``, shown in :meth:`Outbox.stats`) and the
+envelope stays.
 
 Every write is one transaction in WAL mode, so a ``kill -9`` or a power cut at any point
 leaves either the old or the new state, never a half-written row. :meth:`Outbox.put` (the
@@ -35,7 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kycedge.core.config import section
@@ -55,7 +59,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: outbox.condition, condition_at (a v1 file is migrated in place)
 # The receipt retention policy runs on an ack at most every PRUNE_EVERY acks or
 # PRUNE_INTERVAL_S seconds (its count query is O(receipts); on every ack it dominated).
 PRUNE_EVERY = 1000
@@ -135,6 +139,8 @@ class OutboxStats:
     accepted_total: int
     rejected_total: int
     last_error: str
+    held: dict[str, int] = field(default_factory=dict)
+    last_condition: str = ""
 
     @property
     def full(self) -> bool:
@@ -154,6 +160,8 @@ class OutboxStats:
             "rejected_total": self.rejected_total,
             "full": self.full,
             "last_error": self.last_error,
+            "held": dict(self.held),
+            "last_condition": self.last_condition,
         }
 
 
@@ -183,7 +191,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     enqueued_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
-    last_sent_at REAL
+    last_sent_at REAL,
+    condition TEXT,
+    condition_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at, seq);
 CREATE TABLE IF NOT EXISTS receipts (
@@ -269,6 +279,13 @@ class Outbox:
                     if stmt.strip():
                         self._conn.execute(stmt)
                 row = self._conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is not None and row[0] == "1":  # v1 -> v2: the hold condition columns
+                    cols = {r[1] for r in self._conn.execute("PRAGMA table_info(outbox)")}
+                    for col, kind in (("condition", "TEXT"), ("condition_at", "REAL")):
+                        if col not in cols:
+                            self._conn.execute(f"ALTER TABLE outbox ADD COLUMN {col} {kind}")
+                    self._conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+                    row = (str(SCHEMA_VERSION),)
                 if row is None:
                     self._conn.execute(
                         "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
@@ -513,6 +530,28 @@ class Outbox:
             raise self._fail("ack", e) from e
         return removed
 
+    def hold(self, conditions: Sequence[tuple[str, str]], now: float | None = None) -> list[str]:
+        """Note verified *pre-authentication* rejections: ``(message_id, reason)`` pairs.
+
+        The envelope stays queued and keeps its backoff schedule (the next re-send is the
+        one :meth:`record_attempts` scheduled); its ``condition`` (the carrier's reason) is
+        shown in :meth:`stats` until a final receipt removes it. Returns the ids still queued.
+        """
+        ts = time.time() if now is None else now
+        held: list[str] = []
+        if not conditions:
+            return held
+        try:
+            with self._tx(durable=False) as c:
+                for mid, reason in conditions:
+                    cur = c.execute("UPDATE outbox SET condition=?, condition_at=? WHERE message_id=?",
+                                    (reason, ts, mid))
+                    if cur.rowcount:
+                        held.append(mid)
+        except sqlite3.Error as e:
+            raise self._fail("hold", e) from e
+        return held
+
     def _prune_receipts(self, c: sqlite3.Connection, now: float) -> None:
         self._acks_since_prune = 0
         self._next_prune = now + PRUNE_INTERVAL_S
@@ -622,6 +661,13 @@ class Outbox:
                 ).fetchone()[0]
                 receipts = c.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
                 counters = dict(c.execute("SELECT name, value FROM counters").fetchall())
+                held = dict(c.execute(
+                    "SELECT condition, COUNT(*) FROM outbox WHERE condition IS NOT NULL GROUP BY condition"
+                ).fetchall())
+                last = c.execute(
+                    "SELECT condition FROM outbox WHERE condition IS NOT NULL"
+                    " ORDER BY condition_at DESC, seq DESC LIMIT 1"
+                ).fetchone()
         except sqlite3.Error as e:
             raise self._fail("stats", e) from e
         return OutboxStats(
@@ -636,6 +682,8 @@ class Outbox:
             accepted_total=int(counters.get("accepted", 0)),
             rejected_total=int(counters.get("rejected", 0)),
             last_error=self._last_error,
+            held={str(k): int(v) for k, v in held.items()},
+            last_condition="" if last is None else str(last[0]),
         )
 
 

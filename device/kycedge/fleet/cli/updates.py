@@ -269,13 +269,14 @@ def _status(args: argparse.Namespace) -> int:
         t.stop()
     if args.json:
         print(json.dumps({d: {"online": u.online, "bundle_version": u.bundle_version, "model": u.model,
-                              "outcome": u.outcome, "reason": u.reason, "message": u.message}
+                              "outcome": u.outcome, "reason": u.reason, "message": u.message,
+                              "delivery": u.delivery}
                           for d, u in units.items()}, indent=1))
         return 0
-    print(f"{'device':24} {'online':6} {'bundle':6} {'model':32} last update")
+    print(f"{'device':24} {'online':6} {'delivery':13} {'bundle':6} {'model':32} last update")
     for d, u in units.items():
-        print(f"{d:24} {'yes' if u.online else 'no':6} {u.bundle_version!s:6} {u.model:32} "
-              f"{u.outcome} {u.reason}".rstrip())
+        print(f"{d:24} {'yes' if u.online else 'no':6} {u.delivery or '-':13} {u.bundle_version!s:6} "
+              f"{u.model:32} {u.outcome} {u.reason}".rstrip())
         if u.message and u.outcome in ("failed", "rolled-back"):
             print(f"{'':24}   why: {u.message}")
     return 0

@@ -41,6 +41,8 @@ from kycedge.protocol.envelope.model import (
 )
 from kycedge.protocol.envelope.receipt import (
     ACCEPTED_REASONS,
+    FINAL_REASONS,
+    NOT_DELIVERED_REASONS,
     REJECTED_REASONS,
     Receipt,
     sign_receipt,
@@ -51,11 +53,13 @@ from kycedge.protocol.ids import message_id_time_ms, new_message_id, new_registr
 
 __all__ = [
     "ACCEPTED_REASONS",
+    "FINAL_REASONS",
     "FORMAT_VERSION",
     "GENESIS_DIGEST",
     "MAX_ENVELOPE_BYTES",
     "MAX_RECEIPT_BYTES",
     "MAX_SEQUENCE",
+    "NOT_DELIVERED_REASONS",
     "REJECTED_REASONS",
     "CarrierKey",
     "ConsentRecord",

@@ -1,7 +1,22 @@
 """Carrier receipts: a COSE_Sign1 (Ed25519) over a CBOR map, sent in clear to the device.
 
-The device removes an envelope from its outbox only after :func:`verify_receipt`
-succeeds for that message id.
+Every reason is in exactly one of two sets, and this is the one place that says which:
+
+* :data:`FINAL_REASONS`: the carrier reached this outcome *after* authenticating the
+  envelope (decrypted it, verified the device's signature) and recorded it under the
+  message id; every later delivery of that id gets the same receipt. ``accepted``,
+  ``match``, ``no-match``, ``no-reference``, ``model-mismatch`` (stored), ``replayed``,
+  ``stale``, ``bad-template`` (rejected after decryption).
+* :data:`NOT_DELIVERED_REASONS`: the carrier refused the bytes it got *before*
+  authenticating them (``unknown-device``, ``revoked-device``, ``bad-signature``,
+  ``undecryptable``, ``malformed``, ``unsupported-version``). It recorded nothing: the
+  clear header is unauthenticated, so anyone who can publish can provoke such a receipt
+  for a genuine message id (a forged envelope), and a unit that is not enrolled yet gets
+  ``unknown-device``. It says nothing about the genuine envelope.
+
+A unit removes an envelope from its outbox only on a verified receipt whose
+:attr:`Receipt.final` is true; for the others it keeps the envelope, re-sends it with
+backoff and shows the condition (``not-enrolled`` for ``unknown-device``).
 """
 
 from __future__ import annotations
@@ -30,15 +45,29 @@ from kycedge.protocol.envelope.model import (
 )
 from kycedge.protocol.ids import DEVICE_ID_RE, KEY_ID_RE, MODEL_ID_RE, MODEL_VERSION_RE, TENANT_RE
 
-__all__ = ["ACCEPTED_REASONS", "REJECTED_REASONS", "Receipt", "sign_receipt", "verify_receipt"]
+__all__ = [
+    "ACCEPTED_REASONS",
+    "FINAL_REASONS",
+    "NOT_DELIVERED_REASONS",
+    "REJECTED_REASONS",
+    "Receipt",
+    "sign_receipt",
+    "verify_receipt",
+]
 
 # status "accepted": the carrier stored the template (and, where it could, matched it)
 ACCEPTED_REASONS: Final = frozenset({"accepted", "match", "no-match", "no-reference", "model-mismatch"})
-# status "rejected": nothing was stored
-REJECTED_REASONS: Final = frozenset({
-    "unknown-device", "revoked-device", "bad-signature", "undecryptable", "replayed", "stale",
-    "malformed", "unsupported-version",
+# status "rejected", after authentication: recorded, nothing stored; final
+_REJECTED_FINAL: Final = frozenset({"replayed", "stale", "bad-template"})
+# status "rejected", before authentication: nothing recorded; the envelope was not delivered as is
+NOT_DELIVERED_REASONS: Final = frozenset({
+    "unknown-device", "revoked-device", "bad-signature", "undecryptable", "malformed",
+    "unsupported-version",
 })
+# status "rejected": nothing was stored
+REJECTED_REASONS: Final = _REJECTED_FINAL | NOT_DELIVERED_REASONS
+# the carrier authenticated the envelope and recorded this outcome: the envelope's life ends
+FINAL_REASONS: Final = ACCEPTED_REASONS | _REJECTED_FINAL
 SCORED_REASONS: Final = frozenset({"match", "no-match"})
 _KEYS: Final = frozenset({
     "v", "mid", "tenant", "device", "status", "reason", "score", "threshold", "model_id",
@@ -95,6 +124,12 @@ class Receipt:
     @property
     def status(self) -> Literal["accepted", "rejected"]:
         return "accepted" if self.reason in ACCEPTED_REASONS else "rejected"
+
+    @property
+    def final(self) -> bool:
+        """True when the carrier decided after authenticating the envelope (see the module doc);
+        False for a pre-authentication rejection, which says nothing about the genuine envelope."""
+        return self.reason in FINAL_REASONS
 
 
 def sign_receipt(

@@ -259,7 +259,9 @@ class Daemon:
         if self.forwarder is not None and d.get("outcome") not in (None, "none"):
             self.forwarder.publish_status({"update": d})
 
-    def _on_receipt(self, r: Any) -> None:  # the forwarder's receipt (see kycedge.unit.forwarder)
+    def _on_receipt(self, r: Any) -> None:
+        if not r.final:
+            return  # not delivered as is: the envelope stays queued, the session keeps waiting
         self.last_upload = time.time()
         assert self.sessions is not None
         self.sessions.deliver_receipt(ReceiptInfo(
@@ -287,6 +289,7 @@ class Daemon:
         return {"device_id": s.daemon.device_id, "tenant": s.daemon.tenant, "firmware": __version__,
                 "model": {"id": a.model_id, "version": a.model_version},
                 "status": status, "detail": why, "queue": fw.get("queue"),
+                "delivery": fw.get("delivery", "unknown"),
                 "link": {"connected": fw.get("connected", False), "error": fw.get("link_error", "")},
                 "last_upload": self.last_upload, "sessions": dict(self.sessions.counts),
                 "device_key": self.device_key}
