@@ -16,12 +16,22 @@ fifth a receiver process is SIGKILLed and restarted. Then the unit is restarted 
 re-enqueues any registration it had not stored yet) and the trial waits until its outbox
 has drained.
 
+Two adversities from issue 10, each drawn per trial independently of the faults above:
+
+* ``--forge-share`` (default 0.3): an attacker holding the unit's credentials republishes
+  the unit's clear headers with random ciphertext, in bursts throughout the trial; the
+  carrier answers each with a signed ``undecryptable`` for the genuine message id;
+* ``--late-share`` (default 0.2): the unit is installed before the carrier enrols it
+  (``unknown-device`` until then) and is enrolled at a random moment, before or after
+  the kill.
+
 "Accepted" = registrations whose ``put`` returned (the unit printed ``P i`` after the
 durable commit). At the end, from the carrier's database:
 lost = accepted registrations without exactly one stored template (or rejected);
 duplicated = registrations stored more than once (by registration reference) plus
 stored message ids outside the accepted set's identities counted twice.
-Prints one line: ``trials=N accepted=A lost=L duplicated=D``.
+Prints one line: ``trials=N accepted=A lost=L duplicated=D forged=F late=E`` (F trials with
+forged envelopes injected, E units enrolled late).
 """
 
 from __future__ import annotations
@@ -41,7 +51,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from kycedge.core.errors import UplinkError  # noqa: E402
 from kycedge.lab.broker import Broker, Pki  # noqa: E402
+from kycedge.mqtt.client import MqttClient  # noqa: E402
+from kycedge.protocol import topics  # noqa: E402
+from kycedge.protocol.envelope import peek_header  # noqa: E402
+from kycedge.protocol.envelope.header import encode_header  # noqa: E402
 from support.kyc import Carrier, message_id_for  # noqa: E402
 from support.roles import spawn, write_world  # noqa: E402
 
@@ -81,6 +96,51 @@ def start_receiver(world: Path, instance: int, log: Path) -> subprocess.Popen[st
     return p
 
 
+class Forger:
+    """Publishes forged envelopes (a genuine clear header, random ciphertext) for registrations
+    0..k-1 of a unit with the unit's own credentials, in bursts until stopped."""
+
+    def __init__(self, broker: Broker, pki: Pki, carrier: Carrier, workdir: Path, device: str, k: int,
+                 t0_ms: int, rng: random.Random) -> None:
+        self.stop = threading.Event()
+        self.sent = 0
+        self.args = (broker, pki, carrier, workdir, device, k, t0_ms, random.Random(rng.random()))
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        broker, pki, carrier, workdir, device, k, t0_ms, rng = self.args
+        key = workdir / "device-ed25519.pem"
+        while not key.exists() and not self.stop.wait(0.05):
+            pass
+        if self.stop.is_set():
+            return
+        time.sleep(0.1)  # the unit process has finished writing its key
+        unit = carrier.enroll(workdir, TENANT, device, t0_ms=t0_ms, register=False)
+        headers = [encode_header(peek_header(unit.seal(i).data)) for i in range(k)]
+        size = len(unit.seal(0).data)
+        c = MqttClient(broker.uplink_config(pki.device(TENANT, device)), client_id=f"forger-{device}")
+        c.start()
+        try:
+            while not self.stop.is_set():
+                if c.connected:
+                    for hb in rng.sample(headers, max(1, len(headers) // 2)):
+                        try:
+                            c.publish(topics.templates(TENANT, device), hb + rng.randbytes(size - len(hb)),
+                                      timeout_s=2.0)
+                            self.sent += 1
+                        except UplinkError:  # the broker may be down (killed)
+                            break
+                self.stop.wait(rng.uniform(0.05, 0.4))
+        finally:
+            c.stop()
+
+    def finish(self) -> int:
+        self.stop.set()
+        self.t.join(10)
+        return self.sent
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--trials", type=int, default=200)
@@ -90,6 +150,10 @@ def main() -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--outage-s", type=float, default=0.0,
                     help="first hold the broker down this long while a unit captures (and is killed once)")
+    ap.add_argument("--forge-share", type=float, default=0.3,
+                    help="share of trials with forged envelopes injected (undecryptable receipts)")
+    ap.add_argument("--late-share", type=float, default=0.2,
+                    help="share of trials whose unit is enrolled late (unknown-device until then)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
@@ -111,7 +175,7 @@ def main() -> int:
     receivers = {i: start_receiver(world, i, log) for i in (1, 2)}
     accepted: dict[str, set[int]] = {}
     faults = {"unit": 0, "unit-mid-enqueue": 0, "broker": 0, "broker-wiped": 0, "receiver": 0,
-              "undrained": 0}
+              "undrained": 0, "forged-trials": 0, "forged-envelopes": 0, "late-enrolled": 0}
     print(f"chaos: seed={seed} work={work}", file=sys.stderr)
     try:
         if a.outage_s > 0:
@@ -144,9 +208,21 @@ def main() -> int:
         for trial in range(a.trials):
             device = f"u{trial:04d}"
             k = rng.randint(5, 40)
+            forge, late = rng.random() < a.forge_share, rng.random() < a.late_share
             args = ["--device", device, "--count", str(k), "--interval-s", "0.02"]
+            if late:
+                args.append("--no-enroll")
+                faults["late-enrolled"] += 1
+            workdir = carrier.dir.parent / "units" / device
             unit = spawn("unit", world, *args, log=log)
             r1 = Reader(unit)
+            forger = None
+            if forge:
+                faults["forged-trials"] += 1
+                forger = Forger(broker, pki, carrier, workdir, device, k, t0_ms, rng)
+            enrol_at = rng.choice(["first-run", "second-run"]) if late else ""
+            if enrol_at == "first-run":
+                threading.Timer(rng.uniform(0.3, 1.5), carrier.enroll, (workdir, TENANT, device)).start()
             roll = rng.random()
             time.sleep(rng.uniform(0.2, 1.5))  # somewhere in start-up, enqueueing or forwarding
             if roll < 0.2:
@@ -175,6 +251,8 @@ def main() -> int:
                     receivers[i] = start_receiver(world, i, log)
             unit = spawn("unit", world, *args, "--exit-when-drained", log=log)
             r2 = Reader(unit)
+            if enrol_at == "second-run":
+                threading.Timer(rng.uniform(0.5, 3.0), carrier.enroll, (workdir, TENANT, device)).start()
             try:
                 unit.wait(a.drain_timeout_s)
             except subprocess.TimeoutExpired:
@@ -182,11 +260,14 @@ def main() -> int:
                 unit.kill()
                 unit.wait()
             got |= r2.finish()
+            if forger is not None:
+                faults["forged-envelopes"] += forger.finish()
             accepted[device] = got
             if not a.quiet:
                 kind = "broker" if roll < 0.2 else "receiver" if roll < 0.4 else "unit"
+                extra = (" forged" if forge else "") + (f" enrolled-late({enrol_at})" if late else "")
                 print(f"trial {trial + 1}/{a.trials} {device}: k={k} accepted={len(got)} "
-                      f"drained={r2.drained.is_set()} fault={kind}", file=sys.stderr, flush=True)
+                      f"drained={r2.drained.is_set()} fault={kind}{extra}", file=sys.stderr, flush=True)
         time.sleep(0.5)
     finally:
         for p in receivers.values():
@@ -218,7 +299,8 @@ def main() -> int:
     print(f"chaos: faults {faults}; stored templates {len(stored)}", file=sys.stderr)
     if a.keep is None and lost == 0 and duplicated == 0:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"trials={a.trials} accepted={total} lost={lost} duplicated={duplicated}")
+    print(f"trials={a.trials} accepted={total} lost={lost} duplicated={duplicated} "
+          f"forged={faults['forged-trials']} late={faults['late-enrolled']}")
     return 0 if lost == 0 and duplicated == 0 else 1
 
 

@@ -88,7 +88,8 @@ def run_unit(world: dict[str, Any], a: argparse.Namespace) -> int:
     tenant, device = world["tenant"], a.device
     workdir = Path(a.workdir or Path(world["carrier_dir"]).parent / "units" / device)
     carrier = Carrier(Path(world["carrier_dir"]), CarrierConfig(state_dir=Path(world["carrier_dir"])))
-    unit = carrier.enroll(workdir, tenant, device, run=world["run"], t0_ms=world["t0_ms"])
+    unit = carrier.enroll(workdir, tenant, device, run=world["run"], t0_ms=world["t0_ms"],
+                          register=not a.no_enroll)
     cert_dir = workdir / "tls"
     if not (cert_dir / "device.crt").exists():
         provision.issue_device(Path(world["pki_dir"]) / "ca", tenant, device, cert_dir, days=30)
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-when-drained", action="store_true")
     p.add_argument("--hold", action="store_true", help="unit: queue everything, print QUEUED, start "
                    "forwarding when a line arrives on stdin")
+    p.add_argument("--no-enroll", action="store_true",
+                   help="unit: do not enrol the unit at the carrier (someone enrols it later)")
     p.add_argument("--instance", default="1")
     p.add_argument("--group", default="", help="receiver: override the world's share group")
     a = p.parse_args(argv)
