@@ -35,6 +35,8 @@ class R:
     message_id: str
     status: str
     reason: str = "accepted"
+    score: float | None = None
+    threshold: float | None = None
 
     @property
     def final(self) -> bool:  # the one rule, from the protocol

@@ -364,7 +364,7 @@ def test_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     ob.put("m1", b"e1")
     ob.close()
     c = sqlite3.connect(p)  # make it a version-1 file (no condition columns)
-    c.executescript("UPDATE meta SET value='1' WHERE key='schema';"
+    c.executescript("UPDATE meta SET value='1' WHERE key='schema'; ALTER TABLE receipts DROP COLUMN score;"
                     "ALTER TABLE outbox DROP COLUMN condition; ALTER TABLE outbox DROP COLUMN condition_at;")
     c.close()
     ob = Outbox(p)

@@ -141,7 +141,7 @@ class Forwarder:
             "not_delivered": 0,
         }
         self.last_error = ""
-        self.last_receipt_at: float | None = None
+        self.last_delivered_at: float | None = None  # wall time of the latest final receipt
         self._last_final: bool | None = None  # was the latest receipt for a queued envelope final?
         self._delivery = ""
         transport.add_connect_listener(self._on_connect)
@@ -203,7 +203,7 @@ class Forwarder:
     def stats(self) -> dict[str, Any]:
         """Forwarder counters, the outbox figures and the link state (for status and the API)."""
         out: dict[str, Any] = {"connected": self.transport.connected, "link_error": self.transport.last_error,
-                               "last_error": self.last_error, "last_receipt_at": self.last_receipt_at,
+                               "last_error": self.last_error, "last_delivered_at": self.last_delivered_at,
                                **self.counters}
         try:
             st = self.outbox.stats()
@@ -307,7 +307,7 @@ class Forwarder:
                 continue
             mid = str(r.message_id)
             if r.final:
-                acks.append(Ack(mid, r.status, r.reason, raw))
+                acks.append(Ack(mid, r.status, r.reason, raw, r.score, r.threshold))
             else:
                 holds.append((mid, r.reason))
             verified.append(r)
@@ -322,6 +322,7 @@ class Forwarder:
             if r.final and mid in removed:
                 removed.discard(mid)
                 self._last_final = True
+                self.last_delivered_at = time.time()
                 if r.status == "rejected":
                     self.counters["rejected"] += 1
                     log.warning("forwarder: carrier rejected %s: %s; dropped from the queue", mid, r.reason)
@@ -336,7 +337,6 @@ class Forwarder:
                 self.counters["receipt_unknown"] += 1
                 log.debug("forwarder: receipt for %s (%s) which is not queued", mid, r.reason)
                 continue
-            self.last_receipt_at = time.time()
             if self._on_receipt is not None:
                 try:
                     self._on_receipt(r)

@@ -59,7 +59,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: outbox.condition, condition_at (a v1 file is migrated in place)
+SCHEMA_VERSION = 2  # 2: outbox.condition/condition_at, receipts.score/threshold (v1 migrated in place)
 # The receipt retention policy runs on an ack at most every PRUNE_EVERY acks or
 # PRUNE_INTERVAL_S seconds (its count query is O(receipts); on every ack it dominated).
 PRUNE_EVERY = 1000
@@ -122,6 +122,8 @@ class Ack:
     status: str
     reason: str = ""
     receipt: bytes = b""
+    score: float | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -202,11 +204,17 @@ CREATE TABLE IF NOT EXISTS receipts (
     reason TEXT NOT NULL,
     received_at REAL NOT NULL,
     attempts INTEGER NOT NULL,
-    receipt BLOB NOT NULL
+    receipt BLOB NOT NULL,
+    score REAL,
+    threshold REAL
 );
 CREATE INDEX IF NOT EXISTS receipts_age ON receipts (received_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+_V2_COLUMNS = (("outbox", "condition", "TEXT"), ("outbox", "condition_at", "REAL"),
+               ("receipts", "score", "REAL"), ("receipts", "threshold", "REAL"))
 
 
 def _classify(e: sqlite3.Error) -> tuple[str, str]:
@@ -279,11 +287,11 @@ class Outbox:
                     if stmt.strip():
                         self._conn.execute(stmt)
                 row = self._conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is not None and row[0] == "1":  # v1 -> v2: the hold condition columns
-                    cols = {r[1] for r in self._conn.execute("PRAGMA table_info(outbox)")}
-                    for col, kind in (("condition", "TEXT"), ("condition_at", "REAL")):
+                if row is not None and row[0] == "1":  # v1 -> v2: add the new columns
+                    for table, col, kind in _V2_COLUMNS:
+                        cols = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
                         if col not in cols:
-                            self._conn.execute(f"ALTER TABLE outbox ADD COLUMN {col} {kind}")
+                            self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
                     self._conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
                     row = (str(SCHEMA_VERSION),)
                 if row is None:
@@ -507,13 +515,14 @@ class Outbox:
                     n = attempts.pop(a.message_id, None)
                     if n is None:  # not queued (any more), or a repeat within this batch
                         continue
-                    rows.append((a.message_id, a.status, a.reason, ts, int(n), bytes(a.receipt)))
+                    rows.append((a.message_id, a.status, a.reason, ts, int(n), bytes(a.receipt), a.score,
+                                 a.threshold))
                     counts["accepted" if a.status == "accepted" else "rejected"] += 1
                     removed.append(a.message_id)
                 c.executemany("DELETE FROM outbox WHERE message_id=?", [(r[0],) for r in rows])
                 c.executemany(
                     "INSERT OR REPLACE INTO receipts (message_id, status, reason, received_at, attempts,"
-                    " receipt) VALUES (?, ?, ?, ?, ?, ?)",
+                    " receipt, score, threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 for name, k in counts.items():
@@ -631,11 +640,14 @@ class Outbox:
         try:
             with self._lock:
                 row = self._conn.execute(
-                    "SELECT status, reason, receipt FROM receipts WHERE message_id=?", (message_id,)
+                    "SELECT status, reason, receipt, score, threshold FROM receipts WHERE message_id=?",
+                    (message_id,),
                 ).fetchone()
         except sqlite3.Error as e:
             raise self._fail("lookup receipt", e) from e
-        return None if row is None else Ack(message_id, str(row[0]), str(row[1]), bytes(row[2]))
+        if row is None:
+            return None
+        return Ack(message_id, str(row[0]), str(row[1]), bytes(row[2]), row[3], row[4])
 
     def message_ids(self) -> list[str]:
         """All stored message ids, oldest first (for tools and tests)."""

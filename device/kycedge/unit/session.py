@@ -14,7 +14,8 @@ Events (plain dicts, JSON-ready, **never** a template, a frame or pixel data)::
     {"event": "captured", "reason": "ok", "frames": 14, "good_frames": 3, "template_frames": 3,
      "quality": {...}}    # quality: the measures of the best frame
     {"event": "queued",   "message_id": "...", "model": "sface-int8@1.0"}
-    {"event": "receipt",  "message_id": "...", "status": "match", "reason": "", "score": .., "threshold": ..}
+    {"event": "receipt",  "message_id": "...", "status": "accepted", "reason": "match",
+                          "score": .., "threshold": ..}
     {"event": "receipt-pending", "message_id": "..."}     # no receipt yet; it stays queued
     {"event": "failed",   "reason": "timeout" | "cancelled" | "outbox-full" | ..., "message": "..."}
 
@@ -68,6 +69,7 @@ import numpy as np
 from kycedge.core.config import section
 from kycedge.core.errors import CaptureError, IdError, KycEdgeError, SessionError
 from kycedge.protocol import ids
+from kycedge.protocol.envelope.receipt import Receipt
 from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
 from kycedge.vision.template import Candidate, keep_best, would_keep
 
@@ -76,7 +78,6 @@ __all__ = [
     "Analyzer",
     "Capture",
     "Consent",
-    "ReceiptInfo",
     "SealedCapture",
     "Sealer",
     "Session",
@@ -198,19 +199,10 @@ class Queue(Protocol):
     def put(self, message_id: str, envelope: bytes) -> object: ...
 
 
-@dataclass(frozen=True)
-class ReceiptInfo:
-    """A verified carrier receipt, as delivered to the app."""
-
-    message_id: str
-    status: str
-    reason: str = ""
-    score: float | None = None
-    threshold: float | None = None
-
-    def as_event(self) -> dict[str, Any]:
-        return {"event": "receipt", "message_id": self.message_id, "status": self.status,
-                "reason": self.reason, "score": self.score, "threshold": self.threshold}
+def receipt_event(receipt: Receipt) -> dict[str, Any]:
+    """The ``receipt`` event the app gets for a verified, final carrier receipt."""
+    return {"event": "receipt", "message_id": str(receipt.message_id), "status": receipt.status,
+            "reason": receipt.reason, "score": receipt.score, "threshold": receipt.threshold}
 
 
 def check_ref(ref: object) -> str:
@@ -469,9 +461,17 @@ class SessionManager:
     def analyzer(self) -> Analyzer:
         return self._analyzer
 
-    def deliver_receipt(self, receipt: ReceiptInfo) -> bool:
-        """Hand a *verified* receipt to its session's streams; False if no session knows it."""
-        s = self.by_message_id(receipt.message_id)
+    def deliver_receipt(self, receipt: Receipt) -> bool:
+        """Hand a *verified* receipt (straight from the forwarder) to its session's streams.
+
+        False if no session knows its message id, or if it is not final (a rejection made
+        before the carrier authenticated the envelope: the envelope stays queued and the
+        stream keeps waiting for the real answer, see :attr:`Receipt.final`).
+        """
+        if not receipt.final:
+            return False
+        mid = str(receipt.message_id)
+        s = self.by_message_id(mid)
         if s is None:
             return False
         with s.cond:
@@ -479,9 +479,9 @@ class SessionManager:
                 return True  # duplicate delivery
             s.state = "done"
             s.result = None  # a pending stream is superseded by the real receipt
-        s.emit(receipt.as_event())
+        s.emit(receipt_event(receipt))
         self._count("receipt-" + receipt.status)
-        log.info("receipt delivered", extra={"session": s.id, "message_id": receipt.message_id,
+        log.info("receipt delivered", extra={"session": s.id, "message_id": mid,
                                               "status": receipt.status, "reason": receipt.reason})
         return True
 

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from kycedge.unit.session import ReceiptInfo
 from openapi_spec_validator import validate as validate_spec
 
-from tests.unit.daemon.fakes import FAR, GOOD, NO_FACE, frame
+from tests.unit.daemon.fakes import FAR, GOOD, NO_FACE, frame, receipt
 
 from . import openapi_check
 from .conftest import CONSENT, KNOWN, Live, Reply, make_live
@@ -114,7 +113,7 @@ def test_start_gives_201_with_location_and_the_stream_resumes(live: Live) -> Non
         time.sleep(0.02)
     mid = live.sessions.get(sid).message_id
     assert mid is not None
-    live.sessions.deliver_receipt(ReceiptInfo(mid, "match", score=0.8, threshold=0.4))
+    live.sessions.deliver_receipt(receipt(mid, "match", score=0.8, threshold=0.4))
     sse = live.request("GET", f"/v1/sessions/{sid}/events", headers={"Accept": "text/event-stream"})
     frames = [f for f in sse.body.decode().split("\n\n") if f.startswith("id:")]
     ids = [int(f.split("\n")[0][4:]) for f in frames]

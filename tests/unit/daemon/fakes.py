@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from kycedge.core.errors import OutboxFullError
+from kycedge.protocol.envelope.receipt import SCORED_REASONS, Receipt
 from kycedge.unit.session import Capture, SealedCapture
 from kycedge.vision.template import Candidate
+
+
+def mid(n: int) -> str:
+    """The fake sealer's n-th message id (a UUID, like a real one)."""
+    return str(uuid.UUID(int=n))
+
+
+def receipt(message_id: str, reason: str, score: float | None = None,
+            threshold: float | None = None) -> Receipt:
+    """A verified carrier receipt as the forwarder hands it to the session (one type)."""
+    if reason in SCORED_REASONS and score is None:
+        score, threshold = 0.8, 0.4
+    return Receipt(message_id=uuid.UUID(message_id), tenant="acme", device_id="unit-1", reason=reason,
+                   issued_at_ms=1_800_000_000_000, carrier_key_id="0" * 32, score=score, threshold=threshold)
 
 # A frame's first pixel says what the fake pipeline "sees": 0 no face, 1 move closer,
 # 2 good (quality from pixel[0,1]), 3 raises a pipeline error, 4 blocks (stuck pipeline).
@@ -93,7 +109,7 @@ class FakeSealer:
     def __call__(self, cap: Capture) -> SealedCapture:
         self.captures.append(cap)
         self.n += 1
-        return SealedCapture(message_id=f"msg-{self.n:04d}", envelope=b"sealed:" + bytes([self.n % 256]) * 16)
+        return SealedCapture(message_id=mid(self.n), envelope=b"sealed:" + bytes([self.n % 256]) * 16)
 
 
 @dataclass

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from kycedge.unit.api import ApiConfig, ApiServer
 from kycedge.unit.capture.fake import FakeCamera
 from kycedge.unit.client import ApiClient, ApiClientError
-from kycedge.unit.session import ReceiptInfo, SessionConfig, SessionManager
+from kycedge.unit.session import SessionConfig, SessionManager
 from kycedge.unit.webapp import consent_version
 
-from .fakes import GOOD, NO_FACE, FakeAnalyzer, FakeQueue, FakeSealer, frame
+from .fakes import GOOD, NO_FACE, FakeAnalyzer, FakeQueue, FakeSealer, frame, receipt
 
 KNOWN = "019ab697-e800-706d-8031-000000000000"
 
@@ -77,11 +77,11 @@ def test_registration_over_the_unix_socket(short_dir: Path) -> None:
         for ev in c.events(sid):
             seen.append(ev)
             if ev["event"] == "queued":
-                m.deliver_receipt(ReceiptInfo(ev["message_id"], "match", score=0.8, threshold=0.4))
+                m.deliver_receipt(receipt(ev["message_id"], "match", score=0.8, threshold=0.4))
         assert [e["event"] for e in seen] == ["started", "guidance", "guidance", "captured", "queued",
                                               "receipt"]
         assert seen[1]["reason"] == "no-face"
-        assert seen[-1]["status"] == "match"
+        assert seen[-1]["reason"] == "match"
         assert c.session(sid)["state"] == "done"
         assert c.message(KNOWN)["state"] == "queued"
         with pytest.raises(ApiClientError) as e:

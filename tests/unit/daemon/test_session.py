@@ -13,14 +13,25 @@ from hypothesis import strategies as st
 from kycedge.core.errors import SessionError
 from kycedge.unit.capture.fake import FakeCamera
 from kycedge.unit.session import (
-    ReceiptInfo,
     SessionBusyError,
     SessionConfig,
     SessionManager,
     check_ref,
 )
 
-from .fakes import BROKEN, FAR, GOOD, NO_FACE, STUCK, FakeAnalyzer, FakeQueue, FakeSealer, frame
+from .fakes import (
+    BROKEN,
+    FAR,
+    GOOD,
+    NO_FACE,
+    STUCK,
+    FakeAnalyzer,
+    FakeQueue,
+    FakeSealer,
+    frame,
+    mid,
+    receipt,
+)
 
 FAST = SessionConfig(timeout_s=5.0, settle_s=5.0, best_of=3, receipt_wait_s=5.0, guidance_repeat_s=60.0)
 
@@ -53,24 +64,24 @@ def test_guidance_then_best_frame_sealed_queued_and_receipt() -> None:
     assert evs[4]["quality"]["sharpness"] == 150.0  # the best of the three good frames
     assert se.captures[0].registration_ref == "REG-registration-0001"
     assert se.captures[0].model_id == "fake-embed"
-    assert list(q.items) == ["msg-0001"]
-    assert evs[5]["message_id"] == "msg-0001"
+    assert list(q.items) == [mid(1)]
+    assert evs[5]["message_id"] == mid(1)
     assert m.active is None  # the camera is free while the receipt is awaited
     assert cam.opens == cam.closes == 1
-    assert m.deliver_receipt(ReceiptInfo("msg-0001", "match", score=0.71, threshold=0.36))
-    assert m.deliver_receipt(ReceiptInfo("msg-0001", "match", score=0.71, threshold=0.36))  # duplicate
+    assert m.deliver_receipt(receipt(mid(1), "match", score=0.71, threshold=0.36))
+    assert m.deliver_receipt(receipt(mid(1), "match", score=0.71, threshold=0.36))  # duplicate
     all_events = list(s.stream(poll_s=0.05))
     assert [e["event"] for e in all_events][-1] == "receipt"
     assert sum(e["event"] == "receipt" for e in all_events) == 1
-    assert all_events[-1]["status"] == "match"
+    assert all_events[-1]["reason"] == "match"
     assert s.state == "done"
-    assert not m.deliver_receipt(ReceiptInfo("unknown", "match"))
+    assert not m.deliver_receipt(receipt(mid(999), "match"))
 
 
 def test_no_event_carries_template_or_pixels() -> None:
     m, *_ = manager([frame(GOOD)])
     s = m.start("REG-registration-2")
-    m.deliver_receipt(ReceiptInfo("msg-0001", "no-match"))  # may arrive before queued: ignored
+    m.deliver_receipt(receipt(mid(1), "no-match"))  # may arrive before queued: ignored
     evs = events_until(s, "queued")
     for e in evs:
         for v in e.values():
@@ -119,10 +130,10 @@ def test_new_session_while_previous_awaits_receipt() -> None:
     events_until(a, "queued")
     b = m.start("REG-registration-B")
     events_until(b, "queued")
-    m.deliver_receipt(ReceiptInfo("msg-0002", "no-match", score=0.1, threshold=0.36))
-    m.deliver_receipt(ReceiptInfo("msg-0001", "match", score=0.8, threshold=0.36))
-    assert list(a.stream())[-1]["status"] == "match"
-    assert list(b.stream())[-1]["status"] == "no-match"
+    m.deliver_receipt(receipt(mid(2), "no-match", score=0.1, threshold=0.36))
+    m.deliver_receipt(receipt(mid(1), "match", score=0.8, threshold=0.36))
+    assert list(a.stream())[-1]["reason"] == "match"
+    assert list(b.stream())[-1]["reason"] == "no-match"
 
 
 def test_receipt_pending_after_wait_then_late_receipt() -> None:
@@ -130,8 +141,8 @@ def test_receipt_pending_after_wait_then_late_receipt() -> None:
     s = m.start("REG-registration-P")
     evs = list(s.stream(poll_s=0.05))
     assert evs[-1]["event"] == "receipt-pending"
-    assert evs[-1]["message_id"] == "msg-0001"
-    m.deliver_receipt(ReceiptInfo("msg-0001", "match"))
+    assert evs[-1]["message_id"] == mid(1)
+    m.deliver_receipt(receipt(mid(1), "match"))
     assert list(s.stream())[-1]["event"] == "receipt"
 
 
@@ -202,7 +213,7 @@ def test_shutdown_lets_a_short_session_finish() -> None:
     m, *_ = manager([frame(GOOD)], SessionConfig(settle_s=0.0, best_of=1))
     s = m.start("REG-registration-Z")
     assert m.shutdown(grace_s=5) in ("finished", "none")
-    assert s.message_id == "msg-0001"
+    assert s.message_id == mid(1)
 
 
 @given(st.text(max_size=140))
@@ -281,3 +292,18 @@ def test_template_failure_fails_the_session_with_nothing_sealed() -> None:
     assert evs[-1]["reason"] == "inference-failed"
     assert se.captures == []
     assert q.items == {}
+
+
+def test_a_pre_authentication_rejection_does_not_end_the_session() -> None:
+    """Issue 10: ``unknown-device`` / ``undecryptable`` say nothing about this registration: the
+    stream keeps waiting (the envelope stays queued) and the final receipt ends it."""
+    m, *_ = manager([frame(GOOD)])
+    s = m.start("REG-7")
+    events_until(s, "queued")
+    assert not m.deliver_receipt(receipt(mid(1), "unknown-device"))
+    assert not m.deliver_receipt(receipt(mid(1), "undecryptable"))
+    assert s.state != "done"
+    assert m.deliver_receipt(receipt(mid(1), "no-reference"))
+    evs = list(s.stream(poll_s=0.05))
+    assert [e["event"] for e in evs].count("receipt") == 1
+    assert (evs[-1]["status"], evs[-1]["reason"]) == ("accepted", "no-reference")

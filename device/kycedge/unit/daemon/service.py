@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from kycedge import __version__, crypto
-from kycedge.core.errors import EnvelopeError, KycEdgeError, ModelError
+from kycedge.core.errors import KycEdgeError, ModelError
 from kycedge.core.logs import setup_logging
 from kycedge.mqtt import Transport, connect
 from kycedge.protocol import envelope, ids
@@ -53,7 +53,7 @@ from kycedge.unit.forwarder import Forwarder, offline_will
 from kycedge.unit.identity import load_identity
 from kycedge.unit.outbox import Outbox
 from kycedge.unit.sealer import DeviceSealer
-from kycedge.unit.session import Analyzer, ReceiptInfo, SessionManager
+from kycedge.unit.session import Analyzer, SessionManager
 from kycedge.unit.updates.agent import UpdateAgent
 from kycedge.vision.decode import encode_preview
 from kycedge.vision.pipeline import Pipeline
@@ -127,7 +127,6 @@ class Daemon:
         self.reload_event = threading.Event()
         self._reload_lock = threading.Lock()
         self.models_dir: Path | None = None
-        self.last_upload: float | None = None
         self.started_mono = time.monotonic()
         self.ready_after_s: float | None = None
         self._unhealthy_since: float | None = None
@@ -182,13 +181,13 @@ class Daemon:
                                            expected_tenant=tenant)
 
         self.forwarder = Forwarder(self.outbox, transport, tenant=tenant, device=device,
-                                   verify_receipt=verify, config=s.forwarder,
-                                   on_receipt=self._on_receipt, status=self._status_extra)
+                                   verify_receipt=verify, config=s.forwarder, status=self._status_extra)
         sealer = DeviceSealer(identity, carrier_keys, tenant=tenant, device_id=device, state_dir=state)
         source = self._source or make_source(s.capture)
         preview = encode_preview if s.api.preview_enabled else None  # the operator's choice; off by default
         self.sessions = SessionManager(source, analyzer, sealer, self.forwarder, s.session,
                                        after_session=memory.trim, preview=preview)
+        self.forwarder.receipts_to(self.sessions.deliver_receipt)  # verified once, one type
         self.api = ApiServer(s.api, self.sessions, self.info, self.message)
         self._start_updates(transport)
         self.api.start()
@@ -259,15 +258,6 @@ class Daemon:
         if self.forwarder is not None and d.get("outcome") not in (None, "none"):
             self.forwarder.publish_status({"update": d})
 
-    def _on_receipt(self, r: Any) -> None:
-        if not r.final:
-            return  # not delivered as is: the envelope stays queued, the session keeps waiting
-        self.last_upload = time.time()
-        assert self.sessions is not None
-        self.sessions.deliver_receipt(ReceiptInfo(
-            message_id=str(r.message_id), status=r.status, reason=r.reason,
-            score=r.score, threshold=r.threshold))
-
     def _status_extra(self) -> dict[str, Any]:
         a = self.sessions.analyzer if self.sessions else None
         out: dict[str, Any] = {"firmware": __version__,
@@ -275,6 +265,11 @@ class Daemon:
         if self.agent is not None:  # the bundle served, until an update outcome replaces it
             out["update"] = self.agent.status.to_dict()
         return out
+
+    @property
+    def last_upload(self) -> float | None:
+        """When the carrier last gave a final receipt for one of this unit's envelopes."""
+        return self.forwarder.last_delivered_at if self.forwarder is not None else None
 
     # ---- API providers ---------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -295,8 +290,8 @@ class Daemon:
                 "device_key": self.device_key}
 
     def message(self, message_id: str) -> dict[str, Any] | None:
-        from kycedge.protocol import envelope
-
+        """The API's view of one message: queued, or receipted (the outcome recorded when its
+        final receipt was verified; not verified again here)."""
         if self.outbox is None:
             return None
         if self.outbox.contains(message_id):
@@ -304,15 +299,8 @@ class Daemon:
         ack = self.outbox.receipt(message_id)
         if ack is None:
             return None
-        out: dict[str, Any] = {"message_id": message_id, "state": "receipted", "status": ack.status,
-                               "reason": ack.reason}
-        try:
-            r = envelope.verify_receipt(ack.receipt, self._receipt_keys,
-                                        expected_device_id=self.settings.daemon.device_id)
-            out.update(score=r.score, threshold=r.threshold)
-        except EnvelopeError:
-            pass  # keys rotated since: the recorded outcome still stands
-        return out
+        return {"message_id": message_id, "state": "receipted", "status": ack.status, "reason": ack.reason,
+                "score": ack.score, "threshold": ack.threshold}
 
     def status_line(self) -> str:
         q = "?"
