@@ -308,3 +308,41 @@ def test_no_template_or_frame_bytes_in_the_daemons_log_lines(lab: Lab, systemd: 
                  f"{float(template[0]):.6f}", good.tobytes()[:16].hex()):
         assert form not in text, form
     assert raw[:16].decode("latin-1") not in text
+
+
+def test_not_enrolled_is_shown_on_the_local_api_and_delivered_once_enrolled(
+        lab: Lab, systemd: Systemd) -> None:
+    """Issue 10 item 2 through the daemon: the carrier does not know the unit yet
+    (``unknown-device``): the registration stays queued, ``/v1/info`` says ``not-enrolled``,
+    the session keeps waiting; once enrolled, the same session gets its receipt."""
+    import sqlite3
+
+    from kycedge.carrier.receiver import Receiver
+    from kycedge.unit.identity import load_identity
+
+    db = sqlite3.connect(lab.carrier_config.database_target)
+    with db:
+        db.execute("DELETE FROM devices")  # installed before its enrolment
+    db.close()
+    d, _cam, t, code = start(lab, systemd, [frame(NO_FACE), frame(GOOD)])
+    wait_for(lambda: systemd.seen("READY=1"))
+    c = lab.client()
+    sid = c.start_session("registration-ref-000C")["session"]
+    events: list[dict[str, Any]] = []
+    reader = threading.Thread(target=lambda: events.extend(c.events(sid)), daemon=True)
+    reader.start()
+    wait_for(lambda: c.info()["delivery"] == "not-enrolled")
+    info = c.info()
+    assert info["queue"]["count"] == 1
+    assert info["queue"]["held"] == {"unknown-device": 1}
+    assert not any(e["event"] == "receipt" for e in events)
+    with Receiver.from_config(lab.carrier_config) as rx:
+        rx.registry.enroll(lab.tenant, lab.device, load_identity(lab.unit_state).public_key)
+    reader.join(20)
+    assert [e["event"] for e in events][-1] == "receipt"
+    assert (events[-1]["status"], events[-1]["reason"]) == ("accepted", "no-reference")
+    assert c.info()["delivery"] == "ok"
+    assert c.info()["queue"]["count"] == 0
+    d.stop_event.set()
+    t.join(15)
+    assert code == [0]
