@@ -345,14 +345,14 @@ def test_model_based_put_send_ack(
 
 def test_hold_keeps_the_envelope_and_shows_the_condition(tmp_path: Path) -> None:
     ob = Outbox(tmp_path / "o.sqlite", OutboxConfig(retry_initial_s=1.0, retry_max_s=4.0, retry_jitter=0.0))
-    ob.put("m1", b"e1", now=100.0)
-    ob.put("m2", b"e2", now=100.0)
-    ob.record_attempts(["m1", "m2"], 100.0)
-    assert ob.hold([("m1", "unknown-device"), ("gone", "undecryptable")], 100.5) == ["m1"]
+    ob.put(M("m1"), b"e1", now=100.0)
+    ob.put(M("m2"), b"e2", now=100.0)
+    ob.record_attempts([M("m1"), M("m2")], 100.0)
+    assert ob.hold([(M("m1"), "unknown-device"), (M("gone"), "undecryptable")], 100.5) == [M("m1")]
     st = ob.stats(100.5)
     assert (st.count, st.held, st.last_condition) == (2, {"unknown-device": 1}, "unknown-device")
-    assert [d.message_id for d in ob.due(101.0)] == ["m1", "m2"]  # the backoff schedule is kept
-    ob.ack([Ack("m1", "accepted", "accepted")], 102.0)
+    assert [d.message_id for d in ob.due(101.0)] == [M("m1"), M("m2")]  # the backoff schedule is kept
+    ob.ack([Ack(M("m1"), "accepted", "accepted")], 102.0)
     assert ob.stats(102.0).held == {}
 
 
@@ -361,13 +361,13 @@ def test_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
 
     p = tmp_path / "o.sqlite"
     ob = Outbox(p)
-    ob.put("m1", b"e1")
+    ob.put(M("m1"), b"e1")
     ob.close()
     c = sqlite3.connect(p)  # make it a version-1 file (no condition columns)
     c.executescript("UPDATE meta SET value='1' WHERE key='schema'; ALTER TABLE receipts DROP COLUMN score;"
                     "ALTER TABLE outbox DROP COLUMN condition; ALTER TABLE outbox DROP COLUMN condition_at;")
     c.close()
     ob = Outbox(p)
-    assert ob.message_ids() == ["m1"]
-    assert ob.hold([("m1", "undecryptable")]) == ["m1"]
+    assert ob.message_ids() == [M("m1")]
+    assert ob.hold([(M("m1"), "undecryptable")]) == [M("m1")]
     assert ob.stats().held == {"undecryptable": 1}

@@ -298,7 +298,7 @@ def test_a_pre_authentication_rejection_does_not_end_the_session() -> None:
     """Issue 10: ``unknown-device`` / ``undecryptable`` say nothing about this registration: the
     stream keeps waiting (the envelope stays queued) and the final receipt ends it."""
     m, *_ = manager([frame(GOOD)])
-    s = m.start("REG-7")
+    s = m.start("REG-registration-7")
     events_until(s, "queued")
     assert not m.deliver_receipt(receipt(mid(1), "unknown-device"))
     assert not m.deliver_receipt(receipt(mid(1), "undecryptable"))
