@@ -371,3 +371,24 @@ def test_schema_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     assert ob.message_ids() == [M("m1")]
     assert ob.hold([(M("m1"), "undecryptable")]) == [M("m1")]
     assert ob.stats().held == {"undecryptable": 1}
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_database_wal_and_shm_are_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """Issue 10 item 13: they were created 0644 under umask 022 (0666 under 000)."""
+    import stat as st_mod
+
+    old = os.umask(umask)
+    try:
+        p = tmp_path / "state" / "outbox.sqlite"
+        ob = Outbox(p)
+        ob.put(M("m1"), b"ciphertext")
+        modes = {f.name: st_mod.S_IMODE(f.stat().st_mode) for f in p.parent.iterdir()}
+        ob.close()
+        assert {"outbox.sqlite", "outbox.sqlite-wal", "outbox.sqlite-shm"} <= set(modes)
+        assert set(modes.values()) == {0o600}, modes
+        p.chmod(0o644)  # a file left by an older version is tightened on open
+        Outbox(p).close()
+        assert st_mod.S_IMODE(p.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -33,9 +33,12 @@ Only the standard library is imported here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -217,6 +220,21 @@ _V2_COLUMNS = (("outbox", "condition", "TEXT"), ("outbox", "condition_at", "REAL
                ("receipts", "score", "REAL"), ("receipts", "threshold", "REAL"))
 
 
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _private(path: Path, *, create: bool = False) -> None:
+    """Make ``path`` mode 0600 whatever the umask (create it empty if asked and missing)."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+            os.chmod(path, 0o600)
+    except FileNotFoundError:
+        pass
+
+
 def _classify(e: sqlite3.Error) -> tuple[str, str]:
     """A stable reason code and an operator hint for an SQLite error."""
     code = getattr(e, "sqlite_errorcode", None)
@@ -263,6 +281,9 @@ class Outbox:
         self._next_prune = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private(self.path, create=True)  # SQLite gives -wal/-shm the database file's mode
+            for side in _SIDE_FILES:
+                _private(self.path.with_name(self.path.name + side))
             self._conn = sqlite3.connect(
                 str(self.path),
                 timeout=self.config.busy_timeout_s,
@@ -282,6 +303,8 @@ class Outbox:
                 )
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
+            for side in _SIDE_FILES:  # created by now with the database's mode; make sure
+                _private(self.path.with_name(self.path.name + side))
             with self._tx():
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():

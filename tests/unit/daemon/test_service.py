@@ -346,3 +346,30 @@ def test_not_enrolled_is_shown_on_the_local_api_and_delivered_once_enrolled(
     d.stop_event.set()
     t.join(15)
     assert code == [0]
+
+
+def test_every_state_file_the_daemon_creates_is_0600_whatever_the_umask(
+        lab: Lab, systemd: Systemd) -> None:
+    """Issue 10 item 13: started under umask 000, the daemon's outbox (+ -wal, -shm), sealer
+    state and anything else it writes under the state dir are private."""
+    import os
+    import stat
+
+    before = {p for p in lab.unit_state.rglob("*")}
+    old = os.umask(0)
+    try:
+        d, _cam, t, code = start(lab, systemd, [frame(NO_FACE), frame(GOOD)])
+        wait_for(lambda: systemd.seen("READY=1"))
+        c = lab.client()
+        events = list(c.events(c.start_session("registration-ref-000D")["session"]))
+        assert events[-1]["event"] == "receipt"
+        d.stop_event.set()
+        t.join(15)
+    finally:
+        os.umask(old)
+    assert code == [0]
+    new = {p: stat.S_IMODE(p.lstat().st_mode) for p in lab.unit_state.rglob("*")
+           if p not in before and not p.is_symlink() and not p.is_socket()}
+    assert any(p.name == "outbox.sqlite" for p in new), sorted(map(str, new))
+    loose = {str(p): oct(m) for p, m in new.items() if m & 0o077}
+    assert loose == {}

@@ -24,6 +24,7 @@ models it started with.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -148,6 +149,7 @@ class Daemon:
         memory.limit_arenas(2)
         log.info("starting", extra={"version": __version__, "device_id": s.daemon.device_id,
                                     "tenant": s.daemon.tenant, "camera": s.capture.source})
+        os.umask(0o077)  # every state file this process creates is private, whatever the caller's umask
         state = s.daemon.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         identity = load_identity(state, tpm_tcti=s.daemon.tpm_tcti)
