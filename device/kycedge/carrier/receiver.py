@@ -325,7 +325,7 @@ class Receiver:
                        ref.threshold)
             ref_model = (ref.model_id, ref.model_version)
             reason, detail = d.outcome, d.detail
-            if d.outcome == "malformed":  # same model, wrong dimension: authenticated, final
+            if d.outcome == "malformed":  # wrong dimension or zero vector: authenticated, final
                 return _Pending(index, header,
                                 commit("bad-template", self._sign(header, "bad-template"), consumes=False),
                                 None, None, detail)
