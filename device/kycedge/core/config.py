@@ -7,7 +7,13 @@ turns a TOML table into such a dataclass and refuses anything it does not unders
 - an unknown key is an error (typos must not silently fall back to a default);
 - a value of the wrong type is an error (``true`` is not an int, ``"5"`` is not an int);
 - a number outside ``metadata["min"]``/``metadata["max"]`` is an error;
-- a string outside ``Literal[...]`` is an error.
+- a string outside ``Literal[...]`` is an error;
+- a string or path longer than ``metadata["max_len"]`` (default :data:`MAX_STRING_CHARS`),
+  an array longer than :data:`MAX_ARRAY_ITEMS`, a file larger than :data:`MAX_CONFIG_BYTES`
+  or nested deeper than the parser can follow is an error (never a traceback).
+
+Every problem is reported, not just the first: :class:`ConfigError` carries them all in
+``problems`` (one line each, in file order) and its message joins them with newlines.
 
 Every message names the dotted key, what was expected and what was found, e.g.
 ``outbox.max_bytes: expected an integer >= 1048576, got 10``.
@@ -45,7 +51,39 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "from_mapping", "json_schema", "load_toml", "section"]
+__all__ = [
+    "MAX_ARRAY_ITEMS",
+    "MAX_CONFIG_BYTES",
+    "MAX_STRING_CHARS",
+    "ConfigError",
+    "config_error",
+    "from_mapping",
+    "json_schema",
+    "load_toml",
+    "problems_of",
+    "section",
+]
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few kB; anything near this is not one
+MAX_STRING_CHARS = 4096  # PATH_MAX; every string and path value, unless a field says less
+MAX_ARRAY_ITEMS = 1024
+
+
+def config_error(problems: list[str]) -> ConfigError:
+    """One :class:`ConfigError` for several problems (``.problems`` lists them)."""
+    e = ConfigError("\n".join(problems))
+    e.problems = list(problems)  # type: ignore[attr-defined]
+    return e
+
+
+def problems_of(e: ConfigError) -> list[str]:
+    """Every problem a :class:`ConfigError` stands for (one line each)."""
+    found = getattr(e, "problems", None)
+    return list(found) if found else e.message.splitlines() or [e.message]
+
+
+class _Reported(Exception):
+    """A nested table's problems are already in the list: the outer field adds nothing."""
 
 
 def section(
@@ -55,9 +93,10 @@ def section(
     max: float | None = None,
     help: str = "",
     default_factory: Any = dataclasses.MISSING,
+    max_len: int | None = None,
 ) -> Any:
     """A dataclass field with bounds and a help text for validation and the schema."""
-    meta = {"min": min, "max": max, "help": help}
+    meta = {"min": min, "max": max, "help": help, "max_len": max_len}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -66,48 +105,90 @@ def section(
 def load_toml(path: Path, cls: type[T]) -> T:
     """Read ``path`` as TOML and build ``cls`` from it (see :func:`from_mapping`)."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: expected a config file of at most {MAX_CONFIG_BYTES} bytes, got more")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: expected UTF-8 text, got undecodable bytes ({e})") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError as e:
+        raise ConfigError(f"{path}: not valid TOML for kycedge: arrays or tables nested deeper than "
+                          "the parser can follow (a config needs at most a few levels)") from e
     return from_mapping(cls, data, where=str(path) + ": ")
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], *, where: str = "", key: str = "") -> T:
-    """Build the frozen dataclass ``cls`` from ``data``, validating every value."""
+    """Build the frozen dataclass ``cls`` from ``data``, validating every value.
+
+    Raises one :class:`ConfigError` listing every problem found (``.problems``).
+    """
+    problems: list[str] = []
+    try:
+        out = _build(cls, data, where, key, problems)
+    except RecursionError:  # pragma: no cover - load_toml's parser gives up first
+        problems.append(f"{where}{key or '<root>'}: nested deeper than a config can be")
+        out = None
+    if problems or out is None:
+        raise config_error(problems)
+    return out
+
+
+def _build(cls: type[T], data: Any, where: str, key: str, problems: list[str]) -> T | None:
     if not dataclasses.is_dataclass(cls):  # pragma: no cover - programming error
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}{key or '<root>'}: expected a table, got {_describe(data)}")
+        problems.append(f"{where}{key or '<root>'}: expected a table, got {_describe(data)}")
+        return None
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        full = ", ".join(_join(key, u) for u in unknown)
-        known = ", ".join(sorted(fields)) or "(none)"
-        raise ConfigError(f"{where}{full}: unknown key; expected one of: {known}")
+    before = len(problems)
+    known = ", ".join(sorted(fields)) or "(none)"
+    for u in sorted(set(data) - set(fields), key=str):
+        problems.append(f"{where}{_join(key, str(u)[:80])}: unknown key; expected one of: {known}")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         dotted = _join(key, name)
         if name in data:
-            kwargs[name] = _convert(hints[name], data[name], f.metadata, where, dotted)
+            try:
+                kwargs[name] = _convert(hints[name], data[name], f.metadata, where, dotted, problems)
+            except _Reported:
+                pass
+            except ConfigError as e:
+                problems.append(e.message)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}{dotted}: required key is missing")
+            problems.append(f"{where}{dotted}: required key is missing")
+    if len(problems) > before:
+        return None
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as e:
+        problems.extend(f"{where}{p}" for p in problems_of(e))
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}{key or '<root>'}: {e}") from e
+        # cross-field rules, one problem a line; "field: ..." lines are given the dotted key
+        for text in str(e).splitlines() or [type(e).__name__]:
+            head = text.split(":", 1)[0]
+            if head in fields:
+                text = _join(key, text)
+            elif not (head == key or head.startswith(f"{key}.")):
+                text = f"{key or '<root>'}: {text}"
+            problems.append(f"{where}{text}")
+    return None
 
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def _check_len(value: str, meta: Mapping[str, Any], where: str, key: str) -> None:
+    limit = meta.get("max_len") or MAX_STRING_CHARS
+    if len(value) > limit:
+        raise ConfigError(f"{where}{key}: expected at most {limit} characters, got {len(value)}")
 
 
 def _describe(value: Any) -> str:
@@ -118,7 +199,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, float):
         return f"float {value}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {value[:60]!r}" + (f" ({len(value)} characters)" if len(value) > 60 else "")
     if isinstance(value, Mapping):
         return "a table"
     if isinstance(value, list):
@@ -143,13 +224,15 @@ def _check_bounds(value: float, meta: Mapping[str, Any], what: str, where: str, 
         raise ConfigError(f"{where}{key}: expected {what}{_bounds_text(meta)}, got {value}")
 
 
-def _convert(tp: Any, value: Any, meta: Mapping[str, Any], where: str, key: str) -> Any:
+def _convert(tp: Any, value: Any, meta: Mapping[str, Any], where: str, key: str,
+             problems: list[str] | None = None) -> Any:
+    problems = [] if problems is None else problems
     origin = get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
         members = [a for a in get_args(tp) if a is not type(None)]
         # TOML has no null: an optional field is simply left out.
         if len(members) == 1:
-            return _convert(members[0], value, meta, where, key)
+            return _convert(members[0], value, meta, where, key, problems)
         raise TypeError(f"unsupported union type for {key}: {tp}")  # pragma: no cover
     if origin is Literal:
         choices = get_args(tp)
@@ -163,10 +246,22 @@ def _convert(tp: Any, value: Any, meta: Mapping[str, Any], where: str, key: str)
         args = get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(f"{where}{key}: expected an array, got {_describe(value)}")
+        if len(value) > MAX_ARRAY_ITEMS:
+            raise ConfigError(f"{where}{key}: expected an array of at most {MAX_ARRAY_ITEMS} values, "
+                              f"got {len(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(
-                _convert(args[0], v, {}, where, f"{key}[{i}]") for i, v in enumerate(value)
-            )
+            items, bad = [], False
+            for i, v in enumerate(value):
+                try:
+                    items.append(_convert(args[0], v, {}, where, f"{key}[{i}]", problems))
+                except _Reported:
+                    bad = True
+                except ConfigError as e:
+                    problems.append(e.message)
+                    bad = True
+            if bad:
+                raise _Reported
+            return tuple(items)
         if len(args) != len(value):
             raise ConfigError(
                 f"{where}{key}: expected an array of {len(args)}, got {_describe(value)}"
@@ -174,7 +269,10 @@ def _convert(tp: Any, value: Any, meta: Mapping[str, Any], where: str, key: str)
         return tuple(_convert(a, v, {}, where, f"{key}[{i}]") for i, (a, v) in enumerate(
             zip(args, value, strict=True)))
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return from_mapping(tp, value, where=where, key=key)
+        built = _build(tp, value, where, key, problems)
+        if built is None:
+            raise _Reported
+        return built
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}{key}: expected true or false, got {_describe(value)}")
@@ -198,10 +296,14 @@ def _convert(tp: Any, value: Any, meta: Mapping[str, Any], where: str, key: str)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key}: expected a string, got {_describe(value)}")
+        _check_len(value, meta, where, key)
         return value
     if tp is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where}{key}: expected a file path, got {_describe(value)}")
+        _check_len(value, meta, where, key)
+        if "\0" in value:
+            raise ConfigError(f"{where}{key}: expected a file path, got a string with a NUL character")
         return Path(value)
     raise TypeError(f"unsupported config type for {key}: {tp}")  # pragma: no cover
 

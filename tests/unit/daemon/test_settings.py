@@ -129,3 +129,63 @@ def test_uplink_client_id_is_the_units_identity_or_empty(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=r"uplink\.client_id: expected empty or 'acme/unit-0001' .*"
                                           r"got 'acme\.unit-0001'"):
         settings.load(with_id("acme.unit-0001"))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("[api]\nsocket_mode = 0o666\n",
+     r"api\.socket_mode: expected no write permission for others .*got 0o666: a socket others can write"),
+    ("[api]\nsocket_mode = 0o662\n", r"api\.socket_mode: expected no write permission for others"),
+    ('[api]\nallowed_origins = ["null"]\n',
+     r"api\.allowed_origins\[0\]: expected a scheme://host\[:port\] origin, got 'null': browsers send"),
+    ('[api]\nallowed_origins = ["https://app.example", "*"]\n', r"api\.allowed_origins\[1\]: .*wildcard"),
+    ('[api]\nallowed_origins = ["https://app.example/path"]\n',
+     r"api\.allowed_origins\[0\]: expected an origin"),
+    ('[api]\nsocket_path = "' + "x" * 100_000 + '"\n',
+     r"api\.socket_path: expected at most 4096 characters, got 100000"),
+    ('[api]\nallowed_origins = [' + '"https://a.example",' * 2000 + ']\n',
+     r"api\.allowed_origins: expected an array of at most 1024 values, got 2000"),
+])
+def test_risky_and_oversized_values_are_refused_with_a_reason(tmp_path: Path, extra: str,
+                                                              message: str) -> None:
+    """Issue 10 item 14: these were accepted (a world-writable camera socket, Origin: null,
+    10 MB strings)."""
+    with pytest.raises(ConfigError, match=message):
+        settings.load(write(tmp_path, MINIMAL + extra))
+
+
+def test_safe_api_values_still_load(tmp_path: Path) -> None:
+    s = settings.load(write(tmp_path, MINIMAL + '[api]\nsocket_mode = 0o600\nallowed_origins = '
+                            '["https://agent-app.example", "http://localhost:8080", "http://[::1]:4501"]\n'))
+    assert s.api.socket_mode == 0o600
+    assert len(s.api.allowed_origins) == 3
+
+
+def test_deep_nesting_is_a_clear_error_not_a_traceback(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    p = write(tmp_path, MINIMAL + "[session]\nx = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["config", "check", "--no-files", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "nested deeper than the parser can follow" in err
+    assert "Traceback" not in err
+    assert "RecursionError" not in err
+
+
+def test_oversized_file_is_refused_unread(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match="expected a config file of at most 1048576 bytes"):
+        settings.load(p)
+
+
+def test_config_check_reports_every_problem_one_line_each(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10 item 14: ``config check`` reported only the first problem."""
+    p = write(tmp_path, MINIMAL + "[session]\nbest_of = true\ntimeout_s = 0\ntypo_key = 1\n"
+                                  '[api]\nsocket_mode = 0o666\nallowed_origins = ["null", "*"]\n'
+                                  "[outbox]\nmax_bytes = 1\n")
+    assert main(["config", "check", "--no-files", str(p)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert all(ln.startswith(f"kycedge: error: bad-config: {p}: ") for ln in lines), lines
+    keys = [ln.split(": ")[4] for ln in lines]
+    assert sorted(keys) == sorted(["session.typo_key", "session.best_of", "session.timeout_s",
+                                   "api.socket_mode", "api.allowed_origins[0]", "api.allowed_origins[1]",
+                                   "outbox.max_bytes"]), lines

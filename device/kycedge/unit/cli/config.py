@@ -26,9 +26,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _check(args: argparse.Namespace) -> int:
+    from kycedge.core.config import problems_of
+    from kycedge.core.errors import ConfigError
     from kycedge.unit.daemon import settings
 
-    s = settings.load(args.path)  # ConfigError -> "kycedge: error: bad-config: ..." exit 2
+    try:
+        s = settings.load(args.path)
+    except ConfigError as e:  # every problem, one line each (they name the file already)
+        for p in problems_of(e):
+            print(f"kycedge: error: bad-config: {p}", file=sys.stderr)
+        return 2
     problems = [] if args.no_files else settings.check_files(s)
     for p in problems:
         print(f"kycedge: error: bad-config: {args.path}: {p}", file=sys.stderr)
