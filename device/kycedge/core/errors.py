@@ -79,6 +79,13 @@ class EnvelopeError(KycEdgeError):
     reason = "malformed"
 
 
+class StorageError(KycEdgeError):
+    """The unit's state filesystem refused a write: ``storage-full`` (no space or quota left),
+    ``read-only`` or ``storage-error``. What was already stored is untouched."""
+
+    reason = "storage-error"
+
+
 class OutboxError(KycEdgeError):
     """The durable outbox cannot take or give an envelope."""
 

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "fsync_file", "swap_symlink"]
+from kycedge.core.errors import StorageError
+
+__all__ = [
+    "FULL_BELOW_BYTES",
+    "NO_SPACE_ERRNOS",
+    "atomic_write",
+    "filesystem_full",
+    "fsync_dir",
+    "fsync_file",
+    "storage_error",
+    "swap_symlink",
+]
+
+#: errno values that mean "the filesystem has no room" (reason ``storage-full``)
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: below this many free bytes for unprivileged writers a filesystem counts as full
+FULL_BELOW_BYTES = 64 * 1024
 
 
 def fsync_dir(path: Path) -> None:
@@ -64,3 +81,26 @@ def swap_symlink(link: Path, target: str, on_tmp: Callable[[], None] | None = No
     if on_tmp is not None:
         on_tmp()
     os.replace(tmp, link)
+
+
+def filesystem_full(path: Path) -> bool:
+    """True when the filesystem holding ``path`` (or its nearest existing parent) is full."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW_BYTES
+
+
+def storage_error(e: OSError, what: str) -> StorageError:
+    """The :class:`StorageError` for a failed write: ``storage-full``, ``read-only`` or ``storage-error``."""
+    if e.errno in NO_SPACE_ERRNOS:
+        return StorageError(f"{what}: the state filesystem is full ({e.strerror}); free space. Registrations "
+                            "already stored are safe", reason="storage-full")
+    if e.errno == errno.EROFS:
+        return StorageError(f"{what}: the state filesystem is read-only; remount it read-write",
+                            reason="read-only")
+    return StorageError(f"{what}: {e.strerror or e}", reason="storage-error")

@@ -18,7 +18,7 @@ the envelope is on stable storage. Bookkeeping (attempts, acks) commits with
 ``synchronous=NORMAL``: a power cut may forget the latest of those, which costs one more
 re-send that the carrier answers with its first receipt (docs/decisions/0005).
 Errors from SQLite are converted to :class:`OutboxError` with a stable
-``reason``: ``disk-full``, ``read-only``, ``io-error``, ``busy``, ``corrupt``; they are
+``reason``: ``storage-full``, ``read-only``, ``io-error``, ``busy``, ``corrupt``; they are
 reported to the caller (the capture that cannot be stored is refused) and never touch
 what is already stored. When the configured byte or count bound is reached,
 :meth:`Outbox.put` raises :class:`OutboxFullError` with a message for the operator.
@@ -47,6 +47,7 @@ from pathlib import Path
 
 from kycedge.core.config import section
 from kycedge.core.errors import IdError, OutboxError, OutboxFullError
+from kycedge.core.fsutil import filesystem_full, storage_error
 from kycedge.protocol import ids
 
 __all__ = [
@@ -235,13 +236,23 @@ def _private(path: Path, *, create: bool = False) -> None:
         pass
 
 
-def _classify(e: sqlite3.Error) -> tuple[str, str]:
-    """A stable reason code and an operator hint for an SQLite error."""
+_FULL_HINT = "the state filesystem is full; free space (already stored envelopes are safe)"
+
+
+def _classify(e: sqlite3.Error, path: Path | None = None) -> tuple[str, str]:
+    """A stable reason code and an operator hint for an SQLite error.
+
+    SQLite reports a full disk as SQLITE_FULL when a write needs a page, but as a plain
+    I/O error when it cannot grow its -wal/-shm (as at start-up): an I/O error on a
+    filesystem with no free space is ``storage-full`` too.
+    """
     code = getattr(e, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     text = str(e).lower()
     if primary == 13 or "disk is full" in text:  # SQLITE_FULL
-        return "disk-full", "the state filesystem is full; free space (already stored envelopes are safe)"
+        return "storage-full", _FULL_HINT
+    if (primary == 10 or "i/o" in text) and path is not None and filesystem_full(path):
+        return "storage-full", _FULL_HINT
     if primary == 8 or "readonly" in text or "read-only" in text:  # SQLITE_READONLY
         return "read-only", "the state filesystem is read-only; remount it read-write"
     if primary in (5, 6) or "locked" in text:  # SQLITE_BUSY, SQLITE_LOCKED
@@ -290,10 +301,15 @@ class Outbox:
                 isolation_level=None,
                 check_same_thread=False,
             )
-        except (OSError, sqlite3.Error) as e:
-            raise OutboxError(
-                f"{self.path}: cannot open the outbox database: {e}", reason="cannot-open"
-            ) from e
+        except OSError as e:
+            err = storage_error(e, f"{self.path}: cannot create the outbox database")
+            raise OutboxError(err.message, reason=err.reason if err.reason != "storage-error"
+                              else "cannot-open") from e
+        except sqlite3.Error as e:
+            reason, hint = _classify(e, self.path)
+            reason = "cannot-open" if reason == "outbox-error" else reason
+            raise OutboxError(f"{self.path}: cannot open the outbox database: {e} ({hint})",
+                              reason=reason) from e
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -331,7 +347,7 @@ class Outbox:
             raise
         except sqlite3.Error as e:
             self._conn.close()
-            reason, hint = _classify(e)
+            reason, hint = _classify(e, self.path)
             raise OutboxError(f"{self.path}: cannot open the outbox: {e} ({hint})", reason=reason) from e
 
     # -- plumbing ---------------------------------------------------------------------
@@ -390,7 +406,7 @@ class Outbox:
             log.warning("outbox: rollback failed", exc_info=True)
 
     def _fail(self, what: str, e: sqlite3.Error) -> OutboxError:
-        reason, hint = _classify(e)
+        reason, hint = _classify(e, self.path)
         self._last_error = f"{reason}: {what}: {e}"
         log.error("outbox: %s failed: %s (%s)", what, e, hint)
         return OutboxError(f"outbox {what} failed: {e} ({hint})", reason=reason)
@@ -461,6 +477,7 @@ class Outbox:
                 )
         except sqlite3.Error as e:
             raise self._fail("put", e) from e
+        self._last_error = ""  # the storage takes writes again
         return True
 
     def record_attempts(self, message_ids: Iterable[str], now: float | None = None) -> None:
@@ -705,6 +722,7 @@ class Outbox:
                 ).fetchone()
         except sqlite3.Error as e:
             raise self._fail("stats", e) from e
+        full = not self._last_error and filesystem_full(self.path)  # whoever hit it (the sealer...)
         return OutboxStats(
             count=int(count),
             bytes=int(size),
@@ -716,7 +734,7 @@ class Outbox:
             receipts=int(receipts),
             accepted_total=int(counters.get("accepted", 0)),
             rejected_total=int(counters.get("rejected", 0)),
-            last_error=self._last_error,
+            last_error=self._last_error or (f"storage-full: {_FULL_HINT}" if full else ""),
             held={str(k): int(v) for k, v in held.items()},
             last_condition="" if last is None else str(last[0]),
         )

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kycedge.core.errors import KeyStoreError
-from kycedge.core.fsutil import atomic_write
+from kycedge.core.fsutil import atomic_write, storage_error
 from kycedge.protocol.envelope import (
     GENESIS_DIGEST,
     CarrierKey,
@@ -61,7 +61,10 @@ class ChainState:
 
     def advance(self, sequence: int, digest: bytes) -> None:
         data = json.dumps({"sequence": sequence, "prev_digest": digest.hex()}).encode()
-        atomic_write(self.path, data)
+        try:
+            atomic_write(self.path, data)
+        except OSError as e:  # a full disk must say so (storage-full), not end in internal-error
+            raise storage_error(e, f"{self.path}: cannot record the envelope chain") from e
         self.sequence, self.prev_digest = sequence, digest
 
 

@@ -70,3 +70,36 @@ def test_broken_chain_state_refuses_to_start(tmp_path: Path) -> None:
     assert e.value.reason == "bad-chain-state"
     with pytest.raises(KeyStoreError, match="expected at least one carrier HPKE key"):
         DeviceSealer(ident, [], tenant="acme", device_id="u1", state_dir=tmp_path / "state")
+
+
+def test_a_full_disk_ends_the_session_with_storage_full_and_loses_nothing(small_fs) -> None:  # type: ignore[no-untyped-def]
+    """Issue 10 item 12: the session ended with internal-error and queue.last_error was empty
+    (the sealer's chain write hit ENOSPC first). Real sealer and outbox on a full 1 MiB tmpfs."""
+    from kycedge.unit.capture.fake import FakeCamera
+    from kycedge.unit.outbox import Outbox
+    from kycedge.unit.session import SessionConfig, SessionManager
+
+    from .fakes import GOOD, FakeAnalyzer, frame
+
+    state = small_fs.root / "state"
+    ident, _ = init_identity(state)
+    ck = CarrierKey.from_public_key(crypto.generate_kem_key().public_key())
+    sealer = DeviceSealer(ident, [ck], tenant="acme", device_id="u1", state_dir=state)
+    ob = Outbox(state / "outbox.sqlite")
+    cfg = SessionConfig(timeout_s=5.0, settle_s=0.0, best_of=1, receipt_wait_s=0.0)
+    m = SessionManager(FakeCamera([frame(GOOD)] * 50), FakeAnalyzer(), sealer, ob, cfg)
+    first = list(m.start("registration-ref-0001").stream(poll_s=0.05))
+    assert any(e["event"] == "queued" for e in first)
+    small_fs.fill()
+    evs = list(m.start("registration-ref-0002").stream(poll_s=0.05))
+    assert evs[-1]["event"] == "failed"
+    assert evs[-1]["reason"] == "storage-full", evs[-1]
+    assert "free space" in evs[-1]["message"]
+    assert ob.stats().last_error.startswith("storage-full")
+    assert len(ob.message_ids()) == 1  # the first registration is still queued
+    small_fs.free()
+    evs = list(m.start("registration-ref-0003").stream(poll_s=0.05))
+    assert any(e["event"] == "queued" for e in evs)
+    assert len(ob.message_ids()) == 2
+    assert ob.stats().last_error == ""
+    ob.close()
