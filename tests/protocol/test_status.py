@@ -15,6 +15,7 @@ from kycedge.protocol.status import (
     QueueState,
     UnitStatus,
     UpdateReport,
+    delivery_state,
     parse_announce,
     parse_status,
 )
@@ -66,6 +67,30 @@ def test_bad_announce_refused(payload: bytes) -> None:
 
 
 def test_unknown_keys_are_kept_for_newer_readers() -> None:
-    s = parse_status(b'{"state": "online", "delivery": {"condition": "ok"}}')
-    assert s.extra["delivery"] == {"condition": "ok"}
-    assert json.loads(s.to_json())["delivery"] == {"condition": "ok"}
+    s = parse_status(b'{"state": "online", "battery": {"condition": "ok"}}')
+    assert s.extra["battery"] == {"condition": "ok"}
+    assert json.loads(s.to_json())["battery"] == {"condition": "ok"}
+
+
+def test_delivery_and_held_round_trip_and_bad_values_are_refused() -> None:
+    """Issue 10: the status says ``not-enrolled`` (and what is held) in one shape, one parser."""
+    s = parse_status(b'{"state": "online", "delivery": "not-enrolled", "queue": {"count": 2, "bytes": 9,'
+                     b' "inflight": 0, "full": false, "held": {"unknown-device": 2}, "last_error": ""}}')
+    assert s.delivery == "not-enrolled"
+    assert s.queue is not None
+    assert dict(s.queue.held) == {"unknown-device": 2}
+    assert parse_status(s.to_json()) == s
+    with pytest.raises(MessageError, match=r"status\.delivery: expected one of ok, not-enrolled"):
+        parse_status(b'{"state": "online", "delivery": "everything-fine"}')
+    with pytest.raises(MessageError, match=r"status\.queue\.held"):
+        parse_status(b'{"state": "online", "queue": {"count": 1, "held": [1]}}')
+
+
+@pytest.mark.parametrize(("held", "last", "final", "state"), [
+    ({}, "", None, "ok"), ({"unknown-device": 1}, "unknown-device", None, "not-enrolled"),
+    ({"revoked-device": 1}, "revoked-device", False, "revoked"),
+    ({"undecryptable": 3}, "undecryptable", False, "not-delivered"),
+    ({"unknown-device": 1}, "unknown-device", True, "ok"),
+])
+def test_delivery_state(held: dict[str, int], last: str, final: bool | None, state: str) -> None:
+    assert delivery_state(held, last, final) == state
