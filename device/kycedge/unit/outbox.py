@@ -675,6 +675,17 @@ class Outbox:
         except sqlite3.Error as e:
             raise self._fail("lookup", e) from e
 
+    def condition(self, message_id: str) -> str | None:
+        """The carrier's pre-authentication reason noted on a queued envelope (:meth:`hold`),
+        ``""`` when none, ``None`` when the message id is not queued."""
+        try:
+            with self._lock:
+                row = self._conn.execute("SELECT condition FROM outbox WHERE message_id=?",
+                                         (message_id,)).fetchone()
+        except sqlite3.Error as e:
+            raise self._fail("lookup", e) from e
+        return None if row is None else str(row[0] or "")
+
     def receipt(self, message_id: str) -> Ack | None:
         """The recorded outcome for a receipted message id (while retained)."""
         try:

@@ -336,6 +336,8 @@ def test_not_enrolled_is_shown_on_the_local_api_and_delivered_once_enrolled(
     assert info["queue"]["count"] == 1
     assert info["queue"]["held"] == {"unknown-device": 1}
     assert not any(e["event"] == "receipt" for e in events)
+    mid = next(e["message_id"] for e in events if e["event"] == "queued")
+    assert c.message(mid) == {"message_id": mid, "state": "queued", "condition": "unknown-device"}
     with Receiver.from_config(lab.carrier_config) as rx:
         rx.registry.enroll(lab.tenant, lab.device, load_identity(lab.unit_state).public_key)
     reader.join(20)

@@ -292,12 +292,14 @@ class Daemon:
                 "device_key": self.device_key}
 
     def message(self, message_id: str) -> dict[str, Any] | None:
-        """The API's view of one message: queued, or receipted (the outcome recorded when its
-        final receipt was verified; not verified again here)."""
+        """The API's view of one message: queued (with the carrier's pre-authentication refusal
+        as ``condition``, if any), or receipted (the outcome recorded when its final receipt
+        was verified; not verified again here)."""
         if self.outbox is None:
             return None
-        if self.outbox.contains(message_id):
-            return {"message_id": message_id, "state": "queued"}
+        condition = self.outbox.condition(message_id)
+        if condition is not None:  # queued; "condition": the carrier's pre-authentication refusal
+            return {"message_id": message_id, "state": "queued", "condition": condition or None}
         ack = self.outbox.receipt(message_id)
         if ack is None:
             return None
