@@ -18,9 +18,10 @@ has drained.
 
 Two adversities from issue 10, each drawn per trial independently of the faults above:
 
-* ``--forge-share`` (default 0.3): an attacker holding the unit's credentials republishes
-  the unit's clear headers with random ciphertext, in bursts throughout the trial; the
-  carrier answers each with a signed ``undecryptable`` for the genuine message id;
+* ``--forge-share`` (default 0.3): forged envelopes (the unit's clear headers with random
+  ciphertext) reach the carrier in bursts throughout the trial; a receiver answers each
+  with a signed ``undecryptable`` for the genuine message id, sent to the unit through
+  Mosquitto (see :class:`Forger`);
 * ``--late-share`` (default 0.2): the unit is installed before the carrier enrols it
   (``unknown-device`` until then) and is enrolled at a random moment, before or after
   the kill.
@@ -97,8 +98,12 @@ def start_receiver(world: Path, instance: int, log: Path) -> subprocess.Popen[st
 
 
 class Forger:
-    """Publishes forged envelopes (a genuine clear header, random ciphertext) for registrations
-    0..k-1 of a unit with the unit's own credentials, in bursts until stopped."""
+    """Forged envelopes (a genuine clear header, random ciphertext) for registrations 0..k-1 of
+    a unit, in bursts until stopped, as they reach the carrier from whoever can publish on the
+    unit's templates topic (a compromised broker: since the guard plugin a unit's stolen
+    credentials only take over its one session): a carrier receiver (the real code, the real
+    store) answers each, and its signed ``undecryptable`` goes to the unit through Mosquitto
+    with the receivers' identity."""
 
     def __init__(self, broker: Broker, pki: Pki, carrier: Carrier, workdir: Path, device: str, k: int,
                  t0_ms: int, rng: random.Random) -> None:
@@ -119,21 +124,25 @@ class Forger:
         unit = carrier.enroll(workdir, TENANT, device, t0_ms=t0_ms, register=False)
         headers = [encode_header(peek_header(unit.seal(i).data)) for i in range(k)]
         size = len(unit.seal(0).data)
-        c = MqttClient(broker.uplink_config(pki.device(TENANT, device)), client_id=f"forger-{device}")
+        rx = carrier.receiver()
+        c = MqttClient(broker.uplink_config(pki.service()), client_id=f"carrier-receiver-forger-{device}")
         c.start()
         try:
             while not self.stop.is_set():
                 if c.connected:
                     for hb in rng.sample(headers, max(1, len(headers) // 2)):
+                        out = rx.handle(hb + rng.randbytes(size - len(hb)))
+                        if out.receipt is None or out.device_id is None:
+                            continue
                         try:
-                            c.publish(topics.templates(TENANT, device), hb + rng.randbytes(size - len(hb)),
-                                      timeout_s=2.0)
+                            c.publish(topics.receipts(TENANT, out.device_id), out.receipt, timeout_s=2.0)
                             self.sent += 1
                         except UplinkError:  # the broker may be down (killed)
                             break
                 self.stop.wait(rng.uniform(0.05, 0.4))
         finally:
             c.stop()
+            rx.close()
 
     def finish(self) -> int:
         self.stop.set()

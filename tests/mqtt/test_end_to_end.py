@@ -304,9 +304,11 @@ def forged(genuine: bytes) -> bytes:
 
 
 def test_forged_envelopes_do_not_make_the_unit_drop_genuine_ones(world: World) -> None:
-    """Issue 10 item 1, for real: someone with the unit's credentials republishes its clear
-    headers with random ciphertext; the carrier signs ``undecryptable`` for those message
-    ids; the unit keeps the genuine envelopes (condition shown) and delivers them."""
+    """Issue 10 item 1, for real: someone who can publish on the unit's templates topic (a
+    compromised broker; the guard plugin binds a unit's credentials to its one session)
+    republishes its clear headers with random ciphertext; the carrier's receiver signs
+    ``undecryptable`` for those message ids and sends it through Mosquitto; the unit keeps
+    the genuine envelopes (condition shown) and delivers them."""
     rx = world.receiver()
     unit = world.unit()
     ob = Outbox(world.tmp / "u1.sqlite", OutboxConfig(retry_initial_s=0.5, retry_max_s=5.0, retry_jitter=0.2))
@@ -318,21 +320,25 @@ def test_forged_envelopes_do_not_make_the_unit_drop_genuine_ones(world: World) -
         ids.append(mid)
     fw = world.forwarder(unit, ob)
     fw.start()
-    attacker = MqttClient(world.broker.uplink_config(world.pki.device(TENANT, unit.device)),
-                          client_id="stolen-credentials")
-    attacker.start()
+    injector = MqttClient(world.broker.uplink_config(world.pki.service()),
+                          client_id="carrier-receiver-forged")
+    injector.start()
+    forged_rx = world.carrier.receiver()
     try:
-        assert attacker.wait_connected(5), attacker.last_error
+        assert injector.wait_connected(5), injector.last_error
         assert fw.transport.wait_connected(5)
         time.sleep(0.3)  # the forwarder's receipt subscription is in place
-        for i in range(5):
-            attacker.publish(topics.templates(TENANT, unit.device), forged(unit.seal(i).data))
+        for i in range(5):  # what the receiver answers when the forged envelope reaches it
+            out = forged_rx.handle(forged(unit.seal(i).data))
+            assert (out.reason, out.recorded) == ("undecryptable", False)
+            injector.publish(topics.receipts(TENANT, unit.device), out.receipt)
         wait_for(lambda: ob.stats().held == {"undecryptable": 5}, 10, "forged rejections held")
         assert fw.stats()["delivery"] == "not-delivered"
         assert time.time() < later, "too slow to show the order"
         wait_for(lambda: ob.stats().count == 0, 20, "genuine envelopes delivered")
     finally:
-        attacker.stop()
+        forged_rx.close()
+        injector.stop()
         fw.stop()
         rx.stop()
     assert world.stored() == dict.fromkeys(ids, 1)
