@@ -48,7 +48,7 @@ def test_status_says_why(units: None, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "why: bundle 7 was rejected here before" in lines[row + 1]
     assert "golden image g0-obama" in lines[row + 1]
     stopped = next(line for line in lines if line.startswith("unit-0002"))
-    assert stopped.split()[1:3] == ["no", "6"]                      # offline, still on bundle 6
+    assert stopped.split()[1:4] == ["no", "-", "6"]  # offline, delivery not reported, still on bundle 6
 
 
 def test_status_json_carries_the_message(units: None, tmp_path: Path,
