@@ -327,7 +327,7 @@ def test_not_enrolled_is_shown_on_the_local_api_and_delivered_once_enrolled(
     d, _cam, t, code = start(lab, systemd, [frame(NO_FACE), frame(GOOD)])
     wait_for(lambda: systemd.seen("READY=1"))
     c = lab.client()
-    sid = c.start_session("registration-ref-000C")["session"]
+    sid = c.start_session("registration-ref-00C2", consent_version=c.consent_version())["session"]
     events: list[dict[str, Any]] = []
     reader = threading.Thread(target=lambda: events.extend(c.events(sid)), daemon=True)
     reader.start()
@@ -363,7 +363,8 @@ def test_every_state_file_the_daemon_creates_is_0600_whatever_the_umask(
         d, _cam, t, code = start(lab, systemd, [frame(NO_FACE), frame(GOOD)])
         wait_for(lambda: systemd.seen("READY=1"))
         c = lab.client()
-        events = list(c.events(c.start_session("registration-ref-000D")["session"]))
+        sid = c.start_session("registration-ref-00D2", consent_version=c.consent_version())["session"]
+        events = list(c.events(sid))
         assert events[-1]["event"] == "receipt"
         d.stop_event.set()
         t.join(15)

@@ -28,7 +28,7 @@ def test_the_codes_the_unit_sends_have_words() -> None:
     en = catalogue()["messages"]["en"]
     guidance = {"ok", "no-face", "multiple-faces", "move-closer", "face-the-camera", "too-dark", "too-bright",
                 "blurry"}
-    failures = {"timeout", "cancelled", "consent-declined", "outbox-full", "capture-failed",
+    failures = {"timeout", "cancelled", "consent-declined", "outbox-full", "storage-full", "capture-failed",
                 "capture-unavailable", "internal-error", "busy", "bad-reference", "consent-outdated",
                 "too-many-connections"}
     for code in guidance | failures | ACCEPTED_REASONS | REJECTED_REASONS:

@@ -124,6 +124,7 @@ class Daemon:
         self._source = source
         self._load = load_analyzer or _pipeline_loader(settings)
         self._install_signals = install_signals
+        self._umask: int | None = None
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self._reload_lock = threading.Lock()
@@ -149,7 +150,7 @@ class Daemon:
         memory.limit_arenas(2)
         log.info("starting", extra={"version": __version__, "device_id": s.daemon.device_id,
                                     "tenant": s.daemon.tenant, "camera": s.capture.source})
-        os.umask(0o077)  # every state file this process creates is private, whatever the caller's umask
+        self._umask = os.umask(0o077)  # every state file it creates is private, whatever the umask
         state = s.daemon.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         identity = load_identity(state, tpm_tcti=s.daemon.tpm_tcti)
@@ -394,6 +395,9 @@ class Daemon:
         self.metrics.tick(force=True)  # the last figures before the outbox closes
         if self.outbox is not None:
             self.outbox.close()
+        if self._umask is not None:  # the caller's umask again (an in-process daemon: tests, lab)
+            os.umask(self._umask)
+            self._umask = None
         log.info("stopped", extra={"session": outcome, "stop_s": round(time.monotonic() - t0, 3)})
         self.notifier.close()
         return 0
