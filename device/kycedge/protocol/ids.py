@@ -23,6 +23,7 @@ reference          16-64 of base64url, first a letter, no run   payload, local A
                    of 9+ digits even with separators inside
 unit certificate   CN ``<tenant>/<device>``                     broker username, ACLs
 consent version    ``[A-Za-z0-9][A-Za-z0-9._-]{0,31}``          payload, local API, web app
+liveness nonce     8-128 of base64url ``[A-Za-z0-9_-]``          local API, payload
 =================  ==========================================  ==========================
 
 The reference rule exists so that a national ID number can never be used as a
@@ -49,6 +50,7 @@ __all__ = [
     "MESSAGE_ID_TEXT_RE",
     "MODEL_ID_RE",
     "MODEL_VERSION_RE",
+    "NONCE_RE",
     "REFERENCE_RE",
     "SERVICE_RE",
     "TENANT_RE",
@@ -57,6 +59,7 @@ __all__ = [
     "check_key_id",
     "check_message_id",
     "check_message_id_text",
+    "check_nonce",
     "check_reference",
     "check_service_name",
     "check_tenant",
@@ -79,6 +82,7 @@ MESSAGE_ID_TEXT_RE: Final = re.compile(
 REFERENCE_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{15,63}")
 # the version of the consent text a customer accepted (the web app's catalogue names it)
 CONSENT_VERSION_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+NONCE_RE: Final = re.compile(r"[A-Za-z0-9_-]{8,128}")
 # 9+ digits, possibly broken up by single separators: what a national ID number looks like.
 ID_NUMBER_RE: Final = re.compile(r"[0-9](?:[-_]?[0-9]){8,}")
 
@@ -108,6 +112,12 @@ def check_service_name(value: object, what: str = "service name") -> str:
 
 def check_key_id(value: object, what: str = "key id") -> str:
     return _check(value, KEY_ID_RE, what)
+
+
+def check_nonce(value: object, what: str = "nonce") -> str:
+    """The per-registration liveness nonce the agent's app passes at session start (from the
+    carrier's backend) and the unit seals with the challenge record."""
+    return _check(value, NONCE_RE, what)
 
 
 def check_reference(value: object) -> str:

@@ -38,6 +38,16 @@ __all__ = ["CHAIN_FILE", "ChainState", "DeviceSealer"]
 CHAIN_FILE = "chain.json"
 
 
+def _liveness(cap: Capture) -> Liveness:
+    lv = cap.liveness
+    if lv is None:
+        # no challenge ran (liveness disabled): say so explicitly, so the carrier never
+        # mistakes the absence of a check for a pass
+        return Liveness(passed=False, method="none", score=0.0)
+    return Liveness(passed=lv.passed, method=lv.method, score=float(lv.score), version=lv.version,
+                    prompts=lv.prompts, outcome=lv.outcome, nonce=lv.nonce or "")
+
+
 class ChainState:
     """``(sequence, prev_digest)`` of the last sealed envelope, durable across crashes."""
 
@@ -96,9 +106,7 @@ class DeviceSealer:
             payload = Payload(
                 template=template,
                 captured_at_ms=int(cap.captured_at * 1000),
-                # No active liveness challenge runs on this unit yet: say so explicitly, so
-                # the carrier never mistakes the absence of a check for a pass.
-                liveness=Liveness(passed=False, method="none", score=0.0),
+                liveness=_liveness(cap),
                 reference=cap.registration_ref,
                 prev_digest=self._chain.prev_digest,
                 quality=dict(sorted(quality.items())[:16]),

@@ -24,6 +24,11 @@ the consent text shown and whether it was accepted). A declined consent ends the
 at once with ``failed: consent-declined``: the camera is never opened. An accepted
 consent travels with the capture into the sealed payload.
 
+With a liveness gate (:mod:`kycedge.unit.liveness`), the frontal capture is followed by the
+randomised challenge on the same camera (prompts as ``guidance`` events with
+``liveness-*`` codes); a failed challenge ends the session ``failed`` with reason
+``liveness-failed`` (``liveness_reason`` says why) and nothing is sealed.
+
 ``guidance`` is sent whenever the reason code changes and repeated every
 ``guidance_repeat_s`` while it stays the same, so the app can keep telling the customer
 "move closer". Every frame gets only the cheap part of the pipeline (``Analyzer.guide``:
@@ -70,8 +75,10 @@ from kycedge.core.config import section
 from kycedge.core.errors import CaptureError, IdError, KycEdgeError, SessionError
 from kycedge.protocol import ids
 from kycedge.protocol.envelope.receipt import Receipt
+from kycedge.protocol.match import cosine
 from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
 from kycedge.vision.template import Candidate, keep_best, would_keep
+from kycedge.unit.liveness import Analyze, LivenessGate, LivenessRecord, LivenessVerdict
 
 __all__ = [
     "Analysis",
@@ -178,6 +185,7 @@ class Capture:
     captured_at: float  # wall clock, seconds
     quality: Mapping[str, float]
     consent: Consent | None = None
+    liveness: LivenessRecord | None = None  # None: no challenge ran (sealed as method "none")
 
     def __repr__(self) -> str:  # never print the template
         return f"Capture(ref_hash={ref_hash(self.registration_ref)}, model={self.model_id})"
@@ -211,6 +219,16 @@ def check_ref(ref: object) -> str:
         return ids.check_reference(ref)
     except IdError as e:
         raise SessionError(e.message, reason="bad-reference") from e
+
+
+def check_nonce(nonce: object) -> str | None:
+    """The optional liveness nonce (:func:`kycedge.protocol.ids.check_nonce`), as a SessionError."""
+    if nonce is None:
+        return None
+    try:
+        return ids.check_nonce(nonce)
+    except IdError as e:
+        raise SessionError(e.message, reason="bad-request") from e
 
 
 def ref_hash(ref: str) -> str:
@@ -265,6 +283,7 @@ class Session:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     progress_mono: float = field(default_factory=time.monotonic)
     queued_mono: float | None = None
+    nonce: str | None = None
 
     def emit(self, event: dict[str, Any]) -> None:
         with self.cond:
@@ -360,6 +379,8 @@ class SessionManager:
         after_session: Callable[[], object] | None = None,
         preview: Callable[[np.ndarray], bytes] | None = None,
         preview_interval_s: float = 0.2,
+        liveness: LivenessGate | None = None,
+        liveness_analyze: Callable[[Analyzer], Analyze] | None = None,
     ) -> None:
         self._source = source
         self._analyzer = analyzer
@@ -370,6 +391,10 @@ class SessionManager:
         self._after = after_session
         self._preview = preview  # operator-enabled: frame -> small JPEG for the app
         self._preview_interval_s = preview_interval_s
+        if liveness is not None and liveness_analyze is None:
+            raise ValueError("a liveness gate needs liveness_analyze")
+        self._liveness = liveness
+        self._liveness_analyze = liveness_analyze
         self._lock = threading.Lock()
         self._active: Session | None = None
         self._worker: threading.Thread | None = None
@@ -379,10 +404,12 @@ class SessionManager:
         self.counts: dict[str, int] = {}
 
     # ---- control -------------------------------------------------------------------
-    def start(self, ref: object, timeout_s: float | None = None, consent: Consent | None = None) -> Session:
+    def start(self, ref: object, timeout_s: float | None = None, consent: Consent | None = None,
+              nonce: object = None) -> Session:
         """Start a session for ``ref``; ``consent`` None only for callers that collected it
-        out of band (the API always passes one)."""
+        out of band (the API always passes one); ``nonce``: the app's liveness nonce."""
         ref = check_ref(ref)
+        nonce = check_nonce(nonce)
         limit = self.config.timeout_s if timeout_s is None else float(timeout_s)
         if not 1.0 <= limit <= 600.0:
             raise SessionError(f"timeout_s: expected a number in [1, 600], got {timeout_s}",
@@ -396,7 +423,8 @@ class SessionManager:
                     "(cancel it or wait for its result)"
                 )
             s = Session(id=uuid.uuid4().hex, ref=ref, timeout_s=limit, consent=consent,
-                        receipt_wait_s=self.config.receipt_wait_s, max_events=self.config.max_events)
+                        receipt_wait_s=self.config.receipt_wait_s, max_events=self.config.max_events,
+                        nonce=nonce)
             self._remember(s)
             started: dict[str, Any] = {"event": "started", "session": s.id, "ref": ref, "timeout_s": limit}
             if consent is not None:
@@ -532,18 +560,29 @@ class SessionManager:
         except CaptureError as e:
             self._fail(s, e.reason, f"camera unavailable: {e.message}")
             return
+        verdict: LivenessVerdict | None = None
         try:
             outcome = self._look(s, analyzer)
+            if not isinstance(outcome, _Failure) and self._liveness is not None:
+                assert self._liveness_analyze is not None
+                verdict = self._liveness.run(self._source, self._liveness_analyze(analyzer), s.emit,
+                                             s.cancel_requested.is_set, s.nonce)
         finally:
             s.preview = None  # no picture outlives the capture
             self._source.close()  # the camera is released before anyone hears the outcome
         if isinstance(outcome, _Failure):
             self._fail(s, outcome.reason, outcome.message, **outcome.extra)
             return
+        if verdict is not None and not verdict.passed:
+            if verdict.reason == "cancelled":
+                self._fail(s, "cancelled", "the session was cancelled")
+            else:
+                self._fail(s, "liveness-failed", verdict.message, liveness_reason=verdict.reason)
+            return
         best, frames, good = outcome
         s.emit({"event": "captured", "reason": "ok", "frames": frames, "good_frames": good,
                 "template_frames": len(best), "quality": _safe_quality(best[0].quality)})
-        self._seal_and_queue(s, analyzer, best)
+        self._seal_and_queue(s, analyzer, best, verdict)
 
     def _look(self, s: Session, analyzer: Analyzer) -> _Failure | tuple[list[Candidate], int, int]:
         """Guide on every frame, keep the best K candidates, until the decision or a failure."""
@@ -603,7 +642,8 @@ class SessionManager:
                 s.emit(ev)
                 last_reason, last_sent = res.reason, t
 
-    def _seal_and_queue(self, s: Session, analyzer: Analyzer, best: list[Candidate]) -> None:
+    def _seal_and_queue(self, s: Session, analyzer: Analyzer, best: list[Candidate],
+                        verdict: LivenessVerdict | None = None) -> None:
         with s.cond:
             s.state = "sealing"
         s.progress_mono = time.monotonic()
@@ -614,9 +654,16 @@ class SessionManager:
             return
         quality = _safe_quality(best[0].quality)
         best.clear()  # the crops are gone once the template exists
+        if verdict is not None and verdict.reference is not None and self._liveness is not None \
+                and cosine(template, verdict.reference) < self._liveness.threshold:
+            # the face that answered the challenge is not the face about to be sealed
+            self._fail(s, "liveness-failed", "liveness challenge failed (the face changed)",
+                       liveness_reason="identity-changed")
+            return
         cap = Capture(template=template, registration_ref=s.ref, model_id=analyzer.model_id,
                       model_version=analyzer.model_version, captured_at=self._wall(),
-                      quality=quality, consent=s.consent)
+                      quality=quality, consent=s.consent,
+                      liveness=verdict.record if verdict is not None else None)
         try:
             sealed = self._sealer(cap)
             self._queue.put(sealed.message_id, sealed.envelope)

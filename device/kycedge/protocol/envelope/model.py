@@ -26,6 +26,7 @@ from kycedge.protocol.ids import (
     KEY_ID_RE,
     MODEL_ID_RE,
     MODEL_VERSION_RE,
+    NONCE_RE,
     TENANT_RE,
 )
 from kycedge.protocol.match import MAX_DIM, MIN_DIM
@@ -54,6 +55,7 @@ DTYPE_F32LE: Final = "float32-le"
 
 QUALITY_KEY_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 METHOD_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
+MAX_PROMPTS: Final = 8
 
 
 def _bad(message: str) -> EnvelopeError:
@@ -178,17 +180,49 @@ class Template:
 
 @dataclass(frozen=True)
 class Liveness:
-    """The device's liveness result (informative: the carrier decides on the template)."""
+    """The device's liveness result; the carrier's tenant policy decides what it requires.
+
+    Two shapes on the wire (docs/wire-format.md): the original record (``passed``,
+    ``method``, ``score``; units before the challenge send ``method="none"``) and the
+    challenge record, which adds ``version`` (of the method), ``prompts`` (the codes asked,
+    in order), ``outcome`` (``passed`` or the failure code) and ``nonce`` (the app's
+    per-registration nonce, ``""`` when none was given). ``version == ""`` means the
+    original shape. Never landmarks or pixels.
+    """
 
     passed: bool
     method: str
     score: float
+    version: str = ""
+    prompts: tuple[str, ...] = ()
+    outcome: str = ""
+    nonce: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.passed, bool):
             raise _bad(f"liveness.passed: expected true or false, got {self.passed!r:.40}")
         check_text(self.method, METHOD_RE, "liveness.method")
         object.__setattr__(self, "score", check_float(self.score, "liveness.score"))
+        if self.version == "":
+            if self.prompts or self.outcome or self.nonce:
+                raise _bad("liveness: prompts, outcome and nonce need a version (the challenge record)")
+            return
+        check_text(self.version, MODEL_VERSION_RE, "liveness.version")
+        prompts = self.prompts
+        if not isinstance(prompts, tuple | list) or len(prompts) > MAX_PROMPTS:
+            raise _bad(f"liveness.prompts: expected at most {MAX_PROMPTS} prompt codes")
+        object.__setattr__(self, "prompts", tuple(check_text(p, METHOD_RE, "liveness.prompts[]")
+                                                  for p in prompts))
+        check_text(self.outcome, METHOD_RE, "liveness.outcome")
+        if self.passed != (self.outcome == "passed"):
+            raise _bad(f"liveness: passed={self.passed} contradicts outcome {self.outcome!r}")
+        if self.nonce != "":
+            check_text(self.nonce, NONCE_RE, "liveness.nonce")
+
+    @property
+    def challenge(self) -> bool:
+        """True for the challenge record shape (with version, prompts, outcome, nonce)."""
+        return self.version != ""
 
 
 @dataclass(frozen=True)

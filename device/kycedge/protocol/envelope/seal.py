@@ -52,6 +52,7 @@ _PAYLOAD_KEYS: Final = _PAYLOAD_KEYS_V1 | {"alg", "kp"}  # version 2 repeats the
 _TEMPLATE_KEYS: Final = frozenset({"model_id", "model_version", "dtype", "dim", "vector"})
 _LIVENESS_KEYS: Final = frozenset({"passed", "method", "score"})
 _CONSENT_KEYS: Final = frozenset({"version", "accepted", "at_ms"})
+_CHALLENGE_KEYS: Final = _LIVENESS_KEYS | {"version", "prompts", "outcome", "nonce"}
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,32 @@ def encode_payload(header: Header, payload: Payload) -> bytes:
         "template": {"model_id": t.model_id, "model_version": t.model_version, "dtype": t.dtype,
                      "dim": t.dim, "vector": t.vector},
         "quality": dict(payload.quality),
-        "liveness": {"passed": payload.liveness.passed, "method": payload.liveness.method,
-                     "score": payload.liveness.score},
+        "liveness": _encode_liveness(payload.liveness),
         "ref": payload.reference,
         "prev": payload.prev_digest,
         **consent,
     })
+
+
+def _encode_liveness(lv: Liveness) -> dict[str, object]:
+    out: dict[str, object] = {"passed": lv.passed, "method": lv.method, "score": lv.score}
+    if lv.challenge:  # the challenge record; the original shape stays byte-identical
+        out.update({"version": lv.version, "prompts": list(lv.prompts), "outcome": lv.outcome,
+                    "nonce": lv.nonce})
+    return out
+
+
+def _decode_liveness(lm: dict[str, object]) -> Liveness:
+    if "version" not in lm:
+        return Liveness(passed=lm["passed"], method=lm["method"], score=lm["score"])  # type: ignore[arg-type]
+    prompts = lm["prompts"]
+    if not isinstance(prompts, list):
+        raise EnvelopeError("payload.liveness.prompts: expected an array", reason="malformed")
+    if not isinstance(lm["version"], str) or lm["version"] == "":
+        raise EnvelopeError("payload.liveness.version: expected a non-empty text", reason="malformed")
+    return Liveness(passed=lm["passed"], method=lm["method"], score=lm["score"],  # type: ignore[arg-type]
+                    version=lm["version"], prompts=tuple(prompts), outcome=lm["outcome"],  # type: ignore[arg-type]
+                    nonce=lm["nonce"])  # type: ignore[arg-type]
 
 
 def decode_payload(data: bytes) -> tuple[Header, Payload]:
@@ -120,7 +141,9 @@ def decode_payload(data: bytes) -> tuple[Header, Payload]:
                                 f"sealed), got {cm['accepted']!r:.20}", reason="malformed")
         consent = ConsentRecord(text_version=cm["version"], accepted_at_ms=cm["at_ms"])
     tm = as_mapping(m["template"], _TEMPLATE_KEYS, "payload.template")
-    lm = as_mapping(m["liveness"], _LIVENESS_KEYS, "payload.liveness")
+    lv = m["liveness"]
+    lm = as_mapping(lv, _CHALLENGE_KEYS if isinstance(lv, dict) and "version" in lv else _LIVENESS_KEYS,
+                    "payload.liveness")
     if not isinstance(m["quality"], dict):
         raise EnvelopeError("payload.quality: expected a map", reason="malformed")
     check_int(m["v"], min(SUPPORTED_FORMAT_VERSIONS), max(SUPPORTED_FORMAT_VERSIONS), "payload.v")
@@ -144,7 +167,7 @@ def decode_payload(data: bytes) -> tuple[Header, Payload]:
     )
     payload = Payload(
         template=template, captured_at_ms=m["captured_at_ms"],
-        liveness=Liveness(passed=lm["passed"], method=lm["method"], score=lm["score"]),
+        liveness=_decode_liveness(lm),
         reference=m["ref"], prev_digest=m["prev"], quality=m["quality"], consent=consent,
     )
     return header, payload

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,7 +33,7 @@ import numpy as np
 from kycedge.core.errors import CaptureError, KycEdgeError
 from kycedge.unit.capture.base import CaptureTimeoutError, Frame, SourceClosedError, check_rgb
 
-__all__ = ["IMAGE_SUFFIXES", "ReplaySource", "Y4MReader", "fit_within", "yuv_to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "ReplaySource", "Y4MReader", "fit_within", "y4m_fps", "yuv_to_rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,7 @@ class Y4MReader:
             self._fh.close()
             raise
         self._data_start = self._fh.tell()
+        self.fps = y4m_fps(header)
         cw, ch = _chroma_size(self.width, self.height, self.chroma)
         self._plane_bytes = (self.width * self.height, cw * ch, cw, ch)
 
@@ -292,8 +293,27 @@ class Y4MReader:
         v = buf[ysize + csize :].reshape(ch, cw)
         return yuv_to_rgb(y, u, v)
 
+    def frames(self) -> Iterator[np.ndarray]:
+        """Every frame from the current position to the end of the file (no loop)."""
+        while True:
+            pos = self._fh.tell()
+            if not self._fh.read(1):
+                return
+            self._fh.seek(pos)
+            yield self.next_frame()
+
     def close(self) -> None:
         self._fh.close()
+
+
+def y4m_fps(header: bytes) -> float | None:
+    """The frame rate of a YUV4MPEG2 header (``F30000:1001``), None when absent or unreadable."""
+    for tok in header[len(_Y4M_MAGIC):].split():
+        if tok[:1] == b"F":
+            num, _, den = tok[1:].decode("ascii", "replace").partition(":")
+            if num.isdigit() and den.isdigit() and int(den) > 0 and 0 < int(num) / int(den) <= 1000:
+                return int(num) / int(den)
+    return None
 
 
 def parse_y4m_header(header: bytes) -> tuple[int, int, str]:

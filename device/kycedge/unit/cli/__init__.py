@@ -16,6 +16,7 @@ from kycedge.core.cli import dispatch
 COMMANDS: tuple[str, ...] = (
     "kycedge.lab.cli",
     "kycedge.unit.cli.embed",
+    "kycedge.unit.cli.liveness",
     "kycedge.unit.cli.keys",
     "kycedge.unit.cli.config",
     "kycedge.unit.cli.run",

@@ -1,0 +1,78 @@
+"""Build simulated performers from real portraits (the shipped detector + FaceMesh find the face).
+
+:func:`subject` gives the synthetic bona fide head of a portrait; :func:`attacker` the same
+portrait printed or on a screen, held by someone who follows the motion prompts with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from kycedge.lab.liveness_sim.head import Pose, build_head
+from kycedge.lab.liveness_sim.performer import Performer
+from kycedge.lab.liveness_sim.plane import Plane, make_artefact
+from kycedge.lab.liveness_sim.scene import background
+from kycedge.vision.decode import FrameImage
+from kycedge.vision.liveness.observe import LandmarkObserver
+from kycedge.vision.pipeline import Pipeline, choose_subject
+
+__all__ = ["attacker", "portrait_mesh", "subject"]
+
+U8 = npt.NDArray[np.uint8]
+F64 = npt.NDArray[np.float64]
+TARGET_IOD_PX = 50.0
+FOCAL_PX = 525.0  # 480 x 360 frames, about 50 degrees across: a webcam
+
+
+def _downscale(rgb: U8, factor: int) -> U8:
+    if factor <= 1:
+        return rgb
+    h, w = (rgb.shape[0] // factor) * factor, (rgb.shape[1] // factor) * factor
+    blocks = rgb[:h, :w].reshape(h // factor, factor, w // factor, factor, 3)
+    out: U8 = blocks.mean(axis=(1, 3)).astype(np.uint8)
+    return out
+
+
+def portrait_mesh(pipe: Pipeline, observer: LandmarkObserver, rgb: U8) -> tuple[U8, F64] | None:
+    """(the portrait scaled to about 60 px between the eyes, its 468 x 3 mesh), None if no face."""
+    for _ in range(2):
+        frame = FrameImage(rgb)
+        faces = pipe.detector.detect(frame)
+        if not faces:
+            return None
+        f = faces[choose_subject(faces, rgb.shape[1], rgb.shape[0])]
+        obs = observer.observe(frame, 0.0, len(faces), f.box, f.keypoints[0], f.keypoints[1])
+        if obs is None:
+            return None
+        factor = int(obs.iod_px // TARGET_IOD_PX)
+        if factor <= 1:
+            return rgb, obs.points
+        rgb = _downscale(rgb, factor)
+    return None
+
+
+def subject(portrait: U8, mesh: F64, rng: np.random.Generator, *, width: int = 480,
+            height: int = 360) -> Performer:
+    bg = background(rng, width, height)
+    head = build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=2)
+    base = Pose(distance_mm=float(rng.uniform(500, 600)), shift_x_mm=float(rng.uniform(-30, 30)),
+                shift_y_mm=float(rng.uniform(-20, 20)))
+    return Performer(render=head.render, rng=rng, base=base)
+
+
+def attacker(portrait: U8, mesh: F64, species: str, rng: np.random.Generator, *,
+             width: int = 480, height: int = 360) -> Performer:
+    """Someone holding the portrait (print or screen) who turns and moves it when prompted."""
+    art = make_artefact(portrait, species, rng)
+    pad = (art.shape[0] - portrait.shape[0]) // 2
+    er = mesh[[33, 133, 159, 145], :2].mean(axis=0)
+    el = mesh[[263, 362, 386, 374], :2].mean(axis=0)
+    centre = mesh[:, :2].mean(axis=0) + pad
+    plane = Plane(artefact=art, iod_px=float(np.hypot(*(el - er))),
+                  face_centre=(float(centre[0]), float(centre[1])),
+                  background=background(rng, width, height), focal_px=FOCAL_PX)
+    base = Pose(distance_mm=float(rng.uniform(450, 600)), shift_x_mm=float(rng.uniform(-30, 30)),
+                shift_y_mm=float(rng.uniform(-20, 20)), yaw_deg=float(rng.uniform(-10, 10)),
+                pitch_deg=float(rng.uniform(-10, 10)), roll_deg=float(rng.uniform(-5, 5)))
+    return Performer(render=plane.render, rng=rng, base=base, can_blink=False,
+                     spontaneous_blink_s=0.0)

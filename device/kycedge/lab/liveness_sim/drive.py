@@ -1,0 +1,89 @@
+"""Drive one liveness attempt from a frame source through the shipped pipeline (tools, demo, tests).
+
+The same steps as the unit's session: every frame goes through the pipeline (detect +
+gates, a template where the gates pass) and the liveness FaceMesh; the first acceptable
+frame's template is the frontal reference; then a fresh challenge (CSPRNG prompts unless
+``rng`` is given) runs with identity continuity. Times are the frames' own capture times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kycedge.unit.capture.base import FrameSource
+from kycedge.vision.liveness.attempt import Attempt
+from kycedge.vision.liveness.challenge import Challenge, ChallengeConfig, RandomSource
+from kycedge.vision.liveness.observe import LandmarkObserver, Observation
+from kycedge.vision.pipeline import Pipeline
+
+__all__ = ["Outcome", "observe", "run_attempt"]
+
+
+@dataclass
+class Outcome:
+    decision: str                 # passed | failed | no-decision
+    reason: str
+    prompts: list[str] = field(default_factory=list)
+    decided_at_s: float | None = None
+    score: float = 0.0
+    frames: int = 0
+    observe_ms: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"decision": self.decision, "reason": self.reason, "prompts": self.prompts,
+                "decided_at_s": self.decided_at_s, "score": self.score, "frames": self.frames}
+
+
+def observe(pipe: Pipeline, observer: LandmarkObserver, rgb: Any,
+            t_s: float) -> tuple[Any, Observation | None, float]:
+    """(pipeline result, liveness observation or None, ms the observation added)."""
+    res = pipe.process_frame(rgb)
+    if res.box is None or res.landmarks is None:
+        return res, None, 0.0
+    t0 = time.perf_counter()
+    obs = observer.observe(rgb, t_s, res.faces, res.box, res.landmarks[0], res.landmarks[1])
+    return res, obs, (time.perf_counter() - t0) * 1000.0
+
+
+def run_attempt(source: FrameSource, pipe: Pipeline, observer: LandmarkObserver, cfg: ChallengeConfig,
+                hears: Callable[[str, float], None] | None = None, *, rng: RandomSource | None = None,
+                max_s: float = 20.0) -> Outcome:
+    source.open()
+    try:
+        attempt: Attempt | None = None
+        out = Outcome("no-decision", "no-acceptable-frame")
+        t_first: float | None = None
+        while True:
+            frame = source.read()
+            t = frame.t_mono
+            t_first = t if t_first is None else t_first
+            res, obs, ms = observe(pipe, observer, frame.rgb, t)
+            out.frames += 1
+            if obs is not None:
+                out.observe_ms.append(ms)
+            if attempt is None:
+                if res.ok and res.template is not None:
+                    attempt = Attempt(Challenge.draw(cfg, rng), res.template, pipe.threshold)
+                    out.prompts = list(attempt.challenge.prompts)
+                    attempt.feed(obs, t, None)
+            else:
+                step = attempt.feed(obs, t, res.template)
+                for p in step.prompts:
+                    if hears is not None:
+                        hears(p, t)
+                if attempt.result is not None:
+                    r = attempt.result
+                    out.decision = "passed" if r.passed else "failed"
+                    out.reason = r.reason
+                    out.decided_at_s = round(t - t_first, 3)
+                    out.score = r.challenge.score
+                    return out
+            if t - t_first > max_s:
+                if attempt is not None:
+                    out.reason = "timeout"
+                return out
+    finally:
+        source.close()

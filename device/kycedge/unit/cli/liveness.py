@@ -1,0 +1,117 @@
+"""``kycedge liveness [--json] [--fps F] [--models DIR] CLIP...``: the prompt-independent checks offline.
+
+A clip is a directory of frames (``.jpg``/``.png``, name order; ``--fps``, default 15, gives
+their times) or a ``.y4m`` file (its own frame rate). Every frame goes through the shipped
+pipeline (detector, subject choice) and the liveness FaceMesh; the clip is judged by
+:func:`kycedge.vision.liveness.checks.judge` (3-D parallax under whatever head turn occurs,
+perspective under approach, blinks against the person's own baseline). Output, one line
+per clip, in input order (``--json``: one JSON object)::
+
+    {"path", "decision": "bona-fide" | "attack" | "no-decision", "reason", "score", "measures"}
+
+``score`` is the deciding cue over its threshold (>= 1 is 3-D). An unreadable clip gives
+``no-decision`` with reason ``unreadable-clip`` and the run goes on. Frames stay in RAM;
+nothing is written. Exit code 0 (the decisions are data, not errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from kycedge.vision.liveness.observe import LandmarkObserver
+    from kycedge.vision.pipeline import Pipeline
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+MAX_FRAMES = 3000
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "liveness", help="judge clips with the prompt-independent liveness checks",
+        description="Judge each clip (a directory of frames or a .y4m file) by 3-D parallax, "
+        "perspective and blinks on the FaceMesh landmarks; one line per clip.",
+    )
+    p.add_argument("--models", type=Path, default=None,
+                   help="model directory (default: $KYCEDGE_MODELS or the repository's models/)")
+    p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate of frame directories (default 15)")
+    p.add_argument("--json", action="store_true", help="one JSON object per clip")
+    p.add_argument("clips", nargs="+", type=Path, metavar="CLIP")
+    p.set_defaults(handler=run_liveness)
+
+
+def _frames(path: Path, fps: float) -> Iterator[tuple[float, np.ndarray]]:
+    from kycedge.core.errors import CaptureError
+    from kycedge.unit.capture.replay import Y4MReader
+    from kycedge.vision.decode import decode_image
+
+    if path.is_dir():
+        files = sorted(q for q in path.iterdir() if q.is_file() and q.suffix.lower() in FRAME_SUFFIXES)
+        for i, f in enumerate(files[:MAX_FRAMES]):
+            yield i / fps, decode_image(f.read_bytes())
+        return
+    if path.suffix.lower() != ".y4m":
+        raise CaptureError(f"{path}: expected a directory of frames or a .y4m file", reason="unreadable-clip")
+    reader = Y4MReader(path)
+    try:
+        rate = reader.fps or fps
+        for i, rgb in enumerate(reader.frames()):
+            if i >= MAX_FRAMES:
+                break
+            yield i / rate, rgb
+    finally:
+        reader.close()
+
+
+def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: float = 15.0) -> dict[str, Any]:
+    """The output object for one clip."""
+    from kycedge.core.errors import KycEdgeError
+    from kycedge.vision.liveness.checks import judge
+
+    obs = []
+    try:
+        for t, rgb in _frames(path, fps):
+            res = pipe.process_frame(rgb)
+            if res.box is None or res.landmarks is None:
+                continue
+            o = observer.observe(rgb, t, res.faces, res.box, res.landmarks[0], res.landmarks[1])
+            if o is not None:
+                obs.append(o)
+    except (KycEdgeError, OSError) as e:
+        reason = getattr(e, "reason", "unreadable-clip")
+        return {"path": str(path), "decision": "no-decision", "reason": "unreadable-clip",
+                "score": 0.0, "measures": {"error": f"{reason}: {getattr(e, 'message', e)}"}}
+    ev = judge(obs)
+    return {"path": str(path), "decision": ev.decision, "reason": ev.reason, "score": ev.score,
+            "measures": ev.measures}
+
+
+def run_liveness(args: argparse.Namespace) -> int:
+    from kycedge.core.errors import ConfigError
+    from kycedge.vision import default_models_dir
+    from kycedge.vision.liveness.observe import load_observer
+    from kycedge.vision.pipeline import Pipeline
+
+    if args.threads < 1:
+        raise ConfigError(f"--threads: expected an integer >= 1, got {args.threads}")
+    if not 0.5 <= args.fps <= 240:
+        raise ConfigError(f"--fps: expected a number in [0.5, 240], got {args.fps}")
+    pipe = Pipeline.load(args.models or default_models_dir(), threads=args.threads)
+    observer = load_observer(pipe.manifest, threads=args.threads)
+    for clip in args.clips:
+        out = judge_clip(clip, pipe, observer, args.fps)
+        if args.json:
+            line = json.dumps(out)
+        else:
+            line = f"{out['path']}: {out['decision']} ({out['reason']}, score {out['score']})"
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    return 0

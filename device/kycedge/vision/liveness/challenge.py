@@ -1,0 +1,392 @@
+"""The randomised active challenge as a pure state machine fed one observation per frame.
+
+::
+
+    ch = Challenge.draw(ChallengeConfig())          # prompts and pauses from the OS CSPRNG
+    for frame ...:
+        step = ch.step(observation_or_None, t_s)     # t_s: the frame's capture time
+        for code in step.prompts: tell the customer  # "liveness-turn-left", ...
+        if ch.done: ch.result                        # ChallengeResult(passed, reason, ...)
+
+Phases: **baseline** (the person holds still, frontal: neutral yaw, eye distance and their
+own open-eye EAR are measured), then per prompt **pause** (a random wait; no prompted
+action may happen in it), **prompted** (the response must *start* between
+``min_latency_s`` and ``max_latency_s`` after the prompt and *complete* before
+``deadline_s``; the wrong action, a response that starts too early or too late all fail),
+and **settle** (back to neutral before the next prompt). A recording cannot hit timing it
+did not know. A turn must also show 3-D parallax between the neutral frame and the turned
+frame (a tilted print or screen is a plane, see :mod:`.geometry`); "move closer" cannot
+tell a plane from a head on its own (its perspective change is recorded, it does not
+decide), so every challenge contains at least one turn. Throughout: one face, tracked (no
+second face, no gap longer than ``max_gap_s``, no jump of the box between frames).
+
+Identity continuity (SFace cosine of frames during/after the challenge against the frontal
+frame) needs embeddings, which this module does not compute: the session checks it.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kycedge.vision.liveness.geometry import perspective_change, planarity_residual
+from kycedge.vision.liveness.observe import Observation
+
+__all__ = [
+    "MESSAGES",
+    "PROMPTS",
+    "Challenge",
+    "ChallengeConfig",
+    "ChallengeResult",
+    "Step",
+    "draw_prompts",
+]
+
+TURN_LEFT, TURN_RIGHT = "liveness-turn-left", "liveness-turn-right"
+BLINK, CLOSER = "liveness-blink", "liveness-move-closer"
+PROMPTS = (TURN_LEFT, TURN_RIGHT, BLINK, CLOSER)
+TURNS = (TURN_LEFT, TURN_RIGHT)
+MESSAGES = {
+    TURN_LEFT: "Slowly turn your head to your left, then look back at the camera.",
+    TURN_RIGHT: "Slowly turn your head to your right, then look back at the camera.",
+    BLINK: "Blink once.",
+    CLOSER: "Move a little closer to the camera.",
+    "liveness-hold-still": "Look at the camera and hold still.",
+}
+# failure reasons (stable codes, in ChallengeResult.reason)
+FAIL_REASONS = ("no-response", "late-response", "anticipated", "wrong-response", "unexpected-motion",
+                "planar", "multiple-faces", "face-lost", "not-frontal", "timeout")
+
+
+@dataclass(frozen=True)
+class ChallengeConfig:
+    prompts: int = 3                  # prompts per challenge (2 or 3)
+    baseline_s: float = 0.5           # still, frontal time before the first prompt
+    pause_s: tuple[float, float] = (0.25, 0.9)  # random pause before each prompt
+    min_latency_s: float = 0.12       # a response starting sooner anticipated the prompt
+    max_latency_s: float = 1.2        # a response must start within this
+    deadline_s: float = 2.5           # ... and complete within this after the prompt
+    settle_s: float = 2.5             # longest wait for the return to neutral
+    turn_deg: float = 15.0            # yaw away from neutral that completes a turn
+    onset_deg: float = 6.0            # yaw away from neutral that starts one
+    closer_ratio: float = 1.18        # eye-distance growth that completes "move closer"
+    onset_ratio: float = 1.06         # growth that starts one
+    blink_ratio: float = 0.78         # EAR below this x the person's baseline: eyes closing
+    blink_max_s: float = 0.7          # closed at most this long
+    parallax_min: float = 0.030       # planarity residual a turn must show (inter-ocular units)
+    frontal_deg: float = 20.0         # |yaw| allowed during the baseline (the quality gate is stricter)
+    max_gap_s: float = 0.6            # longest run of frames without the face
+    max_jump: float = 0.6             # box centre move between frames, in box widths
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.prompts <= 3:
+            raise ValueError(f"prompts: expected 2 or 3, got {self.prompts}")
+
+
+class RandomSource(Protocol):
+    def randrange(self, n: int) -> int: ...
+
+
+def draw_prompts(n: int, rng: RandomSource | None = None) -> list[str]:
+    """``n`` prompts from the CSPRNG: at least one turn, no prompt twice in a row."""
+    r = rng or secrets.SystemRandom()
+    while True:
+        out: list[str] = []
+        while len(out) < n:
+            p = PROMPTS[r.randrange(len(PROMPTS))]
+            if not out or out[-1] != p:
+                out.append(p)
+        if any(p in TURNS for p in out):
+            return out
+
+
+@dataclass(frozen=True)
+class ChallengeResult:
+    passed: bool
+    reason: str                       # "passed" or a failure code
+    prompts: tuple[str, ...]
+    completed: int                    # prompts completed
+    score: float                      # weakest turn's parallax / parallax_min (>= 1 passes)
+    latencies_s: tuple[float, ...]
+    decided_at_s: float
+    perspective: tuple[float, ...] = ()
+
+
+@dataclass
+class Step:
+    prompts: list[str] = field(default_factory=list)   # prompts issued on this frame
+    phase: str = ""
+
+
+@dataclass
+class _Neutral:
+    yaw: float
+    iod: float
+    ear: float
+    obs: Observation
+
+
+class Challenge:
+    """One challenge; feed every frame to :meth:`step` in time order."""
+
+    def __init__(self, prompts: Sequence[str], pauses_s: Sequence[float], cfg: ChallengeConfig) -> None:
+        if len(prompts) != len(pauses_s) or not prompts:
+            raise ValueError("expected one pause per prompt")
+        bad = [p for p in prompts if p not in PROMPTS]
+        if bad:
+            raise ValueError(f"unknown prompts {bad}")
+        self.cfg = cfg
+        self.prompts = tuple(prompts)
+        self.pauses_s = tuple(float(p) for p in pauses_s)
+        self.phase = "baseline"
+        self.index = 0
+        self.result: ChallengeResult | None = None
+        self._start: float | None = None
+        self._baseline: list[Observation] = []
+        self._neutral: _Neutral | None = None
+        self._t_prompt = 0.0
+        self._t_pause_end = 0.0
+        self._onset: float | None = None
+        self._closed_at: float | None = None
+        self._settle_from = 0.0
+        self._last: Observation | None = None
+        self._last_seen = 0.0
+        self._latencies: list[float] = []
+        self._parallax: list[float] = []
+        self._perspective: list[float] = []
+        self._before: Observation | None = None
+        self._settle_iod: float | None = None
+        self._quiet_t: float | None = None
+
+    @classmethod
+    def draw(cls, cfg: ChallengeConfig, rng: RandomSource | None = None) -> Challenge:
+        r = rng or secrets.SystemRandom()
+        prompts = draw_prompts(cfg.prompts, r)
+        lo, hi = cfg.pause_s
+        pauses = [lo + (hi - lo) * r.randrange(1001) / 1000.0 for _ in prompts]
+        return cls(prompts, pauses, cfg)
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    @property
+    def current(self) -> str | None:
+        return self.prompts[self.index] if self.phase in ("prompted", "settle") else None
+
+    # ------------------------------------------------------------------------------
+    def _finish(self, passed: bool, reason: str, t: float) -> None:
+        score = min(self._parallax) / self.cfg.parallax_min if self._parallax else 0.0
+        self.result = ChallengeResult(
+            passed=passed, reason="passed" if passed else reason, prompts=self.prompts,
+            completed=self.index if not passed else len(self.prompts), score=round(score, 3),
+            latencies_s=tuple(round(x, 3) for x in self._latencies),
+            decided_at_s=round(t - (self._start if self._start is not None else t), 3),
+            perspective=tuple(round(x, 4) for x in self._perspective))
+        self.phase = "done"
+
+    def fail(self, reason: str, t_s: float) -> None:
+        """End the challenge from outside (the session's identity or quality checks)."""
+        if self.result is None:
+            self._finish(False, reason, t_s)
+
+    def _track(self, obs: Observation | None, t: float) -> str | None:
+        if obs is None:
+            if t - self._last_seen > self.cfg.max_gap_s:
+                return "face-lost"
+            return None
+        if obs.faces > 1:
+            return "multiple-faces"
+        if self._last is not None:
+            bx = 0.5 * (obs.box[0] + obs.box[2]), 0.5 * (obs.box[1] + obs.box[3])
+            lx = 0.5 * (self._last.box[0] + self._last.box[2]), 0.5 * (self._last.box[1] + self._last.box[3])
+            width = max(self._last.box[2] - self._last.box[0], 1e-6)
+            if math.hypot(bx[0] - lx[0], bx[1] - lx[1]) > self.cfg.max_jump * width:
+                return "face-lost"
+        self._last = obs
+        self._last_seen = t
+        return None
+
+    def step(self, obs: Observation | None, t_s: float) -> Step:
+        """Advance by one frame (``obs`` None: no face in it)."""
+        out = Step(phase=self.phase)
+        if self.result is not None:
+            return out
+        if self._start is None:
+            self._start = t_s
+            self._last_seen = t_s
+        lost = self._track(obs, t_s)
+        if lost is not None:
+            self._finish(False, lost, t_s)
+            return out
+        if obs is None:
+            return out
+        handler = {"baseline": self._baseline_step, "pause": self._pause_step,
+                   "prompted": self._prompted_step, "settle": self._settle_step}[self.phase]
+        handler(obs, t_s, out)
+        out.phase = self.phase
+        return out
+
+    # ---- phases ------------------------------------------------------------------
+    def _baseline_step(self, obs: Observation, t: float, out: Step) -> None:
+        c = self.cfg
+        if abs(obs.yaw_deg) > c.frontal_deg:
+            self._baseline = []  # look at the camera first
+            if self._start is not None and t - self._start > c.settle_s * 2:
+                self._finish(False, "not-frontal", t)
+            return
+        self._baseline.append(obs)
+        if self._baseline[-1].t_s - self._baseline[0].t_s >= c.baseline_s:
+            yaw = statistics.median(o.yaw_deg for o in self._baseline)
+            iod = statistics.median(o.iod_px for o in self._baseline)
+            ears = sorted(o.ear for o in self._baseline)
+            ear = ears[int(0.75 * (len(ears) - 1))]  # open eyes (a blink in the baseline is low)
+            self._neutral = _Neutral(yaw, iod, ear, obs)
+            self._begin_pause(t)
+
+    def _begin_pause(self, t: float) -> None:
+        self.phase = "pause"
+        self._t_pause_end = t + self.pauses_s[self.index]
+
+    def _moved(self, obs: Observation) -> str | None:
+        """The prompted-kind motion this frame shows relative to neutral, if any."""
+        n = self._neutral
+        assert n is not None
+        c = self.cfg
+        dyaw = obs.yaw_deg - n.yaw
+        if dyaw >= c.onset_deg:
+            return TURN_LEFT
+        if dyaw <= -c.onset_deg:
+            return TURN_RIGHT
+        if obs.iod_px >= n.iod * c.onset_ratio:
+            return CLOSER
+        return None
+
+    def _quiet(self, obs: Observation) -> bool:
+        """Still at neutral (within a third of the onset) for the prompted kind of motion."""
+        n = self._neutral
+        assert n is not None
+        c = self.cfg
+        if self.prompts[self.index] == CLOSER:
+            return obs.iod_px < n.iod * (1.0 + (c.onset_ratio - 1.0) / 3.0)
+        return abs(obs.yaw_deg - n.yaw) < c.onset_deg * 0.4
+
+    def _pause_step(self, obs: Observation, t: float, out: Step) -> None:
+        n = self._neutral
+        assert n is not None
+        c = self.cfg
+        # big unprompted motion in a pause: a recording doing its own thing (sway is smaller)
+        if abs(obs.yaw_deg - n.yaw) >= c.turn_deg * 0.8 or obs.iod_px >= n.iod * c.closer_ratio:
+            self._finish(False, "unexpected-motion", t)
+            return
+        if obs.iod_px < n.iod:  # stepping back after "move closer" is allowed: a new neutral
+            self._neutral = _Neutral(n.yaw, obs.iod_px, n.ear, n.obs)
+        if t >= self._t_pause_end:
+            self.phase = "prompted"
+            self._t_prompt = t
+            self._onset = None
+            self._closed_at = None
+            self._before = obs  # the neutral frame the turn's parallax is measured from
+            self._quiet_t = t if self._quiet(obs) else None
+            out.prompts.append(self.prompts[self.index])
+
+    def _prompted_step(self, obs: Observation, t: float, out: Step) -> None:
+        n = self._neutral
+        assert n is not None
+        c = self.cfg
+        want = self.prompts[self.index]
+        since = t - self._t_prompt
+        moved = self._moved(obs)
+        if want == BLINK:
+            if moved is not None and ((moved in TURNS and abs(obs.yaw_deg - n.yaw) >= c.turn_deg * 0.8)
+                                      or (moved == CLOSER and obs.iod_px >= n.iod * c.closer_ratio)):
+                self._finish(False, "wrong-response", t)
+                return
+            closed = obs.ear < c.blink_ratio * n.ear
+            if self._closed_at is None:
+                if closed and since >= c.min_latency_s:
+                    self._closed_at = t
+                    self._latencies.append(since)
+                elif since > c.max_latency_s:
+                    self._finish(False, "no-response", t)
+            elif not closed and obs.ear >= (0.5 * c.blink_ratio + 0.5) * n.ear:
+                self._complete(t, obs)
+            elif t - self._closed_at > c.blink_max_s:
+                self._finish(False, "wrong-response", t)  # eyes kept closed: not a blink
+            return
+        if moved is not None and moved != want:
+            self._finish(False, "wrong-response", t)
+            return
+        if self._onset is None:
+            if moved == want:
+                # the response began after the last still frame (not when it crossed onset)
+                began = self._quiet_t - self._t_prompt if self._quiet_t is not None else 0.0
+                if began < c.min_latency_s:
+                    self._finish(False, "anticipated", t)
+                    return
+                if began > c.max_latency_s:
+                    self._finish(False, "late-response", t)
+                    return
+                self._onset = t
+                self._latencies.append(began)
+            else:
+                if self._quiet(obs):
+                    self._quiet_t = t
+                if since > c.max_latency_s + 0.5:
+                    self._finish(False, "no-response", t)
+            return
+        if want in TURNS:
+            if abs(obs.yaw_deg - n.yaw) >= c.turn_deg:
+                try:
+                    assert self._before is not None
+                    self._parallax.append(planarity_residual(self._before.points, obs.points))
+                except ValueError:
+                    self._parallax.append(0.0)
+                if self._parallax[-1] < c.parallax_min:
+                    self._finish(False, "planar", t)
+                    return
+                self._complete(t, obs)
+                return
+        elif obs.iod_px >= n.iod * c.closer_ratio:
+            try:
+                assert self._before is not None
+                self._perspective.append(perspective_change(self._before.points, obs.points))
+            except ValueError:
+                pass
+            self._complete(t, obs)
+            return
+        if since > c.deadline_s:
+            self._finish(False, "late-response", t)
+
+    def _complete(self, t: float, obs: Observation) -> None:
+        self.phase = "settle"
+        self._settle_from = t
+        self._settle_iod = None
+
+    def _settle_step(self, obs: Observation, t: float, out: Step) -> None:
+        n = self._neutral
+        assert n is not None
+        c = self.cfg
+        want = self.prompts[self.index]
+        if want == CLOSER:
+            # settled when the approach has stopped (the eye distance no longer grows)
+            prev = self._settle_iod
+            self._settle_iod = obs.iod_px
+            back = prev is not None and obs.iod_px <= prev * 1.01 and abs(obs.yaw_deg - n.yaw) < c.onset_deg
+        else:
+            back = abs(obs.yaw_deg - n.yaw) < c.onset_deg and obs.iod_px < n.iod * c.onset_ratio
+        if back:
+            if want == CLOSER:  # the customer may stay closer: that is the new neutral distance
+                self._neutral = _Neutral(n.yaw, obs.iod_px, n.ear, obs)
+            self.index += 1
+            if self.index >= len(self.prompts):
+                self._finish(True, "passed", t)
+            else:
+                self._begin_pause(t)
+            return
+        if t - self._settle_from > c.settle_s:
+            self._finish(False, "timeout", t)

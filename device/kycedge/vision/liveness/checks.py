@@ -1,0 +1,150 @@
+"""Prompt-independent liveness checks over a sequence of observations (pure).
+
+Three cues, each from the same FaceMesh points:
+
+* **parallax** -- pairs of frames with enough head turn (|yaw difference| >= ``turn_deg``):
+  the rigid points' :func:`~kycedge.vision.liveness.geometry.planarity_residual`. A plane
+  (print, screen) stays near FaceMesh's noise; a head shows parallax;
+* **perspective** -- pairs with enough approach (inter-ocular ratio >= ``approach_ratio``):
+  :func:`~kycedge.vision.liveness.geometry.perspective_change`;
+* **blink** -- the EAR falling below ``blink_ratio`` x the person's own open-eye baseline
+  (a high percentile of their EAR in the clip) and recovering within ``blink_max_s``.
+
+:func:`judge` gives ``attack`` when motion happened and it was flat (planar), ``bona-fide``
+when motion showed 3-D structure, ``no-decision`` when the clip has no usable motion. A
+blink alone never makes a clip bona fide (a replayed video blinks too); it is reported.
+Thresholds live in :class:`CheckConfig`; how they were set is in docs/liveness.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kycedge.vision.liveness.geometry import perspective_change, planarity_residual
+from kycedge.vision.liveness.observe import Observation
+
+__all__ = ["CheckConfig", "Evidence", "blink_events", "judge", "parallax_score", "perspective_score"]
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    turn_deg: float = 12.0            # yaw change that counts as a turn
+    parallax_min: float = 0.030       # planarity residual (inter-ocular units) of a head
+    approach_ratio: float = 1.25      # inter-ocular growth that counts as an approach
+    perspective_min: float = 0.025    # inner/outline growth difference of a head
+    blink_ratio: float = 0.78         # EAR below this fraction of the baseline = eyes closing
+    blink_max_s: float = 0.6          # a blink reopens within this
+    max_pairs: int = 12               # pairs scored per cue (the most moved)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    decision: str                     # bona-fide | attack | no-decision
+    reason: str
+    score: float                      # the deciding cue's value over its threshold (1 = at it)
+    measures: dict[str, Any] = field(default_factory=dict)
+
+
+def _pairs_by(values: Sequence[float], min_gap: float, max_pairs: int,
+              ratio: bool = False) -> list[tuple[int, int]]:
+    n = len(values)
+    cand: list[tuple[float, int, int]] = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = values[i], values[j]
+            gap = (max(a, b) / max(min(a, b), 1e-9)) if ratio else abs(a - b)
+            if gap >= min_gap:
+                cand.append((gap, i, j))
+    cand.sort(reverse=True)
+    return [(i, j) for _, i, j in cand[:max_pairs]]
+
+
+def parallax_score(obs: Sequence[Observation], cfg: CheckConfig) -> tuple[float, int] | None:
+    """(median planarity residual over the most-turned pairs, pairs), None without a turn."""
+    pairs = _pairs_by([o.yaw_deg for o in obs], cfg.turn_deg, cfg.max_pairs)
+    vals = []
+    for i, j in pairs:
+        try:
+            vals.append(planarity_residual(obs[i].points, obs[j].points))
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+    if not vals:
+        return None
+    return float(np.median(vals)), len(vals)
+
+
+def perspective_score(obs: Sequence[Observation], cfg: CheckConfig) -> tuple[float, int] | None:
+    """(median perspective change, far->near, over the most-approached pairs), None without approach."""
+    iods = [o.iod_px for o in obs]
+    pairs = _pairs_by(iods, cfg.approach_ratio, cfg.max_pairs, ratio=True)
+    vals = []
+    for i, j in pairs:
+        far, near = (i, j) if iods[i] < iods[j] else (j, i)
+        try:
+            vals.append(perspective_change(obs[far].points, obs[near].points))
+        except ValueError:
+            continue
+    if not vals:
+        return None
+    return float(np.median(vals)), len(vals)
+
+
+def blink_events(obs: Sequence[Observation], cfg: CheckConfig, baseline: float | None = None) -> list[float]:
+    """Times (s) at which a blink closed: EAR < blink_ratio x baseline, reopening within blink_max_s.
+
+    ``baseline`` defaults to the 80th percentile of the clip's EAR (the person's open eyes).
+    """
+    if len(obs) < 3:
+        return []
+    ears = np.array([o.ear for o in obs])
+    base = float(np.percentile(ears, 80)) if baseline is None else baseline
+    low = ears < cfg.blink_ratio * base
+    reopen = ears >= 0.92 * cfg.blink_ratio * base + 0.08 * base
+    events: list[float] = []
+    i = 0
+    while i < len(obs):
+        if low[i] and (i == 0 or not low[i - 1]):
+            t0 = obs[i].t_s
+            j = i + 1
+            while j < len(obs) and obs[j].t_s - t0 <= cfg.blink_max_s:
+                if reopen[j]:
+                    events.append(t0)
+                    break
+                j += 1
+            i = j
+        else:
+            i += 1
+    return events
+
+
+def judge(obs: Sequence[Observation], cfg: CheckConfig | None = None) -> Evidence:
+    """The prompt-independent decision for one clip's observations of one face."""
+    cfg = cfg or CheckConfig()
+    measures: dict[str, Any] = {"frames": len(obs)}
+    if len(obs) < 2:
+        return Evidence("no-decision", "no-face" if not obs else "too-few-frames", 0.0, measures)
+    yaws = [o.yaw_deg for o in obs]
+    iods = [o.iod_px for o in obs]
+    measures["yaw_range_deg"] = round(max(yaws) - min(yaws), 2)
+    measures["approach_ratio"] = round(max(iods) / max(min(iods), 1e-9), 3)
+    par = parallax_score(obs, cfg)
+    per = perspective_score(obs, cfg)
+    blinks = blink_events(obs, cfg)
+    measures["blinks"] = len(blinks)
+    ratios: list[tuple[float, str]] = []
+    if par is not None:
+        measures["parallax"] = round(par[0], 4)
+        ratios.append((par[0] / cfg.parallax_min, "parallax"))
+    if per is not None:
+        measures["perspective"] = round(per[0], 4)
+        ratios.append((per[0] / cfg.perspective_min, "perspective"))
+    if not ratios:
+        return Evidence("no-decision", "no-motion", 0.0, measures)
+    best = max(ratios)
+    if best[0] >= 1.0:
+        return Evidence("bona-fide", f"{best[1]}-3d", round(best[0], 3), measures)
+    return Evidence("attack", "planar-motion", round(best[0], 3), measures)
