@@ -80,6 +80,7 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
     results: dict[str, list[Outcome]] = {s: [] for s in species}
     no_face = 0
     observe_ms: list[float] = []
+    log = args.outcomes.open("a") if args.outcomes is not None else None
     for k, path in enumerate(_portraits(args.lfw, args.skip, args.portraits)):
         seed = args.seed * 1_000_003 + k
         pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
@@ -106,10 +107,24 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
             o = run_attempt(RecordedSource(recorded), pipe, observer, cfg, None, rng=prng, max_s=args.max_s)
             results["replay"].append(o)
         del recorded
+        if log is not None:
+            for s in species:
+                if results[s]:
+                    log.write(json.dumps({"portrait": path.parent.name, "species": s,
+                                          **results[s][-1].to_json()}) + "\n")
+            log.write(json.dumps({"observe_ms": [round(x, 3) for x in observe_ms[-400:]]}) + "\n")
+            log.flush()
         if args.progress:
             print(f"{k + 1} {path.parent.name}: " + " ".join(
-                f"{s}={results[s][-1].decision}/{results[s][-1].reason}" for s in species if results[s]),
+                f"{s}={results[s][-1].decision}/{results[s][-1].reason}:"
+                + ",".join(p[9:] for p in results[s][-1].prompts)
+                for s in species if results[s]),
                 file=sys.stderr, flush=True)
+    return summarise(results, no_face, observe_ms)
+
+
+def summarise(results: dict[str, list[Outcome]], no_face: int, observe_ms: list[float]) -> dict[str, Any]:
+    species = list(results)
     summary: dict[str, Any] = {"data": "simulated", "portraits_without_face": no_face, "species": {}}
     worst: tuple[float, str] | None = None
     for s in species:
@@ -117,7 +132,10 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
         decided = [o for o in outs if o.decision != "no-decision"]
         entry: dict[str, Any] = {"attempts": len(outs), "no_decision": len(outs) - len(decided),
                                  "non_response_rate": _rate(len(outs) - len(decided), len(outs)),
-                                 "reasons": dict(Counter(o.reason for o in outs).most_common())}
+                                 "reasons": dict(Counter(o.reason for o in outs).most_common()),
+                                 "failed_at_prompt": dict(Counter(
+                                     o.prompts[o.completed] for o in outs if o.decision == "failed"
+                                     and o.completed < len(o.prompts)).most_common())}
         if s == "bona-fide":
             rejected = sum(o.decision == "failed" for o in decided)
             entry["bpcer"] = _rate(rejected, len(decided))
@@ -162,6 +180,27 @@ def real_clips(clips: Path, pipe: Pipeline) -> dict[str, Any]:
             "per_clip": items}
 
 
+def _summarise_files(args: argparse.Namespace) -> int:
+    results: dict[str, list[Outcome]] = {}
+    ms: list[float] = []
+    portraits: set[str] = set()
+    for f in args.summarise:
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            if "observe_ms" in d:
+                ms += d["observe_ms"]
+                continue
+            portraits.add(d["portrait"])
+            results.setdefault(d["species"], []).append(
+                Outcome(d["decision"], d["reason"], d["prompts"], d["decided_at_s"], d["score"], d["frames"],
+                        d.get("completed", 0)))
+    out = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
+           "files": [str(f) for f in args.summarise], "portraits": len(portraits),
+           "simulated": summarise(results, 0, ms)}
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw-dev"))
@@ -174,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-s", type=float, default=20.0, help="simulated seconds per attempt")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--outcomes", type=Path, default=None, help="append one JSON line per attempt here")
+    ap.add_argument("--summarise", type=Path, nargs="*", default=None,
+                    help="only summarise --outcomes files of earlier runs (e.g. split runs)")
     args = ap.parse_args(argv)
     t0 = time.time()
+    if args.summarise:
+        return _summarise_files(args)
     pipe = Pipeline.load(args.models or default_models_dir(), threads=1)
     cfg = ChallengeConfig()
     out: dict[str, Any] = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",

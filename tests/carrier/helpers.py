@@ -57,12 +57,13 @@ class Unit:
 
     def seal(self, template: np.ndarray | None = None, *, reference: str = REF, captured_at_ms: int = NOW_MS,
              model: tuple[str, str] = MODEL, seq: int | None = None, prev: bytes | None = None,
-             message_id: uuid.UUID | None = None, format_version: int = 2) -> bytes:
+             message_id: uuid.UUID | None = None, format_version: int = 2,
+             liveness: Liveness | None = None) -> bytes:
         t = unit_vector(1) if template is None else template
         payload = Payload(
             template=Template.from_array(t, model_id=model[0], model_version=model[1]),
             captured_at_ms=captured_at_ms,
-            liveness=Liveness(passed=True, method="blink", score=0.9),
+            liveness=liveness or Liveness(passed=True, method="blink", score=0.9),
             reference=reference,
             prev_digest=self.prev if prev is None else prev,
             quality={"blur": 0.5},

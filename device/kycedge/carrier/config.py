@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from kycedge.core.config import section
 from kycedge.core.errors import ConfigError
@@ -20,6 +21,19 @@ from kycedge.protocol.ids import TENANT_RE
 DAY_S = 86_400
 #: where the receiver keeps its keys and SQLite file unless ``[carrier] state_dir`` says otherwise
 DEFAULT_STATE_DIR = Path(os.environ.get("KYCEDGE_CARRIER_STATE_DIR", "/var/lib/kycedge-carrier"))
+
+
+LivenessPolicy = Literal["required", "report"]
+
+
+@dataclass(frozen=True)
+class TenantPolicy:
+    """One tenant's policy (``[[carrier.tenants]]``)."""
+
+    tenant: str = section(help="tenant id")
+    liveness: Literal["required", "report"] = section(
+        "required", help="required: an envelope without a passed liveness challenge is rejected "
+        "(liveness-not-passed) and not matched; report: matched anyway, the result is recorded")
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,18 @@ class CarrierConfig:
     batch_max: int = section(
         256, min=1, max=10_000, help="most envelopes one storage transaction takes (ingest_batch)"
     )
+    liveness: Literal["required", "report"] = section(
+        "required", help="liveness policy of tenants not listed in tenants: required or report")
+    tenants: tuple[TenantPolicy, ...] = section(
+        default_factory=tuple, help="per-tenant policies, e.g. [[carrier.tenants]] tenant = \"acme\" "
+        "liveness = \"report\" (units without the challenge)")
+
+    def liveness_policy(self, tenant: str) -> LivenessPolicy:
+        """The tenant's liveness policy (its own entry, else the default)."""
+        for t in self.tenants:
+            if t.tenant == tenant:
+                return t.liveness
+        return self.liveness
 
     def __post_init__(self) -> None:
         for i, tenant in enumerate(self.require_hardware_key):
@@ -101,6 +127,10 @@ class CarrierConfig:
             raise ConfigError("carrier.receipt_hsm_module: expected receipt_hsm_token and "
                               f"receipt_hsm_pin_file beside it, got token {self.receipt_hsm_token!r}, "
                               f"pin file {self.receipt_hsm_pin_file}")
+        seen = [t.tenant for t in self.tenants]
+        dup = sorted({t for t in seen if seen.count(t) > 1})
+        if dup:
+            raise ConfigError(f"carrier.tenants: expected each tenant once, got {', '.join(dup)} twice")
         if self.receipt_retention_s < self.replay_window_s + self.future_skew_s:
             raise ConfigError(
                 "carrier.receipt_retention_s: expected >= replay_window_s + future_skew_s "

@@ -5,7 +5,8 @@ Pipeline for one envelope (``Receiver.handle``; ``ingest`` returns just the rece
     size limit ─► peek_header ─► duplicate fast path (same bytes, known message id)
       ─► registry (unknown-device / revoked-device) ─► open: decrypt with the carrier key
       the header names, verify the device signature (undecryptable / bad-signature /
-      malformed / unsupported-version) ─► capture-time window (stale) ─► reference +
+      malformed / unsupported-version) ─► capture-time window (stale) ─► the tenant's
+      liveness policy (liveness-not-passed under "required") ─► reference +
       1:1 match (match / no-match / no-reference / model-mismatch) ─► ONE transaction:
       de-duplicate by message id, claim the per-device sequence (replayed), store the
       receipt and the template (encrypted at rest)
@@ -18,8 +19,8 @@ Receipt rules (see docs/receiver.md):
   undecryptable, malformed, unsupported-version) are signed but NOT recorded: the
   header is unauthenticated, so recording them would let anyone who can publish a
   forged envelope pin a rejection on a genuine message id;
-* every authenticated outcome (stale, replayed, bad-template, match, no-match, no-reference,
-  model-mismatch) is recorded under its message id; every later delivery of that
+* every authenticated outcome (stale, liveness-not-passed, replayed, bad-template, match,
+  no-match, no-reference, model-mismatch) is recorded under its message id; every later delivery of that
   message id gets the FIRST receipt, byte for byte, and has no effect.
 
 The receiver never raises on input. It raises :class:`CarrierError` only when its own
@@ -57,6 +58,7 @@ from kycedge.carrier.store import (
 from kycedge.core.errors import CarrierError, EnvelopeError, KeyStoreError
 from kycedge.protocol import topics
 from kycedge.protocol.envelope import (
+    Liveness,
     Opened,
     Receipt,
     open_envelope,
@@ -68,7 +70,7 @@ from kycedge.protocol.envelope.header import split
 from kycedge.protocol.envelope.model import FORMAT_VERSION, SUITE_X25519_SHA256_CHACHA20POLY1305, Header
 from kycedge.protocol.match import judge
 
-__all__ = ["IngestOutcome", "Receiver", "template_aad"]
+__all__ = ["IngestOutcome", "Receiver", "liveness_passed", "template_aad"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,11 @@ class IngestOutcome:
         if self.receipt is None or self.tenant is None or self.device_id is None:
             return None
         return topics.receipts(self.tenant, self.device_id)
+
+
+def liveness_passed(lv: Liveness) -> bool:
+    """What ``liveness = "required"`` accepts: a device-signed pass of a real method."""
+    return lv.passed and lv.method != "none"
 
 
 def template_aad(message_id: str, tenant: str, device_id: str, model_id: str, model_version: str) -> bytes:
@@ -313,6 +320,14 @@ class Receiver:
             detail = (f"capture time {p.captured_at_ms} is {age_ms / 1000:.0f} s from now; expected within "
                       f"[-{self.config.future_skew_s}, {self.config.replay_window_s}] s")
             return _Pending(index, header, commit("stale", self._sign(header, "stale"), consumes=False),
+                            None, None, detail)
+        if self.config.liveness_policy(header.tenant) == "required" and not liveness_passed(p.liveness):
+            lv = p.liveness
+            detail = (f"tenant {header.tenant} requires a passed liveness challenge; the envelope says "
+                      f"method {lv.method!r}, passed {lv.passed}"
+                      + (f", outcome {lv.outcome!r}" if lv.challenge else ""))
+            return _Pending(index, header, commit("liveness-not-passed",
+                                                  self._sign(header, "liveness-not-passed"), consumes=False),
                             None, None, detail)
         model = (p.template.model_id, p.template.model_version)
         ref = refs.get((header.tenant, p.reference))

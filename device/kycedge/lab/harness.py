@@ -105,6 +105,9 @@ class Lab:
     best_of: int = 3
     session_extra: str = ""  # more [session] lines, e.g. "stuck_after_s = 2.0\n"
     api_extra: str = ""  # more [api] lines, e.g. "preview_enabled = true\n"
+    # the unit's liveness challenge (needs a camera that can follow prompts; the replayed
+    # stills cannot): off by default, and then the carrier takes this tenant under "report"
+    liveness: bool = False
     selftest_image: Path | None = None  # [daemon] selftest_image
     # True: the "camera" delivers raw frames at camera_size (photos are decoded and scaled
     # here, in the lab process, and replayed as .y4m), as a real camera does; False: the
@@ -167,7 +170,7 @@ class Lab:
 
         The pipeline (``models_dir``) is loaded only to enrol ``references`` from photos.
         """
-        from kycedge.carrier.config import CarrierConfig
+        from kycedge.carrier.config import CarrierConfig, TenantPolicy
         from kycedge.carrier.keyring import init_keys
         from kycedge.carrier.receiver import Receiver
         from kycedge.fleet import provision
@@ -178,8 +181,9 @@ class Lab:
         pki.service(RECEIVER)
         self.broker = Broker(self.root / "broker", pki, port=self.port)
 
-        carrier_cfg = CarrierConfig(state_dir=self.root / "carrier",
-                                    tpm_ca_certificates=self.tpm_ca_certificates)
+        carrier_cfg = CarrierConfig(
+            state_dir=self.root / "carrier", tpm_ca_certificates=self.tpm_ca_certificates,
+            tenants=() if self.liveness else (TenantPolicy(tenant=self.tenant, liveness="report"),))
         init_keys(carrier_cfg)
         self.carrier_config = carrier_cfg
 
@@ -258,6 +262,9 @@ settle_s = {self.settle_s}
 best_of = {self.best_of}
 receipt_wait_s = {self.receipt_wait_s}
 {self.session_extra}
+[liveness]
+enabled = {"true" if self.liveness else "false"}
+
 [api]
 socket_path = "{self.api_socket}"
 tcp_port = {self.api_port}

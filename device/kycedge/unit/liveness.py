@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from kycedge.core.config import section
-from kycedge.core.errors import CaptureError
+from kycedge.core.errors import CaptureError, ConfigError
 from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
 from kycedge.vision.liveness.attempt import Attempt
 from kycedge.vision.liveness.challenge import MESSAGES, Challenge, ChallengeConfig
-from kycedge.vision.liveness.observe import Observation
+from kycedge.vision.liveness.observe import LandmarkObserver, Observation, load_observer
 
 __all__ = ["METHOD", "VERSION", "Analyze", "LivenessConfig", "LivenessGate", "LivenessRecord",
-           "LivenessVerdict"]
+           "LivenessVerdict", "pipeline_analyze"]
 
 METHOD = "active-3d"      # randomised prompts + parallax/blink on FaceMesh landmarks
 VERSION = "1"
@@ -162,3 +162,30 @@ class LivenessGate:
             if attempt.result is not None:
                 r = attempt.result
                 return r.passed, r.reason, ch.prompts, r.challenge.score, ref
+
+
+_observer: tuple[int, LandmarkObserver] | None = None  # one per analyzer (models), the latest
+
+
+def pipeline_analyze(analyzer: Any) -> Analyze:
+    """The per-frame analysis for the gate from a ``kycedge.vision.Pipeline``: its result (box,
+    eye points, template where the gates pass) plus the liveness FaceMesh of its manifest."""
+    global _observer
+    manifest = getattr(analyzer, "manifest", None)
+    if manifest is None or not hasattr(analyzer, "process_frame"):
+        raise ConfigError("liveness.enabled: expected the vision pipeline (the liveness FaceMesh comes "
+                          f"from its model manifest), got {type(analyzer).__name__}; set [liveness] "
+                          "enabled = false to seal without a challenge (method none)")
+    if _observer is None or _observer[0] != id(analyzer):
+        threads = int(getattr(getattr(analyzer, "config", None), "threads", 1))
+        _observer = (id(analyzer), load_observer(manifest, threads=threads))
+    observer = _observer[1]
+
+    def analyze(rgb: np.ndarray, t_s: float) -> tuple[Observation | None, np.ndarray | None]:
+        res = analyzer.process_frame(rgb)
+        if res.box is None or res.landmarks is None:
+            return None, None
+        obs = observer.observe(rgb, t_s, res.faces, res.box, res.landmarks[0], res.landmarks[1])
+        return obs, (res.template if res.ok else None)
+
+    return analyze

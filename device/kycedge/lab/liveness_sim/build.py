@@ -20,8 +20,8 @@ __all__ = ["attacker", "portrait_mesh", "subject"]
 
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
-TARGET_IOD_PX = 50.0
-FOCAL_PX = 525.0  # 480 x 360 frames, about 50 degrees across: a webcam
+TARGET_IOD_PX = 42.0
+FOCAL_PX = 440.0  # 400 x 300 frames, about 50 degrees across: a webcam
 
 
 def _downscale(rgb: U8, factor: int) -> U8:
@@ -51,17 +51,17 @@ def portrait_mesh(pipe: Pipeline, observer: LandmarkObserver, rgb: U8) -> tuple[
     return None
 
 
-def subject(portrait: U8, mesh: F64, rng: np.random.Generator, *, width: int = 480,
-            height: int = 360) -> Performer:
+def subject(portrait: U8, mesh: F64, rng: np.random.Generator, *, width: int = 400,
+            height: int = 300) -> Performer:
     bg = background(rng, width, height)
-    head = build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=2)
+    head = build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=1.6)
     base = Pose(distance_mm=float(rng.uniform(500, 600)), shift_x_mm=float(rng.uniform(-30, 30)),
                 shift_y_mm=float(rng.uniform(-20, 20)))
     return Performer(render=head.render, rng=rng, base=base)
 
 
 def attacker(portrait: U8, mesh: F64, species: str, rng: np.random.Generator, *,
-             width: int = 480, height: int = 360) -> Performer:
+             width: int = 400, height: int = 300) -> Performer:
     """Someone holding the portrait (print or screen) who turns and moves it when prompted."""
     art = make_artefact(portrait, species, rng)
     pad = (art.shape[0] - portrait.shape[0]) // 2

@@ -30,11 +30,13 @@ class Outcome:
     decided_at_s: float | None = None
     score: float = 0.0
     frames: int = 0
+    completed: int = 0            # prompts completed (the failing prompt is prompts[completed])
     observe_ms: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reason": self.reason, "prompts": self.prompts,
-                "decided_at_s": self.decided_at_s, "score": self.score, "frames": self.frames}
+                "decided_at_s": self.decided_at_s, "score": self.score, "frames": self.frames,
+                "completed": self.completed}
 
 
 def observe(pipe: Pipeline, observer: LandmarkObserver, rgb: Any,
@@ -80,6 +82,7 @@ def run_attempt(source: FrameSource, pipe: Pipeline, observer: LandmarkObserver,
                     out.reason = r.reason
                     out.decided_at_s = round(t - t_first, 3)
                     out.score = r.challenge.score
+                    out.completed = r.challenge.completed
                     return out
             if t - t_first > max_s:
                 if attempt is not None:

@@ -145,7 +145,7 @@ def _kernel_depth(q: F64, pts: F64, z: F64, sigma: float) -> F64:
 
 
 def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700.0,
-               supersample: int = 2, margin: float = 0.22) -> Head:
+               supersample: float = 2.0, margin: float = 0.22) -> Head:
     """The head of ``portrait`` whose FaceMesh points (468 x 3, portrait pixels) are ``mesh``.
 
     ``background`` fixes the frame size. ``supersample`` points per pixel side keep the
@@ -204,8 +204,8 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
         eye_h0 = max(float(np.mean(ly - np.interp(lx, ux, uy))), 2.0)
         x_lo, x_hi = float(ux.min()) - 0.5, float(ux.max()) + 0.5
         band = (sx >= x_lo) & (sx <= x_hi)
-        yu = np.interp(sx, ux, uy) - 0.35 * eye_h0
-        yl = np.interp(sx, lx, ly) + 0.25 * eye_h0
+        yu = np.interp(sx, ux, uy) - 0.5 * eye_h0
+        yl = np.interp(sx, lx, ly) + 0.4 * eye_h0
         inside_eye = band & (sy >= yu) & (sy <= yl)
         t = (sy - yu) / np.maximum(yl - yu, 1e-6)
         eye_mask |= inside_eye
@@ -219,7 +219,7 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
         # blink it slides down by the opening's height (less towards the brow)
         lid_zone = band & (sy < yu) & (sy >= yu - 1.6 * eye_h)
         frac = 1.0 - (yu - sy) / (1.6 * eye_h)
-        opening = np.interp(sx, lx, ly) - np.interp(sx, ux, uy) + 0.6 * eye_h0
+        opening = np.interp(sx, lx, ly) - np.interp(sx, ux, uy) + 0.9 * eye_h0
         lid_move = np.where(lid_zone, np.clip(frac, 0, 1) * opening * mm, lid_move)
         lid_t = np.where(lid_zone, np.clip(frac, 0, 1), lid_t)
     return Head(xyz=xyz, rgb=rgb, eye_mask=eye_mask, lid_t=lid_t, lid_rgb=lid_rgb, lid_move=lid_move,

@@ -58,7 +58,7 @@ __all__ = [
 # status "accepted": the carrier stored the template (and, where it could, matched it)
 ACCEPTED_REASONS: Final = frozenset({"accepted", "match", "no-match", "no-reference", "model-mismatch"})
 # status "rejected", after authentication: recorded, nothing stored; final
-_REJECTED_FINAL: Final = frozenset({"replayed", "stale", "bad-template"})
+_REJECTED_FINAL: Final = frozenset({"replayed", "stale", "bad-template", "liveness-not-passed"})
 # status "rejected", before authentication: nothing recorded; the envelope was not delivered as is
 NOT_DELIVERED_REASONS: Final = frozenset({
     "unknown-device", "revoked-device", "bad-signature", "undecryptable", "malformed",

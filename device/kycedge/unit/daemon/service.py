@@ -52,6 +52,7 @@ from kycedge.unit.daemon.observe import MetricsFile
 from kycedge.unit.daemon.settings import Settings
 from kycedge.unit.forwarder import Forwarder, offline_will
 from kycedge.unit.identity import load_identity
+from kycedge.unit.liveness import LivenessGate, pipeline_analyze
 from kycedge.unit.outbox import Outbox
 from kycedge.unit.sealer import DeviceSealer
 from kycedge.unit.session import Analyzer, SessionManager
@@ -135,6 +136,7 @@ class Daemon:
         self.outbox: Outbox | None = None
         self.forwarder: Forwarder | None = None
         self.sessions: SessionManager | None = None
+        self._gate: LivenessGate | None = None
         self.api: ApiServer | None = None
         self.agent: UpdateAgent | None = None
         self._agent_thread: threading.Thread | None = None
@@ -188,8 +190,14 @@ class Daemon:
         sealer = DeviceSealer(identity, carrier_keys, tenant=tenant, device_id=device, state_dir=state)
         source = self._source or make_source(s.capture)
         preview = encode_preview if s.api.preview_enabled else None  # the operator's choice; off by default
+        gate = None
+        if s.liveness.enabled:
+            pipeline_analyze(analyzer)  # refuses to start on an analyzer without FaceMesh
+            gate = LivenessGate(s.liveness, threshold=float(getattr(analyzer, "threshold", 1.0)))
+        self._gate = gate
         self.sessions = SessionManager(source, analyzer, sealer, self.forwarder, s.session,
-                                       after_session=memory.trim, preview=preview)
+                                       after_session=memory.trim, preview=preview, liveness=gate,
+                                       liveness_analyze=pipeline_analyze if gate else None)
         self.forwarder.receipts_to(self.sessions.deliver_receipt)  # verified once, one type
         self.api = ApiServer(s.api, self.sessions, self.info, self.message)
         self._start_updates(transport)
@@ -247,6 +255,9 @@ class Daemon:
         with self._reload_lock:
             analyzer = self._load_checked(Path(models_dir))
             assert self.sessions is not None
+            if self._gate is not None:
+                pipeline_analyze(analyzer)
+                self._gate.threshold = float(getattr(analyzer, "threshold", self._gate.threshold))
             self.sessions.reload_analyzer(analyzer)
             self.models_dir = Path(models_dir)
         log.info("models switched", extra={"models_dir": str(models_dir),

@@ -5,6 +5,7 @@ One file (``/etc/kycedge/kycedge.toml``), one table per component::
     [daemon]        this module: identity, directories, lifecycle
     [capture]       kycedge.unit.capture.CaptureConfig
     [session]       kycedge.unit.session.SessionConfig
+    [liveness]      kycedge.unit.liveness.LivenessConfig
     [api]           kycedge.unit.api.ApiConfig
     [vision]        kycedge.vision.VisionConfig
     [carrier_keys]  kycedge.unit.carrier_keys.CarrierKeysConfig
@@ -37,6 +38,7 @@ from kycedge.unit.api import ApiConfig
 from kycedge.unit.capture.base import CaptureConfig
 from kycedge.unit.carrier_keys import CarrierKeysConfig
 from kycedge.unit.forwarder import ForwarderConfig
+from kycedge.unit.liveness import LivenessConfig
 from kycedge.unit.metrics import MetricsConfig
 from kycedge.unit.outbox import OutboxConfig
 from kycedge.unit.session import SessionConfig
@@ -104,6 +106,7 @@ class Settings:
     uplink: UplinkConfig
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
     carrier_keys: CarrierKeysConfig = field(default_factory=CarrierKeysConfig)

@@ -75,7 +75,7 @@ class ChallengeConfig:
     onset_deg: float = 6.0            # yaw away from neutral that starts one
     closer_ratio: float = 1.18        # eye-distance growth that completes "move closer"
     onset_ratio: float = 1.06         # growth that starts one
-    blink_ratio: float = 0.78         # EAR below this x the person's baseline: eyes closing
+    blink_ratio: float = 0.85         # EAR below this x the person's baseline: eyes closing
     blink_max_s: float = 0.7          # closed at most this long
     parallax_min: float = 0.030       # planarity residual a turn must show (inter-ocular units)
     frontal_deg: float = 20.0         # |yaw| allowed during the baseline (the quality gate is stricter)
