@@ -101,7 +101,8 @@ def vision_demo(pipe: Pipeline, faces_dir: Path, out: TextIO = sys.stdout,
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="the whole flow on the bundled sample faces",
                               description="Run the capture pipeline over fixtures/faces (decisions, "
-                              "timings, genuine/impostor scores), then the whole flow: a local "
+                              "timings, genuine/impostor scores), the liveness challenge (a genuine "
+                              "customer, a printed photo, a replay), then the whole flow: a local "
                               "broker, the carrier receiver and the unit daemon doing registrations "
                               "through the local API, receipts, and an outage the outbox rides out.")
     p.add_argument("--models", type=Path, default=None,
@@ -124,7 +125,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
     pipe = Pipeline.load(args.models or default_models_dir(), threads=args.threads)
     vision_demo(pipe, args.faces or default_faces_dir())
+    from kycedge.lab.liveness_demo import liveness_demo  # the challenge: genuine, print, replay
+
+    live = liveness_demo(pipe, args.faces or default_faces_dir())
     from kycedge.lab.demo import run_flow  # then the whole flow: daemon, broker, carrier, receipts
 
-    return 0 if run_flow(models_dir=args.models, faces_dir=args.faces, tpm_tcti=args.tpm,
-                         tpm_ca_certificates=tuple(args.tpm_ca), hold_s=args.hold).ok else 1
+    flow = run_flow(models_dir=args.models, faces_dir=args.faces, tpm_tcti=args.tpm,
+                    tpm_ca_certificates=tuple(args.tpm_ca), hold_s=args.hold)
+    return 0 if flow.ok and live.ok else 1
