@@ -35,12 +35,12 @@ from kycedge.carrier.receiver import Receiver
 from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject
 from kycedge.lab.liveness_sim.performer import PerformerSource, RecordedSource
 from kycedge.protocol.envelope import CarrierKey
-from kycedge.protocol.envelope.model import new_registration_reference
+from kycedge.protocol.ids import new_registration_reference
 from kycedge.unit.capture.base import FrameSource
 from kycedge.unit.identity import init_identity
 from kycedge.unit.liveness import LivenessConfig, LivenessGate, pipeline_analyze
 from kycedge.unit.sealer import DeviceSealer
-from kycedge.unit.session import Capture, Sealed, SessionConfig, SessionManager
+from kycedge.unit.session import Capture, SealedCapture, SessionConfig, SessionManager
 from kycedge.vision.decode import decode_image
 from kycedge.vision.liveness.observe import load_observer
 from kycedge.vision.pipeline import Pipeline
@@ -133,7 +133,7 @@ def liveness_demo(pipe: Pipeline, faces_dir: Path, out: TextIO = sys.stdout, *,
                               state_dir=root / "unit")
         envelopes: dict[str, bytes] = {}
 
-        def counting_sealer(cap: Capture) -> Sealed:
+        def counting_sealer(cap: Capture) -> SealedCapture:
             demo.sealed += 1
             return sealer(cap)
 

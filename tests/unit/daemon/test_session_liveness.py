@@ -69,7 +69,7 @@ def manager(performer: Performer, *, retries: int = 0) -> tuple[SessionManager, 
 
 
 def run(m: SessionManager, p: Performer, **kw: Any) -> list[dict[str, Any]]:
-    s = m.start("REG-0001", **kw)
+    s = m.start("REG-registration-0001", **kw)
     evs = []
     for e in s.stream(poll_s=0.05):
         evs.append(e)
@@ -139,6 +139,6 @@ def test_nobody_answering_fails_after_the_retries() -> None:
 def test_a_bad_nonce_is_refused_at_start() -> None:
     m, _ = manager(Performer())
     with pytest.raises(SessionError, match="nonce"):
-        m.start("REG-0001", nonce="short")
+        m.start("REG-registration-0001", nonce="short")
     with pytest.raises(SessionError, match="nonce"):
-        m.start("REG-0001", nonce=123)
+        m.start("REG-registration-0001", nonce=123)
