@@ -6,7 +6,7 @@ Routes (documented in ``docs/local-api.md``, machine-readable at ``/v1/openapi.j
     GET    /v1/health                     200 {"ok": true} or 503 with why
     GET    /v1/openapi.json               the OpenAPI 3.1 description of this API
     GET    /v1/sessions                   today's sessions (references masked) for the app's list
-    POST   /v1/sessions                   {"ref", "consent": {"version", "accepted"}, "timeout_s"?}
+    POST   /v1/sessions                   {"ref", "consent": {"version", "accepted"}, "timeout_s"?, "nonce"?}
                                           → 201 {"session", "events"}, Location: /v1/sessions/{id}
     GET    /v1/sessions/{id}              state and result
     DELETE /v1/sessions/{id}              cancel a capturing session
@@ -276,11 +276,12 @@ class ApiApp:
 
     async def _start(self, request: Request, m: re.Match[str]) -> Response:
         body = await self._body(request)
-        allowed = {"ref", "timeout_s", "consent"}
+        allowed = {"ref", "timeout_s", "consent", "nonce"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             names = ", ".join(k[:40] for k in unknown)
-            raise ApiError(400, "bad-request", f"unknown field(s) {names}; expected ref, consent, timeout_s")
+            raise ApiError(400, "bad-request", f"unknown field(s) {names}; expected ref, consent, "
+                           "timeout_s, nonce")
         if "ref" not in body:
             raise ApiError(400, "bad-request", "field ref is required")
         timeout = body.get("timeout_s")
@@ -290,7 +291,7 @@ class ApiApp:
             raise ApiError(400, "consent-required", 'field consent is required: {"version": the consent '
                            "text's version shown to the customer, \"accepted\": true|false}")
         consent = self._consent(body.get("consent"))
-        s = await run_in_threadpool(self.sessions.start, body["ref"], timeout, consent)
+        s = await run_in_threadpool(self.sessions.start, body["ref"], timeout, consent, body.get("nonce"))
         where = f"/v1/sessions/{s.id}"
         return json_response(201, {"session": s.id, "ref": s.ref, "events": f"{where}/events"},
                              {"Location": where})
