@@ -27,10 +27,11 @@ def test_every_language_has_every_key_and_the_same_placeholders() -> None:
 def test_the_codes_the_unit_sends_have_words() -> None:
     en = catalogue()["messages"]["en"]
     guidance = {"ok", "no-face", "multiple-faces", "move-closer", "face-the-camera", "too-dark", "too-bright",
-                "blurry"}
+                "blurry", "liveness-hold-still", "liveness-turn-left", "liveness-turn-right",
+                "liveness-blink", "liveness-move-closer"}
     failures = {"timeout", "cancelled", "consent-declined", "outbox-full", "storage-full", "capture-failed",
                 "capture-unavailable", "internal-error", "busy", "bad-reference", "consent-outdated",
-                "too-many-connections"}
+                "too-many-connections", "liveness-failed"}
     for code in guidance | failures | ACCEPTED_REASONS | REJECTED_REASONS:
         assert f"reason.{code}" in en, code
     for status in ("match", "no-match", "accepted", "rejected"):
