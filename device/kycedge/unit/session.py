@@ -77,8 +77,8 @@ from kycedge.protocol import ids
 from kycedge.protocol.envelope.receipt import Receipt
 from kycedge.protocol.match import cosine
 from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
-from kycedge.vision.template import Candidate, keep_best, would_keep
 from kycedge.unit.liveness import Analyze, LivenessGate, LivenessRecord, LivenessVerdict
+from kycedge.vision.template import Candidate, keep_best, would_keep
 
 __all__ = [
     "Analysis",
