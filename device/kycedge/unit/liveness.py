@@ -29,6 +29,7 @@ import numpy as np
 from kycedge.core.config import section
 from kycedge.core.errors import CaptureError, ConfigError
 from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
+from kycedge.unit.metrics import LIVENESS
 from kycedge.vision.liveness.attempt import Attempt
 from kycedge.vision.liveness.challenge import MESSAGES, Challenge, ChallengeConfig
 from kycedge.vision.liveness.observe import LandmarkObserver, Observation, load_observer
@@ -110,6 +111,7 @@ class LivenessGate:
         record = LivenessRecord(method=METHOD, version=VERSION, prompts=prompts,
                                 outcome="passed" if passed else reason, passed=passed,
                                 score=score, nonce=nonce)
+        LIVENESS.inc(record.outcome)  # kycedge_unit_liveness_outcomes_total{outcome}
         message = "liveness challenge passed" if passed else (
             f"liveness challenge failed ({_FAIL_MESSAGES.get(reason, reason)})")
         return LivenessVerdict(passed=passed, reason=reason, message=message, record=record,

@@ -115,10 +115,16 @@ def test_a_live_customer_follows_the_prompts_and_is_sealed_with_the_challenge_re
 
 
 def test_a_printed_photo_is_refused_and_nothing_is_sealed() -> None:
+    from kycedge.unit.metrics import LIVENESS
+
+    before = LIVENESS.snapshot()
     p = Performer(flat=True)
     m, se = manager(p, retries=1)
     _wire(m, p)
     evs = run(m, p)
+    after = LIVENESS.snapshot()
+    reason = evs[-1]["liveness_reason"]
+    assert after.get(reason, 0) == before.get(reason, 0) + 1  # the metrics textfile counts it
     assert evs[-1]["event"] == "failed"
     assert evs[-1]["reason"] == "liveness-failed"
     assert evs[-1]["liveness_reason"] in ("planar", "no-response", "late-response")
