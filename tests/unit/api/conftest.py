@@ -5,13 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kycedge.lab.broker import free_port
 from kycedge.unit.api import ApiConfig, ApiServer
 from kycedge.unit.capture.fake import FakeCamera
 from kycedge.unit.session import SessionConfig, SessionManager
@@ -76,21 +76,6 @@ class Live:
     def start(self, ref: str = "rTestRef-abcdefghij", accepted: bool = True, **extra: Any) -> Reply:
         return self.request("POST", "/v1/sessions",
                             {"ref": ref, "consent": {"version": CONSENT, "accepted": accepted}, **extra})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="kx"))  # Unix socket paths are limited to 108 bytes
-    yield d
-    for p in d.iterdir():
-        p.unlink()
-    d.rmdir()
 
 
 def make_live(d: Path, frames: list[Any] | None = None, **config: Any) -> Live:

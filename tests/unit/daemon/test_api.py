@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kycedge.lab.broker import free_port
 from kycedge.unit.api import ApiConfig, ApiServer
 from kycedge.unit.capture.fake import FakeCamera
 from kycedge.unit.client import ApiClient, ApiClientError
@@ -28,21 +28,6 @@ KNOWN = "019ab697-e800-706d-8031-000000000000"
 
 
 CONSENT = consent_version()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="kx"))  # Unix socket paths are limited to 108 bytes
-    yield d
-    for p in d.iterdir():
-        p.unlink()
-    d.rmdir()
 
 
 def serve(d: Path, frames: list[Any], *, port: int = 0,
