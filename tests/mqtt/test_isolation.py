@@ -271,3 +271,25 @@ def test_the_broker_refuses_to_start_with_an_unknown_guard_option(pki: Pki, tmp_
     with pytest.raises(BrokerHarnessError, match="mosquitto exited"):
         b.start()
     assert "kycedge_guard: unknown option plugin_opt_share_usr" in b.log()
+
+
+# ---- fleet announcements: a unit gets its own tenant's, and the broker starts without a warning ----
+def test_a_unit_reads_its_own_tenants_fleet_topics_only(broker: Broker, pki: Pki) -> None:
+    admin = connected(broker, pki.service(FLEET_ADMIN), FLEET_ADMIN)
+    own = connected(broker, pki.device("acme", "u1"), "acme/u1")
+    other = connected(broker, pki.device("globex", "u2"), "globex/u2")
+    got_own: list[bytes] = []
+    try:
+        admin.publish(topics.fleet_topic("acme", "bundles"), b'{"bundle_version": 7}', qos=1, retain=True)
+        own.subscribe(topics.fleet_topic("acme", "bundles"), lambda t, p: got_own.append(p))
+        assert wait_for(lambda: got_own == [b'{"bundle_version": 7}'])
+        with pytest.raises(UplinkError) as ei:  # another tenant's announcements: refused at SUBSCRIBE
+            other.subscribe(topics.fleet_topic("acme", "bundles"), lambda t, p: None)
+        assert ei.value.reason == "not-authorized"
+        with pytest.raises(UplinkError):
+            other.subscribe("fleet/v1/#", lambda t, p: None)
+    finally:
+        for c in (admin, own, other):
+            c.stop()
+    assert "denied subscription fleet/v1/acme/bundles to globex/u2" in broker.log()
+    assert "Warning: ACL pattern" not in broker.log()  # the shipped ACL loads without a warning

@@ -18,7 +18,9 @@
  * Everything the plugin does not refuse is decided by the acl_file (the plugin answers
  * "defer"). Options (mosquitto.conf, space-separated lists):
  *   plugin_opt_share_users      carrier-receiver
- *   plugin_opt_unit_subscribe   kyc/v1/%u/receipts kyc/v1/%u/status fleet/v1/#
+ *   plugin_opt_unit_subscribe   kyc/v1/%u/receipts kyc/v1/%u/status fleet/v1/%t/#
+ *   plugin_opt_unit_read        fleet/v1/%t/#   (grants a unit its own tenant's fleet topics;
+ *                               %t = the tenant part of its CN; the acl_file has no such token)
  *   plugin_opt_retain_topics    kyc/v1/+/+/status fleet/v1/+/+
  * Built by build.sh (gcc, headers from mosquitto-dev and libssl-dev); tested against the
  * real broker by tests/mqtt/test_isolation.py.
@@ -43,7 +45,7 @@ struct list {
 };
 
 static mosquitto_plugin_id_t *plugin_id;
-static struct list share_users, unit_subscribe, retain_topics;
+static struct list share_users, unit_subscribe, unit_read, retain_topics;
 
 static int list_parse(struct list *l, const char *key, const char *value)
 {
@@ -146,31 +148,54 @@ static bool in_list(const struct list *l, const char *s)
 	return false;
 }
 
-/* unit_subscribe entry with %u replaced by cn; "/#" at the end allows the whole subtree. */
+/* Expand %u (the unit's CN, "<tenant>/<device>") and %t (its tenant) in pattern into out. */
+static bool expand(const char *pattern, const char *cn, char *out, size_t size)
+{
+	const char *slash = strchr(cn, '/');
+	size_t tenant_len = slash ? (size_t)(slash - cn) : strlen(cn);
+	size_t o = 0;
+	for(const char *p = pattern; *p; p++){
+		const char *src = NULL;
+		size_t n = 0;
+		if(p[0] == '%' && p[1] == 'u'){ src = cn; n = strlen(cn); p++; }
+		else if(p[0] == '%' && p[1] == 't'){ src = cn; n = tenant_len; p++; }
+		if(src){
+			if(o + n >= size) return false;
+			memcpy(out + o, src, n);
+			o += n;
+		}else{
+			if(o + 1 >= size) return false;
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* unit_subscribe entry with %u/%t expanded; "/#" at the end allows the whole subtree. */
 static bool unit_may_subscribe(const char *cn, const char *filter)
 {
 	char want[2 * MAX_NAME];
 	for(int i = 0; i < unit_subscribe.n; i++){
-		const char *p = unit_subscribe.item[i];
-		size_t o = 0;
-		for(; *p && o < sizeof(want) - 1; p++){
-			if(p[0] == '%' && p[1] == 'u'){
-				size_t n = strlen(cn);
-				if(o + n >= sizeof(want) - 1) break;
-				memcpy(want + o, cn, n);
-				o += n;
-				p++;
-			}else{
-				want[o++] = *p;
-			}
-		}
-		if(*p) continue; /* too long: never matches */
-		want[o] = '\0';
+		if(!expand(unit_subscribe.item[i], cn, want, sizeof(want))) continue; /* too long: never matches */
+		size_t o = strlen(want);
 		if(o >= 2 && strcmp(want + o - 2, "/#") == 0){
 			if(strncmp(filter, want, o - 1) == 0) return true; /* prefix incl. the '/' */
 		}else if(strcmp(filter, want) == 0){
 			return true;
 		}
+	}
+	return false;
+}
+
+/* A unit may receive messages on topics matching a unit_read entry (%u/%t expanded). */
+static bool unit_may_read(const char *cn, const char *topic)
+{
+	char want[2 * MAX_NAME];
+	for(int i = 0; i < unit_read.n; i++){
+		bool match = false;
+		if(!expand(unit_read.item[i], cn, want, sizeof(want))) continue;
+		if(mosquitto_topic_matches_sub(want, topic, &match) == MOSQ_ERR_SUCCESS && match) return true;
 	}
 	return false;
 }
@@ -207,6 +232,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		if(is_unit(user) && !unit_may_subscribe(user, ed->topic)) return deny("subscription", ed, user);
 	}else if(ed->access == MOSQ_ACL_WRITE && ed->retain && !retain_allowed(ed->topic)){
 		return deny("retained publish", ed, user);
+	}else if(ed->access == MOSQ_ACL_READ && is_unit(user) && unit_may_read(user, ed->topic)){
+		return MOSQ_ERR_SUCCESS; /* per-tenant grants the acl_file cannot write without a warning */
 	}
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
@@ -230,6 +257,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		if(strcmp(k, "share_users") == 0) rc = list_parse(&share_users, k, v);
 		else if(strcmp(k, "unit_subscribe") == 0) rc = list_parse(&unit_subscribe, k, v);
 		else if(strcmp(k, "retain_topics") == 0) rc = list_parse(&retain_topics, k, v);
+		else if(strcmp(k, "unit_read") == 0) rc = list_parse(&unit_read, k, v);
 		else{
 			mosquitto_log_printf(MOSQ_LOG_ERR, "kycedge_guard: unknown option plugin_opt_%s", k);
 			rc = MOSQ_ERR_INVAL;
@@ -252,5 +280,6 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	list_free(&share_users);
 	list_free(&unit_subscribe);
 	list_free(&retain_topics);
+	list_free(&unit_read);
 	return MOSQ_ERR_SUCCESS;
 }
