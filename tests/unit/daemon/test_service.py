@@ -335,6 +335,8 @@ def test_not_enrolled_is_shown_on_the_local_api_and_delivered_once_enrolled(
     info = c.info()
     assert info["queue"]["count"] == 1
     assert info["queue"]["held"] == {"unknown-device": 1}
+    # the event stream is read by another thread: it may not have parsed "queued" yet
+    wait_for(lambda: any(e["event"] == "queued" for e in events))
     assert not any(e["event"] == "receipt" for e in events)
     mid = next(e["message_id"] for e in events if e["event"] == "queued")
     assert c.message(mid) == {"message_id": mid, "state": "queued", "condition": "unknown-device"}
