@@ -148,9 +148,9 @@ class GStreamerSource:
         self._error, self._stderr_tail, self.dropped = None, b"", 0
         proc = self._spawn(self._cmd)
         self._proc = proc
-        self._threads = [
-            threading.Thread(target=self._pump, args=(proc,), name="gst-frames", daemon=True),
+        self._threads = [  # stderr first: the frame pump joins it when the pipeline exits
             threading.Thread(target=self._drain_stderr, args=(proc,), name="gst-stderr", daemon=True),
+            threading.Thread(target=self._pump, args=(proc,), name="gst-frames", daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -191,6 +191,11 @@ class GStreamerSource:
                 code = self._proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 code = None
+        # The pipeline's last words explain the exit: let the stderr drain reach EOF first
+        # (it ends once the process has exited), so the error carries them.
+        for th in self._threads:
+            if th.name == "gst-stderr" and th.ident is not None and th is not threading.current_thread():
+                th.join(timeout=1.0)
         detail = f"exited with code {code}" if code is not None else "closed its output"
         if partial:
             detail += f" mid-frame ({partial} of {self._frame_bytes} bytes)"
