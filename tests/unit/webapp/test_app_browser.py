@@ -3,6 +3,7 @@
 One lab and one browser for the module (the daemon and Chromium start once): a whole
 registration with consent, guidance and the receipt; a declined consent; the offline
 banner with the queue depth while the broker is down and the receipt once it is back;
+the not-enrolled banner while the carrier does not know the unit;
 the language switch incl. right to left; axe-core's WCAG 2.1 A/AA rules; layout at
 800x480 and on a phone; and no frame bytes in the browser's profile or cache.
 """
@@ -136,6 +137,38 @@ def test_offline_banner_with_queue_depth_then_the_receipt(app: tuple[Any, Any, P
     wait(d, lambda: not by_id(d, "offline").is_displayed(), 30, "banner gone")
     wait(d, lambda: d.execute_script("return document.body.dataset.receipt") == "match", 60,
          "receipt after the outage")
+
+
+def test_not_enrolled_banner_then_the_receipt_once_enrolled(app: tuple[Any, Any, Path]) -> None:
+    """Connected, but the carrier does not know the unit (installed before its enrolment):
+    the banner says why the registration stays queued, with the count; once enrolled it is
+    delivered and the banner goes."""
+    import sqlite3
+
+    from kycedge.carrier.receiver import Receiver
+    from kycedge.unit.identity import load_identity
+
+    lab, d, _ = app
+    wait(d, lambda: not by_id(d, "offline").is_displayed(), 30, "no banner to start with")
+    db = sqlite3.connect(lab.carrier_config.database_target)
+    with db:
+        db.execute("DELETE FROM devices")
+    db.close()
+    try:
+        by_id(d, "again").click()
+        enter_reference(d, GENUINE)
+        by_id(d, "accept").click()
+        wait(d, lambda: d.execute_script("return document.body.dataset.outcome") == "queued", 60, "queued")
+        wait(d, lambda: by_id(d, "offline").get_attribute("data-delivery") == "not-enrolled", 30,
+             "not-enrolled banner")
+        assert by_id(d, "offline").is_displayed()
+        assert by_id(d, "offline").text == MESSAGES["en"]["ui.delivery.not-enrolled"].replace("{n}", "1")
+    finally:
+        with Receiver.from_config(lab.carrier_config) as rx:
+            rx.registry.enroll(lab.tenant, lab.device, load_identity(lab.unit_state).public_key)
+    wait(d, lambda: not by_id(d, "offline").is_displayed(), 40, "banner gone once enrolled")
+    wait(d, lambda: d.execute_script("return document.body.dataset.receipt") == "match", 60,
+         "receipt once enrolled")
 
 
 def test_phone_layout(app: tuple[Any, Any, Path]) -> None:

@@ -38,5 +38,15 @@ def test_the_codes_the_unit_sends_have_words() -> None:
         assert f"status.{status}" in en
 
 
+def test_every_held_delivery_state_has_words() -> None:
+    """The banner shows why a connected unit's registrations stay queued (``delivery`` in
+    ``/v1/info``): every state but ``ok`` needs its words, and no stale key may linger."""
+    from kycedge.protocol.status import DELIVERY_STATES
+
+    en = catalogue()["messages"]["en"]
+    assert {k for k in en if k.startswith("ui.delivery.")} == {
+        f"ui.delivery.{s}" for s in DELIVERY_STATES if s != "ok"}
+
+
 def test_the_consent_version_is_a_valid_one() -> None:
     assert CONSENT_VERSION_RE.fullmatch(consent_version())

@@ -208,12 +208,20 @@
     const b = $("offline");
     if (!state.online) { b.textContent = t("ui.unit-unreachable"); b.hidden = false; return; }
     const info = state.info;
+    const n = info && info.queue && typeof info.queue.count === "number" ? info.queue.count : 0;
+    // the link first (nothing can be sent), then why a connected unit's registrations stay
+    // queued: the carrier refused them before authenticating them (delivery, /v1/info)
+    // (every held state of kycedge.protocol.status.DELIVERY_STATES has words: test_catalogue)
+    const held = info && typeof info.delivery === "string" && info.delivery !== "ok"
+      && state.cat.messages.en["ui.delivery." + info.delivery] ? info.delivery : "";
+    b.dataset.delivery = held;
     if (info && info.link && info.link.connected === false) {
-      const n = info.queue && typeof info.queue.count === "number" ? info.queue.count : 0;
       b.textContent = t("ui.offline", { n: n });
-      b.dataset.queue = String(n);
-      b.hidden = false;
-    } else { b.hidden = true; }
+    } else if (held) {
+      b.textContent = t("ui.delivery." + held, { n: n });
+    } else { b.hidden = true; return; }
+    b.dataset.queue = String(n);
+    b.hidden = false;
   }
   async function refreshInfo() {
     try { state.info = await api("GET", "/v1/info"); state.online = true; }
