@@ -25,6 +25,8 @@ Reason codes (stable, documented in docs/updates.md):
 ``health-check-failed``   the daemon failed health checks after the switch
 ``crash-loop``            the daemon restarted repeatedly during the trial period
 ``stage-failed``          staging directory could not be written
+``storage-full``          the unit's state filesystem is full (download or staging)
+``read-only``             the unit's state filesystem is read-only
 ``switch-failed``         the symlink swap failed
 ========================  ==============================================================
 """

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kycedge.core.fsutil import atomic_write, fsync_dir, fsync_file
+from kycedge.core.fsutil import atomic_write, fsync_dir, fsync_file, storage_error
 from kycedge.protocol.bundle import (
     BUNDLE_FILE,
     BundleManifest,
@@ -147,7 +147,11 @@ def stage_bundle(
         fsync_dir(sets_dir)
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
-        raise StageError(f"{staging}: cannot write the staged set: {e}") from e
+        se = storage_error(e, f"{staging}: cannot write the staged set")
+        # a full or read-only filesystem says so (storage-full / read-only); anything else
+        # is the update path's own stage-failed
+        reason = se.reason if se.reason != "storage-error" else StageError.reason
+        raise StageError(f"{staging}: cannot write the staged set: {e}", reason=reason) from e
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -19,6 +19,7 @@ nothing reaches its destination before TUF has verified length and hash.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -39,7 +40,8 @@ from tuf.ngclient.updater import Updater
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from kycedge.protocol.update_errors import FetchError, MetadataError, UpdateError
+from kycedge.core.fsutil import NO_SPACE_ERRNOS, storage_error
+from kycedge.protocol.update_errors import FetchError, MetadataError, StageError, UpdateError
 
 __all__ = [
     "HttpResponse",
@@ -166,6 +168,38 @@ class _Transient(Exception):
     """A download broke off; worth resuming."""
 
 
+class _LocalWriteError(tuf_exc.DownloadError):
+    """Our own write failed (a full or read-only state filesystem): not the network's fault,
+    so not retried and not reported as ``unreachable``. A ``DownloadError`` so that TUF's
+    fetcher passes it through; :func:`_translated` finds the ``OSError`` behind it."""
+
+
+def _write(f: IO[bytes], data: bytes) -> None:
+    try:
+        f.write(data)
+    except OSError as e:
+        raise _LocalWriteError(f"cannot write the download: {e}") from e
+
+
+def _flush(f: IO[bytes]) -> None:
+    try:
+        f.flush()
+    except OSError as e:
+        raise _LocalWriteError(f"cannot write the download: {e}") from e
+
+
+def _local_storage_failure(e: BaseException) -> OSError | None:
+    """The OSError in ``e``'s chain that says the local filesystem is full or read-only."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and (cur.errno in NO_SPACE_ERRNOS or cur.errno == errno.EROFS):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -242,7 +276,9 @@ class ResumableFetcher(FetcherInterface):
                 # Used (verified or rejected): never resume from this partial again.
                 if part is not None:
                     part.unlink(missing_ok=True)
-        except tuf_exc.DownloadLengthMismatchError:
+        except (tuf_exc.DownloadLengthMismatchError, _LocalWriteError):
+            # too long, or our filesystem refused it: a partial to resume would only keep
+            # the space taken (a full disk would stay full and block every later update)
             if part is not None:
                 part.unlink(missing_ok=True)
             raise
@@ -291,21 +327,21 @@ class ResumableFetcher(FetcherInterface):
                     if total > max_length:
                         raise tuf_exc.DownloadLengthMismatchError(
                             f"{url}: expected at most {max_length} bytes, got more than that")
-                    f.write(chunk)
+                    _write(f, chunk)
                     if self._min_rate > 0:
                         elapsed = self._clock() - started
                         if elapsed > self._grace_s and (total - have) < self._min_rate * elapsed:
-                            f.flush()
+                            _flush(f)
                             raise _Transient(
                                 f"too slow: {total - have} bytes in {elapsed:.0f} s, expected at least "
                                 f"{self._min_rate:.0f} B/s after {self._grace_s:.0f} s")
             except (urllib3.exceptions.HTTPError, OSError) as e:
-                f.flush()
+                _flush(f)
                 raise _Transient(f"{type(e).__name__} after {total} bytes") from e
             if declared is not None and declared.isdigit() and total - have < int(declared):
-                f.flush()
+                _flush(f)
                 raise _Transient(f"got {total - have} of {declared} announced bytes")
-            f.flush()
+            _flush(f)
         finally:
             resp.close()
 
@@ -332,14 +368,15 @@ class RepositoryClient:
         self.fetcher = ResumableFetcher(transport, partial_dir, resumable_prefixes=(self._targets_url,),
                                         retries=retries, backoff_s=backoff_s,
                                         min_bytes_per_s=min_bytes_per_s, slow_grace_s=slow_grace_s)
-        metadata_dir.mkdir(parents=True, exist_ok=True)
         cfg = UpdaterConfig(root_max_length=max_metadata_bytes, timestamp_max_length=min(
             max_metadata_bytes, 64 * 1024))
         try:
+            metadata_dir.mkdir(parents=True, exist_ok=True)
             self._updater = Updater(str(metadata_dir), base + "/metadata/", target_dir=None,
                                     target_base_url=self._targets_url, fetcher=self.fetcher,
                                     config=cfg, bootstrap=trusted_root)
         except (tuf_exc.RepositoryError, ValueError, OSError) as e:
+            _raise_if_local_storage(e, "trusted root.json")
             raise MetadataError(f"trusted root.json: expected valid TUF root metadata, got: {e}",
                                 reason="bad-trusted-root") from e
 
@@ -393,26 +430,41 @@ def _translated(what: str) -> Iterator[None]:
         yield
     except UpdateError:
         raise
-    except tuf_exc.UnsignedMetadataError as e:
+    except (tuf_exc.DownloadError, tuf_exc.RepositoryError, OSError) as e:
+        _raise_if_local_storage(e, what)
+        raise _translation(e, what) from e
+
+
+def _raise_if_local_storage(e: BaseException, what: str) -> None:
+    """``storage-full`` / ``read-only`` when the local filesystem is what failed."""
+    local = _local_storage_failure(e)
+    if local is not None:
+        se = storage_error(local, what)
+        raise StageError(f"{what}: cannot store the update: {local.strerror or local}",
+                         reason=se.reason) from e
+
+
+def _translation(e: BaseException, what: str) -> UpdateError:
+    """The update error, with its reason code, for a TUF or local I/O failure."""
+    if isinstance(e, tuf_exc.UnsignedMetadataError):
         m = _SIGNED_BY.search(str(e))
         reason = "signature-threshold" if m and int(m.group(1)) > 0 else "bad-signature"
-        raise MetadataError(f"{what}: {e}", reason=reason) from e
-    except tuf_exc.ExpiredMetadataError as e:
-        raise MetadataError(f"{what}: {e}", reason="expired-metadata") from e
-    except tuf_exc.BadVersionNumberError as e:
+        return MetadataError(f"{what}: {e}", reason=reason)
+    if isinstance(e, tuf_exc.ExpiredMetadataError):
+        return MetadataError(f"{what}: {e}", reason="expired-metadata")
+    if isinstance(e, tuf_exc.BadVersionNumberError):
         text = str(e)
         reason = "mix-and-match" if text.startswith("Expected") else "rollback-attack"
-        raise MetadataError(f"{what}: {text or type(e).__name__}", reason=reason) from e
-    except tuf_exc.LengthOrHashMismatchError as e:
-        raise MetadataError(f"{what}: {e}", reason="hash-mismatch") from e
-    except tuf_exc.RepositoryError as e:
-        raise MetadataError(f"{what}: {e}", reason="bad-metadata") from e
-    except tuf_exc.DownloadLengthMismatchError as e:
-        raise FetchError(f"{what}: {e}", reason="oversized") from e
-    except tuf_exc.DownloadHTTPError as e:
-        raise FetchError(f"{what}: {e}", reason="http-error") from e
-    except tuf_exc.DownloadError as e:
+        return MetadataError(f"{what}: {text or type(e).__name__}", reason=reason)
+    if isinstance(e, tuf_exc.LengthOrHashMismatchError):
+        return MetadataError(f"{what}: {e}", reason="hash-mismatch")
+    if isinstance(e, tuf_exc.RepositoryError):
+        return MetadataError(f"{what}: {e}", reason="bad-metadata")
+    if isinstance(e, tuf_exc.DownloadLengthMismatchError):
+        return FetchError(f"{what}: {e}", reason="oversized")
+    if isinstance(e, tuf_exc.DownloadHTTPError):
+        return FetchError(f"{what}: {e}", reason="http-error")
+    if isinstance(e, tuf_exc.DownloadError):
         cause = e.__cause__
-        raise FetchError(f"{what}: {e}{f' ({cause})' if cause else ''}", reason="unreachable") from e
-    except OSError as e:
-        raise FetchError(f"{what}: local I/O failed: {e}", reason="stage-failed") from e
+        return FetchError(f"{what}: {e}{f' ({cause})' if cause else ''}", reason="unreachable")
+    return FetchError(f"{what}: local I/O failed: {e}", reason="stage-failed")
