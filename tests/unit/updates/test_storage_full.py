@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kycedge.unit.updates.agent import UpdateAgent
 
-from tests.support.smallfs import SmallFs, small_fs  # noqa: F401  (the fixture)
+from tests.support.smallfs import SmallFs  # the small_fs fixture: tests/unit/conftest.py
 
 from .helpers import FakeDaemon, Fleet, make_agent
 
