@@ -29,7 +29,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import statistics
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,12 +142,17 @@ def clip_cues(clips: Path, thresholds: dict[str, float], pipe: Pipeline) -> dict
     per_clip = []
     counts = {c: {"live": 0, "attack": 0} for c in FRAME_CUE_NAMES}
     n = {"live": 0, "attack": 0}
+    cue_ms: list[float] = []
     for r in rows:
         sampler = ScreenSampler(cfg)
         for _, rgb in _frames(clips / r["path"], 15.0):
             res = pipe.process_frame(rgb)
             if res.box is not None and res.landmarks is not None:
+                before = len(sampler.cues)
+                t0 = time.perf_counter()
                 sampler.offer(rgb, res.box)
+                if len(sampler.cues) > before:
+                    cue_ms.append((time.perf_counter() - t0) * 1000)
         vals = sampler.cues
         n[r["label"]] += 1
         med = {c: float(np.median(x)) for c in FRAME_CUE_NAMES
@@ -156,7 +164,11 @@ def clip_cues(clips: Path, thresholds: dict[str, float], pipe: Pipeline) -> dict
                          "cues": {c: round(v, 4) for c, v in med.items()}, "flagged_by": flags})
     return {"data": "real (pad-video-dev; no threshold set on it)", "clips": n,
             "thresholds": {c: round(t, 5) for c, t in thresholds.items()},
-            "flagged": counts, "per_clip": per_clip}
+            "flagged": counts,
+            "cue_ms_per_sampled_frame": {"median": round(statistics.median(cue_ms), 3) if cue_ms else None,
+                                         "frames": len(cue_ms), "every_nth_frame": cfg.every,
+                                         "load_avg_1m": round(os.getloadavg()[0], 2)},
+            "per_clip": per_clip}
 
 
 def lfw_cues(lfw: Path, step: int, thresholds: dict[str, float], pipe: Pipeline) -> dict[str, Any]:
