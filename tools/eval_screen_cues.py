@@ -14,14 +14,16 @@ background cues cannot be measured here), computes every cue of
 
 Real data, evaluation-only: a threshold chosen here is not independently measured here;
 measure it on other data. ``--clips pad-video-dev`` does: every cue, at the threshold chosen
-on the stills (the bezel, which crops cannot show, at :class:`ScreenConfig`'s threshold, set
+on the stills (the bezel, which crops cannot show, at its :data:`RULES` threshold, set
 on LFW portraits), on the median over the clip's sampled frames (the detector's face box),
 per clip and as counts of live and attack clips flagged. ``--lfw DIR`` adds the bona fide
 false-alarm rate of every cue on real portraits with real backgrounds (every ``--lfw-step``-th
-image). Example::
+image; lfw-dev is greyscale here, so it cannot test the colour cues) and ``--faces DIR`` the
+same on faces-small (63 colour press photos). Example::
 
-    .venv/bin/python tools/eval_screen_cues.py --stills ../shared/data/pad-stills-dev \
-        --clips ../shared/data/pad-video-dev --lfw ../shared/data/lfw-dev --lfw-step 3
+    .venv/bin/python tools/eval_screen_cues.py --stills ../shared/data/pad-stills-dev \\
+        --clips ../shared/data/pad-video-dev --lfw ../shared/data/lfw-dev --lfw-step 3 \\
+        --faces ../shared/data/faces-small
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from kycedge.core.errors import KycEdgeError
 from kycedge.vision.decode import decode_image, read_image_file
 from kycedge.vision.liveness.screen import (
     CUE_NAMES,
@@ -76,7 +79,7 @@ def threshold_at_bpcer(live: list[float], bpcer: float) -> float:
     return float(v[v.size - 1 - k]) if k < v.size else float(v[0])
 
 
-def load(stills: Path) -> list[dict[str, Any]]:
+def load(stills: Path, keep_crops: bool = False) -> list[dict[str, Any]]:
     rows = list(csv.DictReader((stills / "labels.csv").open()))
     out = []
     for r in rows:
@@ -86,7 +89,8 @@ def load(stills: Path) -> list[dict[str, Any]]:
             rgb = np.ascontiguousarray(np.rot90(rgb, -k))
         h, w = rgb.shape[:2]
         crop = face_crop(rgb, (0.0, 0.0, float(w), float(h))) if max(h, w) > MAX_SIDE_PX else rgb
-        out.append({"path": r["path"], "label": r["label"], "source": r["source"], "cues": screen_cues(crop)})
+        out.append({"path": r["path"], "label": r["label"], "source": r["source"], "cues": screen_cues(crop),
+                    **({"crop": crop} if keep_crops else {})})
     return out
 
 
@@ -120,6 +124,24 @@ def evaluate(items: list[dict[str, Any]], bpcer: float, given: dict[str, float])
         counts[i["label"]] += 1
     return {"data": "real (pad-stills-dev: mostly tight face crops)", "stills": dict(counts),
             "sources": sources, "cues": per_cue}
+
+
+def bench(stills: Path, reps: int) -> dict[str, Any]:
+    """Median ms of each crop cue over the stills' crops (1 thread, this machine, with its load)."""
+    from kycedge.vision.liveness import screen
+
+    crops = [i["crop"] for i in load(stills, keep_crops=True)]
+    out: dict[str, Any] = {"crops": len(crops), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    for name in CUE_NAMES:
+        fn = getattr(screen, name)
+        ms = []
+        for _ in range(reps):
+            for c in crops:
+                t0 = time.perf_counter()
+                fn(c)
+                ms.append((time.perf_counter() - t0) * 1000)
+        out[name] = round(statistics.median(ms), 4)
+    return out
 
 
 def _flagged(value: float, cue: str, threshold: float) -> bool:
@@ -171,12 +193,18 @@ def clip_cues(clips: Path, thresholds: dict[str, float], pipe: Pipeline) -> dict
             "per_clip": per_clip}
 
 
-def lfw_cues(lfw: Path, step: int, thresholds: dict[str, float], pipe: Pipeline) -> dict[str, Any]:
-    """The false-alarm rate of every cue on real portraits (bona fide, real backgrounds)."""
-    files = sorted(lfw.rglob("*.jpg"))[::step]
+def bona_fide_cues(folder: Path, step: int, thresholds: dict[str, float], pipe: Pipeline) -> dict[str, Any]:
+    """The false-alarm rate of every cue on real portraits (bona fide, real backgrounds);
+    files that do not decode are skipped and counted."""
+    files = sorted(folder.rglob("*.jpg"))[::step]
     vals = []
+    skipped = 0
     for p in files:
-        rgb = decode_image(read_image_file(p))
+        try:
+            rgb = decode_image(read_image_file(p))
+        except KycEdgeError:
+            skipped += 1
+            continue
         res = pipe.process_frame(rgb)
         if res.box is None:
             continue
@@ -184,7 +212,8 @@ def lfw_cues(lfw: Path, step: int, thresholds: dict[str, float], pipe: Pipeline)
             vals.append(frame_cues(rgb, res.box))
         except ValueError:
             continue
-    out: dict[str, Any] = {"data": "real (lfw-dev portraits, bona fide)", "images": len(vals)}
+    out: dict[str, Any] = {"data": f"real ({folder.name}: bona fide portraits)", "images": len(vals),
+                           "undecodable": skipped}
     for c in FRAME_CUE_NAMES:
         v = np.asarray([x[c] for x in vals if c in x])
         if v.size == 0:
@@ -204,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="measure this threshold instead of choosing one")
     ap.add_argument("--clips", type=Path, default=None, help="pad-video-dev: measure the cues on real clips")
     ap.add_argument("--lfw", type=Path, default=None, help="lfw-dev: false alarms on real portraits")
+    ap.add_argument("--faces", type=Path, default=None, help="faces-small: false alarms on colour portraits")
     ap.add_argument("--lfw-step", type=int, default=3, help="every n-th LFW image (default 3)")
+    ap.add_argument("--bench", type=int, default=0, help="time each crop cue over the stills N times")
     ap.add_argument("--values", type=Path, default=None, help="write each still's cues here (JSON lines)")
     args = ap.parse_args(argv)
     given: dict[str, float] = {}
@@ -225,10 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     thresholds["bezel"] = RULES["bezel"].threshold
     summary["cues"]["bezel"] = {"measured": "not on crops (no surround); threshold from RULES (LFW)",
                                 "threshold": thresholds["bezel"]}
-    if args.clips or args.lfw:
+    if args.bench:
+        summary["bench_ms_per_crop"] = bench(args.stills, args.bench)
+    if args.clips or args.lfw or args.faces:
         pipe = _pipeline()
         if args.lfw:
-            summary["lfw"] = lfw_cues(args.lfw, max(1, args.lfw_step), thresholds, pipe)
+            summary["lfw"] = bona_fide_cues(args.lfw, max(1, args.lfw_step), thresholds, pipe)
+        if args.faces:
+            summary["faces"] = bona_fide_cues(args.faces, 1, thresholds, pipe)
         if args.clips:
             summary["clips"] = clip_cues(args.clips, thresholds, pipe)
     json.dump(summary, sys.stdout, indent=1)

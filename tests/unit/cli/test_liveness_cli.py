@@ -110,7 +110,8 @@ def test_a_screen_coloured_head_is_refused_whatever_its_parallax(
     assert off["reason"] == "parallax-3d"
 
 
-def test_a_bad_screen_cue_list_is_a_usage_error(clips: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_screen_cue_list_is_a_usage_error(clips: dict[str, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     from kycedge.unit.cli import main
 
     assert main(["liveness", "--screen-cues", "glow", str(clips["still"])]) == 2

@@ -108,19 +108,25 @@ def moire_peak(rgb: RGB) -> float:
     return float(np.log10(float(band.max()) / med))
 
 
+def _max_min(rgb: RGB) -> tuple[F64, F64]:
+    """Per-pixel max and min over the channels (element-wise: faster than an axis-2 reduction)."""
+    r, g, b = (rgb[..., i] for i in range(3))
+    mx = np.maximum(np.maximum(r, g), b).astype(np.float64)
+    mn = np.minimum(np.minimum(r, g), b).astype(np.float64)
+    return mx, mn
+
+
 def glare_fraction(rgb: RGB) -> float:
     """Fraction of pixels that are near-white and unsaturated (specular glare of glass)."""
     _check(rgb)
-    f = rgb.astype(np.float64)
-    mx, mn = f.max(axis=2), f.min(axis=2)
+    mx, mn = _max_min(rgb)
     return float(np.mean((mx >= 245.0) & (mx - mn <= 0.12 * 255.0)))
 
 
 def saturation_mean(rgb: RGB) -> float:
     """Mean HSV saturation (max - min) / max over pixels that are not near black."""
     _check(rgb)
-    f = rgb.astype(np.float64)
-    mx, mn = f.max(axis=2), f.min(axis=2)
+    mx, mn = _max_min(rgb)
     ok = mx > 20.0
     if not ok.any():
         return 0.0
@@ -242,6 +248,9 @@ RULES = {
     # skin rendered by a screen's cool white point: blue about as strong as red. Threshold:
     # the live stills' 98th percentile on pad-stills-dev (BPCER 1.7 %, APCER 43 % there)
     "blue_shift": CueRule("blue_shift", -0.131),
+    # a screen's washed-out colour (opt-in: the live stills' 98th percentile, BPCER 1.7 %,
+    # APCER 57 % there; chosen as a rule only after pad-video-dev was measured, see ADR 0016)
+    "saturation_mean": CueRule("saturation_mean", 0.2105, above=False),
     # two straight side edges framing the face; threshold above LFW's 99th percentile (0.31)
     # but a door frame behind a live person scores as high: measured, not deciding by default
     "bezel": CueRule("bezel", 0.5),
