@@ -15,6 +15,7 @@ from kycedge.vision.liveness.screen import (
     RULES,
     CueRule,
     ScreenConfig,
+    ScreenSampler,
     bezel_score,
     blue_shift,
     contrast,
@@ -195,3 +196,15 @@ def test_judge_screen_never_says_bona_fide(values: list[float]) -> None:
     if ev.decision == "attack":
         assert len(values) >= 3
         assert float(np.median(values)) >= RULES["blue_shift"].threshold
+
+
+def test_sampler_takes_every_nth_face_frame_up_to_the_cap_and_skips_tiny_faces() -> None:
+    rng = np.random.default_rng(9)
+    frame = _room(rng)
+    frame[160:300, 260:380] = _smooth_face(rng, 140, 120)
+    sampler = ScreenSampler(ScreenConfig(every=5, max_frames=3))
+    for i in range(30):
+        sampler.offer(frame, (10.0, 10.0, 30.0, 30.0) if i == 5 else BOX)   # frame 5: a tiny face
+    assert len(sampler.cues) == 3             # frames 0, 10, 15 (5 was too small), then the cap
+    assert all(set(c) == set(FRAME_CUE_NAMES) for c in sampler.cues)
+    assert sampler.judge().measures["screen_frames"] == 3.0
