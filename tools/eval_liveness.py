@@ -200,7 +200,7 @@ def bench(n: int, pipe: Pipeline) -> dict[str, Any]:
             "load_avg_1m": round(os.getloadavg()[0], 2), "data": "real (fixture portraits)"}
 
 
-def real_clips(clips: Path, pipe: Pipeline, screen_cues: str = "blue_shift") -> dict[str, Any]:
+def real_clips(clips: Path, pipe: Pipeline, screen_cues: str | None = None) -> dict[str, Any]:
     observer = load_observer(pipe.manifest, threads=1)
     screen = screen_config(screen_cues)
     rows = list(csv.DictReader((clips / "labels.csv").open()))
@@ -249,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--species", default="bona-fide,print,screen,replay")
     ap.add_argument("--clips", type=Path, default=None, help="pad-video-dev: real clips, prompt-independent")
     ap.add_argument("--models", type=Path, default=None)
-    ap.add_argument("--screen-cues", default="blue_shift",
-                    help="with --clips: passive screen cues as in `kycedge liveness --screen-cues`")
+    ap.add_argument("--screen-cues", default=None,
+                    help="with --clips: passive screen cues as in `kycedge liveness --screen-cues` "
+                    "(default: the same default)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-s", type=float, default=20.0, help="simulated seconds per attempt")
     ap.add_argument("--json", type=Path, default=None)

@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of frame directories (default 15)")
     p.add_argument("--json", action="store_true", help="one JSON object per clip")
-    p.add_argument("--screen-cues", default="blue_shift", metavar="LIST",
+    p.add_argument("--screen-cues", default=None, metavar="LIST",
                    help="passive screen cues that may refuse a clip, comma-separated from blue_shift, "
                    "bezel, or 'none' (default blue_shift; see docs/liveness.md)")
     p.add_argument("clips", nargs="+", type=Path, metavar="CLIP")
@@ -115,11 +115,14 @@ def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: floa
     return out
 
 
-def screen_config(spec: str) -> ScreenConfig:
-    """``--screen-cues``: a comma-separated list of rule names, or ``none``."""
+def screen_config(spec: str | None) -> ScreenConfig:
+    """``--screen-cues``: a comma-separated list of rule names, or ``none``; None: the default
+    rules (:data:`kycedge.vision.liveness.screen.DEFAULT_RULES`)."""
     from kycedge.core.errors import ConfigError
     from kycedge.vision.liveness.screen import RULES, ScreenConfig
 
+    if spec is None:
+        return ScreenConfig()
     names = tuple(n.strip() for n in spec.split(",") if n.strip())
     if names == ("none",):
         return ScreenConfig(rules=())
