@@ -48,7 +48,7 @@ from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject
 from kycedge.lab.liveness_sim.drive import Outcome, run_attempt
 from kycedge.lab.liveness_sim.performer import PerformerSource, RecordedSource
 from kycedge.unit.capture.replay import fit_within
-from kycedge.unit.cli.liveness import judge_clip
+from kycedge.unit.cli.liveness import judge_clip, screen_config
 from kycedge.vision import default_models_dir
 from kycedge.vision.decode import decode_image
 from kycedge.vision.liveness.challenge import ChallengeConfig
@@ -200,19 +200,20 @@ def bench(n: int, pipe: Pipeline) -> dict[str, Any]:
             "load_avg_1m": round(os.getloadavg()[0], 2), "data": "real (fixture portraits)"}
 
 
-def real_clips(clips: Path, pipe: Pipeline) -> dict[str, Any]:
+def real_clips(clips: Path, pipe: Pipeline, screen_cues: str | None = None) -> dict[str, Any]:
     observer = load_observer(pipe.manifest, threads=1)
+    screen = screen_config(screen_cues)
     rows = list(csv.DictReader((clips / "labels.csv").open()))
     per: dict[str, Counter[str]] = {"live": Counter(), "attack": Counter()}
     items = []
     for r in rows:
-        line = judge_clip(clips / r["path"], pipe, observer)
+        line = judge_clip(clips / r["path"], pipe, observer, screen=screen)
         per[r["label"]][line["decision"]] += 1
         items.append({"path": r["path"], "label": r["label"], "decision": line["decision"],
                       "reason": line["reason"], "score": line["score"]})
     live, att = per["live"], per["attack"]
     n_live, n_att = sum(live.values()), sum(att.values())
-    return {"data": "real", "clips": len(rows),
+    return {"data": "real", "clips": len(rows), "screen_cues": list(screen.rules),
             "live": {"clips": n_live, **dict(live), "judged_attack_rate": _rate(live["attack"], n_live),
                      "non_response_rate": _rate(live["no-decision"], n_live)},
             "attack": {"clips": n_att, **dict(att), "judged_bona_fide": att["bona-fide"]},
@@ -248,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--species", default="bona-fide,print,screen,replay")
     ap.add_argument("--clips", type=Path, default=None, help="pad-video-dev: real clips, prompt-independent")
     ap.add_argument("--models", type=Path, default=None)
+    ap.add_argument("--screen-cues", default=None,
+                    help="with --clips: passive screen cues as in `kycedge liveness --screen-cues` "
+                    "(default: the same default)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-s", type=float, default=20.0, help="simulated seconds per attempt")
     ap.add_argument("--json", type=Path, default=None)
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.portraits > 0:
         out["simulated"] = simulate(args, pipe, cfg)
     if args.clips is not None:
-        out["real"] = real_clips(args.clips, pipe)
+        out["real"] = real_clips(args.clips, pipe, args.screen_cues)
     out["wall_s"] = round(time.time() - t0, 1)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     text = json.dumps(out, sort_keys=True)

@@ -49,7 +49,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict[str
         perf.latency_s = (0.0, 0.0)
         perf.on_prompt("liveness-turn-left", 0.1)
         out[name] = root / f"{name}.y4m"
-        _write_y4m(out[name], [perf.frame(t) for t in times])
+        frames = [perf.frame(t) for t in times]
+        _write_y4m(out[name], frames)
+        if name == "head":
+            # the same turning head as a screen with a cool white point would show it
+            cool = [np.clip(f * np.array([0.72, 0.95, 1.3]), 0, 255).astype(np.uint8) for f in frames]
+            out["cool"] = root / "cool.y4m"
+            _write_y4m(out["cool"], cool)
     still = subject(*pm, np.random.default_rng(3))
     still.spontaneous_blink_s = 0.0
     out["still"] = root / "still.y4m"
@@ -89,3 +95,26 @@ def test_plain_output_and_a_bad_fps(clips: dict[str, Path], capsys: pytest.Captu
     assert main(["liveness", "--fps", "0", str(clips["still"])]) == 2
     assert "--fps" in capsys.readouterr().err
 
+
+
+def test_a_screen_coloured_head_is_refused_whatever_its_parallax(
+        clips: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    head, cool = _run([str(clips["head"]), str(clips["cool"])], capsys)
+    assert head["decision"] == "bona-fide", head
+    assert head["measures"]["screen"]["blue_shift"] < -0.131  # type: ignore[index]
+    assert cool["decision"] == "attack", cool
+    assert cool["reason"] == "screen-blue_shift"
+    assert float(cool["score"]) > 0  # type: ignore[arg-type]
+    (off,) = _run(["--screen-cues", "none", str(clips["cool"])], capsys)
+    assert off["decision"] == "bona-fide", off       # the geometry alone cannot refuse it
+    assert off["reason"] == "parallax-3d"
+
+
+def test_a_bad_screen_cue_list_is_a_usage_error(clips: dict[str, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from kycedge.unit.cli import main
+
+    assert main(["liveness", "--screen-cues", "glow", str(clips["still"])]) == 2
+    err = capsys.readouterr().err
+    assert "--screen-cues" in err
+    assert "glow" in err

@@ -9,7 +9,11 @@ per clip, in input order (``--json``: one JSON object)::
 
     {"path", "decision": "bona-fide" | "attack" | "no-decision", "reason", "score", "measures"}
 
-``score`` is the deciding cue over its threshold (>= 1 is 3-D). An unreadable clip gives
+``score`` is the deciding cue over its threshold (>= 1 is 3-D). The passive screen cues
+(``--screen-cues``, :mod:`kycedge.vision.liveness.screen`) run on every 5th frame with a face
+and may only refuse: a clip whose face shows a screen's colour is ``attack`` with reason
+``screen-blue_shift`` (``score``: how far past the threshold) whatever its geometry, because a
+replayed video of a turning head has real parallax. An unreadable clip gives
 ``no-decision`` with reason ``unreadable-clip`` and the run goes on. Frames stay in RAM;
 nothing is written. Exit code 0 (the decisions are data, not errors).
 """
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from kycedge.vision.liveness.observe import LandmarkObserver
+    from kycedge.vision.liveness.screen import ScreenConfig
     from kycedge.vision.pipeline import Pipeline
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -44,6 +49,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of frame directories (default 15)")
     p.add_argument("--json", action="store_true", help="one JSON object per clip")
+    p.add_argument("--screen-cues", default=None, metavar="LIST",
+                   help="passive screen cues that may refuse a clip, comma-separated from blue_shift, "
+                   "bezel, or 'none' (default blue_shift; see docs/liveness.md)")
     p.add_argument("clips", nargs="+", type=Path, metavar="CLIP")
     p.set_defaults(handler=run_liveness)
 
@@ -71,17 +79,24 @@ def _frames(path: Path, fps: float) -> Iterator[tuple[float, np.ndarray]]:
         reader.close()
 
 
-def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: float = 15.0) -> dict[str, Any]:
-    """The output object for one clip."""
+def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: float = 15.0,
+               screen: ScreenConfig | None = None) -> dict[str, Any]:
+    """The output object for one clip. With ``screen``, the passive screen cues run on every
+    ``screen.every``-th frame with a face, and a screen found refuses the clip whatever the
+    geometry says (a replayed video of a turning head has real parallax)."""
     from kycedge.core.errors import KycEdgeError
     from kycedge.vision.liveness.checks import judge
+    from kycedge.vision.liveness.screen import ScreenSampler
 
     obs = []
+    sampler = ScreenSampler(screen) if screen is not None else None
     try:
         for t, rgb in _frames(path, fps):
             res = pipe.process_frame(rgb)
             if res.box is None or res.landmarks is None:
                 continue
+            if sampler is not None:
+                sampler.offer(rgb, res.box)
             o = observer.observe(rgb, t, res.faces, res.box, res.landmarks[0], res.landmarks[1])
             if o is not None:
                 obs.append(o)
@@ -90,8 +105,31 @@ def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: floa
         return {"path": str(path), "decision": "no-decision", "reason": "unreadable-clip",
                 "score": 0.0, "measures": {"error": f"{reason}: {getattr(e, 'message', e)}"}}
     ev = judge(obs)
-    return {"path": str(path), "decision": ev.decision, "reason": ev.reason, "score": ev.score,
-            "measures": ev.measures}
+    out = {"path": str(path), "decision": ev.decision, "reason": ev.reason, "score": ev.score,
+           "measures": ev.measures}
+    if sampler is not None:
+        sc = sampler.judge()
+        out["measures"] = {**ev.measures, "screen": sc.measures}
+        if sc.decision == "attack":
+            out.update(decision="attack", reason=sc.reason, score=sc.score)
+    return out
+
+
+def screen_config(spec: str | None) -> ScreenConfig:
+    """``--screen-cues``: a comma-separated list of rule names, or ``none``; None: the default
+    rules (:data:`kycedge.vision.liveness.screen.DEFAULT_RULES`)."""
+    from kycedge.core.errors import ConfigError
+    from kycedge.vision.liveness.screen import RULES, ScreenConfig
+
+    if spec is None:
+        return ScreenConfig()
+    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    if names == ("none",):
+        return ScreenConfig(rules=())
+    unknown = [n for n in names if n not in RULES]
+    if unknown or not names:
+        raise ConfigError(f"--screen-cues: expected 'none' or names from {sorted(RULES)}, got {spec!r}")
+    return ScreenConfig(rules=names)
 
 
 def run_liveness(args: argparse.Namespace) -> int:
@@ -104,10 +142,11 @@ def run_liveness(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads: expected an integer >= 1, got {args.threads}")
     if not 0.5 <= args.fps <= 240:
         raise ConfigError(f"--fps: expected a number in [0.5, 240], got {args.fps}")
+    screen = screen_config(args.screen_cues)
     pipe = Pipeline.load(args.models or default_models_dir(), threads=args.threads)
     observer = load_observer(pipe.manifest, threads=args.threads)
     for clip in args.clips:
-        out = judge_clip(clip, pipe, observer, args.fps)
+        out = judge_clip(clip, pipe, observer, args.fps, screen)
         if args.json:
             line = json.dumps(out)
         else:

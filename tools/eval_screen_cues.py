@@ -1,0 +1,275 @@
+"""Passive screen cues on real stills: per-cue separation (AUC, APCER, BPCER) as one JSON summary.
+
+Reads ``labels.csv`` of pad-stills-dev (180 live, 150 screen-replay stills from 6 sources,
+mostly tight face crops of webcam frames: **crops, not whole frames**, so bezel and
+background cues cannot be measured here), computes every cue of
+:mod:`kycedge.vision.liveness.screen` on each still and prints, per cue:
+
+- ``auc``: the probability that an attack still scores more screen-like than a live one
+  (pooled; 0.5 is chance), and ``auc_within_source``: the same within each source that has
+  both labels, averaged (sources differ in camera and light, so a pooled AUC can measure
+  the source rather than the screen);
+- the threshold at which the live stills' BPCER is ``--bpcer`` (default 2 %), and the
+  APCER and BPCER there. ``--threshold CUE=VALUE`` instead measures a given threshold.
+
+Real data, evaluation-only: a threshold chosen here is not independently measured here;
+measure it on other data. ``--clips pad-video-dev`` does: every cue, at the threshold chosen
+on the stills (the bezel, which crops cannot show, at its :data:`RULES` threshold, set
+on LFW portraits), on the median over the clip's sampled frames (the detector's face box),
+per clip and as counts of live and attack clips flagged. ``--lfw DIR`` adds the bona fide
+false-alarm rate of every cue on real portraits with real backgrounds (every ``--lfw-step``-th
+image; lfw-dev is greyscale here, so it cannot test the colour cues) and ``--faces DIR`` the
+same on faces-small (63 colour press photos). Example::
+
+    .venv/bin/python tools/eval_screen_cues.py --stills ../shared/data/pad-stills-dev \\
+        --clips ../shared/data/pad-video-dev --lfw ../shared/data/lfw-dev --lfw-step 3 \\
+        --faces ../shared/data/faces-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from kycedge.core.errors import KycEdgeError
+from kycedge.vision.decode import decode_image, read_image_file
+from kycedge.vision.liveness.screen import (
+    CUE_NAMES,
+    FRAME_CUE_NAMES,
+    MAX_SIDE_PX,
+    RULES,
+    ScreenConfig,
+    ScreenSampler,
+    face_crop,
+    frame_cues,
+    screen_cues,
+)
+
+if TYPE_CHECKING:
+    from kycedge.vision.pipeline import Pipeline
+
+# the direction of each cue: +1 when a larger value is more screen-like
+# (the physics guess, set before measuring; an AUC below 0.5 says the guess was wrong here)
+DIRECTION = {"moire_peak": 1, "glare_fraction": 1, "saturation_mean": -1, "blue_shift": 1,
+             "sharpness": -1, "contrast": -1, "bezel": 1}
+
+
+def auc(att: list[float], live: list[float]) -> float | None:
+    """P(attack > live) + 0.5 P(tie), by ranks."""
+    if not att or not live:
+        return None
+    a, b = np.asarray(att), np.asarray(live)
+    gt = (a[:, None] > b[None, :]).sum() + 0.5 * (a[:, None] == b[None, :]).sum()
+    return float(gt / (a.size * b.size))
+
+
+def threshold_at_bpcer(live: list[float], bpcer: float) -> float:
+    """The smallest threshold t (attack when value > t) with at most ``bpcer`` of live above it."""
+    v = np.sort(np.asarray(live))
+    k = int(np.floor(bpcer * v.size))          # live stills allowed above the threshold
+    return float(v[v.size - 1 - k]) if k < v.size else float(v[0])
+
+
+def load(stills: Path, keep_crops: bool = False) -> list[dict[str, Any]]:
+    rows = list(csv.DictReader((stills / "labels.csv").open()))
+    out = []
+    for r in rows:
+        rgb = decode_image(read_image_file(stills / r["path"]))
+        k = int(r.get("rotate_cw") or 0) // 90
+        if k:
+            rgb = np.ascontiguousarray(np.rot90(rgb, -k))
+        h, w = rgb.shape[:2]
+        crop = face_crop(rgb, (0.0, 0.0, float(w), float(h))) if max(h, w) > MAX_SIDE_PX else rgb
+        out.append({"path": r["path"], "label": r["label"], "source": r["source"], "cues": screen_cues(crop),
+                    **({"crop": crop} if keep_crops else {})})
+    return out
+
+
+def evaluate(items: list[dict[str, Any]], bpcer: float, given: dict[str, float]) -> dict[str, Any]:
+    per_cue: dict[str, Any] = {}
+    sources = sorted({i["source"] for i in items})
+    for cue in CUE_NAMES:
+        d = DIRECTION[cue]
+        live = [d * i["cues"][cue] for i in items if i["label"] == "live"]
+        att = [d * i["cues"][cue] for i in items if i["label"] == "attack"]
+        within = {}
+        for s in sources:
+            a_s = [d * i["cues"][cue] for i in items if i["source"] == s and i["label"] == "attack"]
+            l_s = [d * i["cues"][cue] for i in items if i["source"] == s and i["label"] == "live"]
+            v = auc(a_s, l_s)
+            if v is not None:
+                within[s] = round(v, 3)
+        t = d * given[cue] if cue in given else threshold_at_bpcer(live, bpcer)
+        per_cue[cue] = {
+            "direction": "larger = screen" if d > 0 else "smaller = screen",
+            "auc": round(auc(att, live) or 0.0, 3),
+            "auc_within_source": round(float(np.mean(list(within.values()))), 3) if within else None,
+            "auc_per_source": within,
+            "threshold": round(d * t, 5),
+            "threshold_from": "given" if cue in given else f"live stills at BPCER {bpcer:.0%}",
+            "apcer": round(float(np.mean(np.asarray(att) <= t)), 4),
+            "bpcer": round(float(np.mean(np.asarray(live) > t)), 4),
+        }
+    counts: dict[str, int] = defaultdict(int)
+    for i in items:
+        counts[i["label"]] += 1
+    return {"data": "real (pad-stills-dev: mostly tight face crops)", "stills": dict(counts),
+            "sources": sources, "cues": per_cue}
+
+
+def bench(stills: Path, reps: int) -> dict[str, Any]:
+    """Median ms of each crop cue over the stills' crops (1 thread, this machine, with its load)."""
+    from kycedge.vision.liveness import screen
+
+    crops = [i["crop"] for i in load(stills, keep_crops=True)]
+    out: dict[str, Any] = {"crops": len(crops), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    for name in CUE_NAMES:
+        fn = getattr(screen, name)
+        ms = []
+        for _ in range(reps):
+            for c in crops:
+                t0 = time.perf_counter()
+                fn(c)
+                ms.append((time.perf_counter() - t0) * 1000)
+        out[name] = round(statistics.median(ms), 4)
+    return out
+
+
+def _flagged(value: float, cue: str, threshold: float) -> bool:
+    return DIRECTION[cue] * value > DIRECTION[cue] * threshold
+
+
+def _pipeline() -> Pipeline:
+    from kycedge.vision import default_models_dir
+    from kycedge.vision.pipeline import Pipeline
+
+    return Pipeline.load(default_models_dir(), threads=1)
+
+
+def clip_cues(clips: Path, thresholds: dict[str, float], pipe: Pipeline) -> dict[str, Any]:
+    """Every cue's median over each clip's sampled frames, flagged at ``thresholds``."""
+    from kycedge.unit.cli.liveness import _frames
+
+    cfg = ScreenConfig()
+    rows = list(csv.DictReader((clips / "labels.csv").open()))
+    per_clip = []
+    counts = {c: {"live": 0, "attack": 0} for c in FRAME_CUE_NAMES}
+    n = {"live": 0, "attack": 0}
+    cue_ms: list[float] = []
+    for r in rows:
+        sampler = ScreenSampler(cfg)
+        for _, rgb in _frames(clips / r["path"], 15.0):
+            res = pipe.process_frame(rgb)
+            if res.box is not None and res.landmarks is not None:
+                before = len(sampler.cues)
+                t0 = time.perf_counter()
+                sampler.offer(rgb, res.box)
+                if len(sampler.cues) > before:
+                    cue_ms.append((time.perf_counter() - t0) * 1000)
+        vals = sampler.cues
+        n[r["label"]] += 1
+        med = {c: float(np.median(x)) for c in FRAME_CUE_NAMES
+               if len(x := [v[c] for v in vals if c in v]) >= cfg.min_frames}
+        flags = [c for c in FRAME_CUE_NAMES if c in med and _flagged(med[c], c, thresholds[c])]
+        for c in flags:
+            counts[c][r["label"]] += 1
+        per_clip.append({"path": r["path"], "label": r["label"], "frames": len(vals),
+                         "cues": {c: round(v, 4) for c, v in med.items()}, "flagged_by": flags})
+    return {"data": "real (pad-video-dev; no threshold set on it)", "clips": n,
+            "thresholds": {c: round(t, 5) for c, t in thresholds.items()},
+            "flagged": counts,
+            "cue_ms_per_sampled_frame": {"median": round(statistics.median(cue_ms), 3) if cue_ms else None,
+                                         "frames": len(cue_ms), "every_nth_frame": cfg.every,
+                                         "load_avg_1m": round(os.getloadavg()[0], 2)},
+            "per_clip": per_clip}
+
+
+def bona_fide_cues(folder: Path, step: int, thresholds: dict[str, float], pipe: Pipeline) -> dict[str, Any]:
+    """The false-alarm rate of every cue on real portraits (bona fide, real backgrounds);
+    files that do not decode are skipped and counted."""
+    files = sorted(folder.rglob("*.jpg"))[::step]
+    vals = []
+    skipped = 0
+    for p in files:
+        try:
+            rgb = decode_image(read_image_file(p))
+        except KycEdgeError:
+            skipped += 1
+            continue
+        res = pipe.process_frame(rgb)
+        if res.box is None:
+            continue
+        try:
+            vals.append(frame_cues(rgb, res.box))
+        except ValueError:
+            continue
+    out: dict[str, Any] = {"data": f"real ({folder.name}: bona fide portraits)", "images": len(vals),
+                           "undecodable": skipped}
+    for c in FRAME_CUE_NAMES:
+        v = np.asarray([x[c] for x in vals if c in x])
+        if v.size == 0:
+            out[c] = {"measured": "no image with this cue (grey images have no colour cues)"}
+            continue
+        out[c] = {"threshold": round(thresholds[c], 5),
+                  "false_alarm_rate": round(float(np.mean([_flagged(x, c, thresholds[c]) for x in v])), 4),
+                  "p50": round(float(np.median(v)), 4), "p99": round(float(np.percentile(v, 99)), 4)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stills", type=Path, default=Path("../shared/data/pad-stills-dev"))
+    ap.add_argument("--bpcer", type=float, default=0.02, help="BPCER on live stills that sets each threshold")
+    ap.add_argument("--threshold", action="append", default=[], metavar="CUE=VALUE",
+                    help="measure this threshold instead of choosing one")
+    ap.add_argument("--clips", type=Path, default=None, help="pad-video-dev: measure the cues on real clips")
+    ap.add_argument("--lfw", type=Path, default=None, help="lfw-dev: false alarms on real portraits")
+    ap.add_argument("--faces", type=Path, default=None, help="faces-small: false alarms on colour portraits")
+    ap.add_argument("--lfw-step", type=int, default=3, help="every n-th LFW image (default 3)")
+    ap.add_argument("--bench", type=int, default=0, help="time each crop cue over the stills N times")
+    ap.add_argument("--values", type=Path, default=None, help="write each still's cues here (JSON lines)")
+    args = ap.parse_args(argv)
+    given: dict[str, float] = {}
+    for t in args.threshold:
+        name, _, val = t.partition("=")
+        if name not in CUE_NAMES:
+            ap.error(f"--threshold: expected one of {list(CUE_NAMES)}, got {name!r}")
+        given[name] = float(val)
+    if not (args.stills / "labels.csv").is_file():
+        ap.error(f"--stills: {args.stills} has no labels.csv")
+    items = load(args.stills)
+    if args.values:
+        with args.values.open("w") as f:
+            for i in items:
+                f.write(json.dumps({"label": i["label"], "source": i["source"], **i["cues"]}) + "\n")
+    summary = evaluate(items, args.bpcer, given)
+    thresholds = {c: v["threshold"] for c, v in summary["cues"].items()}
+    thresholds["bezel"] = RULES["bezel"].threshold
+    summary["cues"]["bezel"] = {"measured": "not on crops (no surround); threshold from RULES (LFW)",
+                                "threshold": thresholds["bezel"]}
+    if args.bench:
+        summary["bench_ms_per_crop"] = bench(args.stills, args.bench)
+    if args.clips or args.lfw or args.faces:
+        pipe = _pipeline()
+        if args.lfw:
+            summary["lfw"] = bona_fide_cues(args.lfw, max(1, args.lfw_step), thresholds, pipe)
+        if args.faces:
+            summary["faces"] = bona_fide_cues(args.faces, 1, thresholds, pipe)
+        if args.clips:
+            summary["clips"] = clip_cues(args.clips, thresholds, pipe)
+    json.dump(summary, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
