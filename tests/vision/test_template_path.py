@@ -125,9 +125,9 @@ def test_fallback_detector_runs_for_still_images_only(models_dir: Path, shared_d
     assert (res.faces, res.reason) == (1, "ok")
     assert res.template is not None
     assert "fallback" in res.ms
-    g = pipe.guide(rgb_of(path))
-    assert (g.reason, g.faces) == ("no-face", 0)
-    assert "fallback" not in g.ms
+    for streamed in (pipe.guide(rgb_of(path)), pipe.process_frame(rgb_of(path))):  # session frames
+        assert (streamed.reason, streamed.faces) == ("no-face", 0)
+        assert "fallback" not in streamed.ms
     found = pipe.process_frame(portraits[0])  # BlazeFace finds it: no second detector
     assert found.ok
     assert "fallback" not in found.ms

@@ -238,25 +238,34 @@ class Pipeline:
 
     # ---- the single-image template path (embed, evaluation, ID photos, self-test) ----------
     def process_image_bytes(self, data: bytes) -> PipelineResult:
-        """Decode untrusted bytes (JPEG/PNG): guide, one candidate, its template (K = 1)."""
+        """Decode untrusted bytes (JPEG/PNG): guide, one candidate, its template (K = 1).
+
+        A still image has no next frame: when BlazeFace finds no face and the manifest names
+        a ``fallback_detector``, that detector looks once more (ADR 0012).
+        """
         t0 = time.perf_counter()
         try:
             rgb = decode_image(data, self.config.decode)
         except ImageError as e:
             return _fail(e.reason, e.message, 0, {"decode": _ms(t0)}, t0)
-        return self._single(rgb, {"decode": _ms(t0)}, t0)
+        return self._single(rgb, {"decode": _ms(t0)}, t0, still=True)
 
     def process_frame(self, rgb: npt.NDArray[np.uint8]) -> PipelineResult:
-        """One HxWx3 uint8 RGB frame in RAM through the same path as a photo (K = 1)."""
+        """One HxWx3 uint8 RGB frame in RAM through the same path as a photo (K = 1).
+
+        A frame is part of a stream (the liveness gate analyses every frame with it): no
+        fallback detector when BlazeFace finds no face, unlike :meth:`process_image_bytes`.
+        """
         t0 = time.perf_counter()
         bad = self._bad_frame(rgb)
         if bad is not None:
             return _fail("bad-frame", bad, 0, {"decode": 0.0}, t0)
         return self._single(np.ascontiguousarray(rgb), {"decode": 0.0}, t0)
 
-    def _single(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
+    def _single(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float,
+                still: bool = False) -> PipelineResult:
         frame = FrameImage(rgb)  # one Pillow copy of the frame shared by every warp
-        g = self._guarded_guide(frame, ms, t_start, still=True)
+        g = self._guarded_guide(frame, ms, t_start, still=still)
         if not g.ok:
             return _fail(g.reason, g.message, g.faces, ms, t_start, quality=g.quality, box=g.box,
                          landmarks=g.landmarks)
