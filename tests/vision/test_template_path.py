@@ -108,7 +108,7 @@ def test_refined_flipped_template_differs_and_stays_close(models_dir: Path,
 
 
 @pytest.mark.shared_data
-def test_fallback_detector_runs_for_still_images_only(models_dir: Path, shared_data: Path,
+def test_fallback_detector_runs_for_still_images_only(models_dir: Path, shared_data: Path, faces_dir: Path,
                                                       portraits: list[np.ndarray]) -> None:
     # an lfw-dev photo BlazeFace misses (ADR 0012): a still image gets a second look with
     # YuNet, a session frame is told "no face" at BlazeFace's cost (the next frame comes)
@@ -131,3 +131,8 @@ def test_fallback_detector_runs_for_still_images_only(models_dir: Path, shared_d
     found = pipe.process_frame(portraits[0])  # BlazeFace finds it: no second detector
     assert found.ok
     assert "fallback" not in found.ms
+    shipped = Pipeline.load(models_dir, config=off)  # the manifest names it (ADR 0012)
+    assert shipped.fallback is not None
+    assert shipped.process_image_bytes(path.read_bytes()).ok
+    assert "fallback" not in shipped.process_image_bytes(
+        (faces_dir / "obama.jpg").read_bytes()).ms
