@@ -28,6 +28,11 @@ PIPELINE = {
     "embedder": "sface",
     "flip_average": True,
     "fusion": "mean",
+    # a still image (embed, ID photo, evaluation, self-test) where BlazeFace finds no face gets
+    # one more look with YuNet-320 fp16 (never a session frame); no template of a face
+    # BlazeFace finds changes, so the template version stays
+    "fallback_detector": "yunet_320_fp16",
+    "mesh_convention": False,
     # the template path changed the templates (FaceMesh crops, mirrored average): a version of
     # its own, so the carrier never compares them with references made by the old path
     "model_version": "2021dec-kycedge.2+tpl1",
@@ -36,7 +41,8 @@ PIPELINE = {
                  "points (eye-contour centres, nose tip, mouth corners; one pass on the BlazeFace ROI) by a "
                  "5-point similarity (Umeyama) onto the SFace template, 112x112, bilinear; each crop and "
                  "its mirror image embedded, summed, L2-normalised; the K averaged (uniform weights), "
-                 "L2-normalised (a single photo: K = 1)",
+                 "L2-normalised (a single photo: K = 1; when BlazeFace finds no face in a still image, "
+                 "YuNet-320 fp16 detects instead and its points take BlazeFace's place)",
     "decision": "docs/decisions/0012-template-from-the-best-frames.md",
 }
 
@@ -57,7 +63,7 @@ def main() -> int:
     args = ap.parse_args()
     path = args.models / "manifest.json"
     data = json.loads(path.read_text())
-    roles = ("detector", "landmarks", "embedder")
+    roles = ("detector", "landmarks", "embedder", "fallback_detector")
     missing = [PIPELINE[r] for r in roles if PIPELINE[r] != "none" and PIPELINE[r] not in data["models"]]
     if missing:
         raise SystemExit(f"{path}: models section lacks {missing}; has {sorted(data['models'])}")

@@ -115,22 +115,23 @@ def test_build_accepts_golden_pairs_that_pass(tmp_path: Path) -> None:
 
 
 def test_bundle_carries_only_the_pipeline_models(tmp_path: Path, faces_dir: Path) -> None:
-    """The shipped models dir has 8 .tflite files; the pipeline uses BlazeFace, FaceMesh and SFace."""
+    """8 .tflite files shipped; the pipeline uses BlazeFace, FaceMesh, SFace and YuNet-320 (fallback)."""
     from kycedge.vision import Pipeline, default_models_dir
-    from kycedge.vision.models import load_manifest
+    from kycedge.vision.models import ROLES, load_manifest
 
     src = default_models_dir()
     if not (src / "manifest.json").exists():
         pytest.skip("no models")
     vm = load_manifest(src)
-    used = {vm.role(r).file for r in ("detector", "landmarks", "embedder") if vm.role(r) is not None}
+    used = {vm.role(r).file for r in ROLES if vm.role(r) is not None}
     assert len(list(src.glob("*.tflite"))) > len(used)
     golden = [faces_dir / n for n in ("obama.jpg", "obama2.jpg", "biden.jpg")]
     m = build_bundle(src, tmp_path / "b", version=1, golden=golden, embed=fake_embed)
     out = tmp_path / "b"
     assert {p.name for p in out.glob("*.tflite")} == used
     assert {e.file for e in m.models} == used
-    assert {e.role for e in m.models} <= {"detector", "landmarks", "embedder"}
+    assert {e.role for e in m.models} <= set(ROLES)
+    assert "yunet_2023mar_320_fp16.tflite" in used  # the still-image fallback detector ships too
     shipped = load_manifest(out)
     assert {e.file for e in shipped.models.values()} == used      # manifest.json lists what is there
     assert shipped.pipeline == vm.pipeline

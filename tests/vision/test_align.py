@@ -9,9 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kycedge.vision.align import (
+    FACEMESH_OFFSETS_PX,
     SFACE_TEMPLATE,
     align_face,
+    alignment_matrix,
     box_reduce,
+    conventional_points,
     invert_affine,
     landmarks_from_four,
     similarity_transform,
@@ -142,3 +145,25 @@ def test_frame_image_warp_equals_array_warp() -> None:
     assert frame.shape == img.shape
     with pytest.raises(ValueError):
         FrameImage(img[:, :, 0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0.2, 10.0), st.floats(-1.0, 1.0), st.floats(-300, 300), st.floats(-300, 300),
+       st.floats(-3.0, 3.0))
+def test_conventional_points_shift_by_the_offsets_in_template_pixels(
+        scale: float, angle: float, tx: float, ty: float, jitter: float) -> None:
+    # a face anywhere in the image (any similarity of a jittered template)
+    shape = SFACE_TEMPLATE + np.array([[jitter, 0.0], [0.0, jitter], [0.0, 0.0], [-jitter, 0.0], [0.0, 0.0]])
+    five = transform_points(similarity(scale, angle, tx, ty), shape)
+    conv = conventional_points(five)
+    m = alignment_matrix(five)
+    assert np.allclose(transform_points(m, conv) - transform_points(m, five), FACEMESH_OFFSETS_PX, atol=1e-6)
+    assert np.allclose(conventional_points(five, np.zeros((5, 2))), five, atol=1e-6)
+
+
+def test_conventional_offsets_are_mirror_symmetric() -> None:
+    # mirroring a face swaps right/left points and negates x: the offsets must agree
+    off = FACEMESH_OFFSETS_PX
+    mirrored = off[[1, 0, 2, 4, 3]] * np.array([-1.0, 1.0])
+    assert np.allclose(mirrored, off)
+    assert abs(float(off[:, 0].sum())) < 1e-9  # no sideways shift

@@ -80,6 +80,9 @@ def test_candidate_refuses_a_failed_guide(pipe) -> None:  # type: ignore[no-unty
     ("mesh_passes", "2", "pipeline.mesh_passes: expected int, got '2'"),
     ("fusion", "median", "pipeline.fusion: expected 'quality-weighted' or 'mean', got 'median'"),
     ("flip_average", 1, "pipeline.flip_average: expected bool, got 1"),
+    ("mesh_convention", "yes", "pipeline.mesh_convention: expected bool, got 'yes'"),
+    ("fallback_detector", "yunet_9000", "pipeline.fallback_detector: expected one of"),
+    ("fallback_detector", "blazeface", "pipeline.fallback_detector: expected a YuNet model"),
 ])
 def test_template_settings_are_checked(models_dir: Path, key: str, value: object, expected: str) -> None:
     from kycedge.core.errors import ModelError
@@ -102,3 +105,34 @@ def test_refined_flipped_template_differs_and_stays_close(models_dir: Path,
     assert not np.array_equal(a.template, b.template)
     assert cosine(a.template, b.template) > 0.9  # same face, slightly different crop
     assert not np.allclose(a.landmarks, b.landmarks)  # the crop was aligned on FaceMesh's points
+
+
+@pytest.mark.shared_data
+def test_fallback_detector_runs_for_still_images_only(models_dir: Path, shared_data: Path, faces_dir: Path,
+                                                      portraits: list[np.ndarray]) -> None:
+    # an lfw-dev photo BlazeFace misses (ADR 0012): a still image gets a second look with
+    # YuNet, a session frame is told "no face" at BlazeFace's cost (the next frame comes)
+    from kycedge.vision import Pipeline, VisionConfig
+    from kycedge.vision.quality import QualityConfig
+
+    path = shared_data / "lfw-dev" / "images" / "Yasser_Arafat" / "Yasser_Arafat_0005.jpg"
+    off = VisionConfig(quality=QualityConfig(enabled=False))  # the face is small: gates off
+    plain = Pipeline.load(models_dir, config=off, overrides={"fallback_detector": "none"})
+    assert plain.fallback is None
+    assert plain.process_image_bytes(path.read_bytes()).reason == "no-face"
+    pipe = Pipeline.load(models_dir, config=off, overrides={"fallback_detector": "yunet_320_fp16"})
+    res = pipe.process_image_bytes(path.read_bytes())
+    assert (res.faces, res.reason) == (1, "ok")
+    assert res.template is not None
+    assert "fallback" in res.ms
+    for streamed in (pipe.guide(rgb_of(path)), pipe.process_frame(rgb_of(path))):  # session frames
+        assert (streamed.reason, streamed.faces) == ("no-face", 0)
+        assert "fallback" not in streamed.ms
+    found = pipe.process_frame(portraits[0])  # BlazeFace finds it: no second detector
+    assert found.ok
+    assert "fallback" not in found.ms
+    shipped = Pipeline.load(models_dir, config=off)  # the manifest names it (ADR 0012)
+    assert shipped.fallback is not None
+    assert shipped.process_image_bytes(path.read_bytes()).ok
+    assert "fallback" not in shipped.process_image_bytes(
+        (faces_dir / "obama.jpg").read_bytes()).ms

@@ -81,7 +81,7 @@ def describe_models(models_dir: Path) -> tuple[list[BundleModel], Matching, list
     """Model entries, matching and the files to ship, read with the vision manifest loader.
 
     Only the models the manifest's ``pipeline`` section uses (detector, landmarks,
-    embedder) are shipped, with ``manifest.json`` and ``LICENSES/``. Ids, versions and the
+    embedder, fallback detector) are shipped, with ``manifest.json`` and ``LICENSES/``. Ids, versions and the
     threshold are taken exactly as :class:`kycedge.vision.Pipeline` reports them (and as
     templates will carry them).
     """

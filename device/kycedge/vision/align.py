@@ -12,11 +12,13 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "FACEMESH_OFFSETS_PX",
     "SFACE_SIZE",
     "SFACE_TEMPLATE",
     "align_face",
     "alignment_matrix",
     "box_reduce",
+    "conventional_points",
     "invert_affine",
     "landmarks_from_four",
     "similarity_transform",
@@ -39,6 +41,17 @@ SFACE_TEMPLATE: FloatArray = np.array(
         [70.7299, 92.2041],
     ],
     dtype=np.float64,
+)
+# Where the conventional five points (eye centres, nose tip, mouth corners as RetinaFace-style
+# detectors mark them: the convention the SFace template and its training crops come from)
+# lie relative to FaceMesh's five points (:func:`kycedge.vision.mesh.five_from_mesh`), in
+# template pixels after FaceMesh's alignment, same order as SFACE_TEMPLATE. Mean over 144
+# faces (the 64 faces-small photos and the fixture portraits, each also mirrored; never
+# lfw-dev) of YuNet-320 fp16's points minus FaceMesh's, made mirror-symmetric (left and
+# right averaged, no sideways shift): eyes 0.73 px further apart and 1.0 px higher, nose
+# tip 2.5 px higher, mouth corners 0.2 px closer. ADR 0012, "conventional points".
+FACEMESH_OFFSETS_PX: FloatArray = np.array(
+    [[-0.73, -1.00], [0.73, -1.00], [0.00, -2.51], [0.18, 0.03], [-0.18, 0.03]], dtype=np.float64
 )
 # Mouth corners relative to the mouth centre, in units of the eye vector (template geometry).
 _MOUTH_HALF_WIDTH = float(
@@ -196,3 +209,14 @@ def alignment_matrix(landmarks: npt.ArrayLike, size: int = SFACE_SIZE) -> FloatA
 def align_face(img: U8Image, landmarks: npt.ArrayLike, size: int = SFACE_SIZE) -> U8Image:
     """The ``size x size`` crop with ``landmarks`` (5x2) moved onto the SFace template (numpy)."""
     return warp_affine_reference(img, alignment_matrix(landmarks, size), size, size)
+
+
+def conventional_points(five: npt.ArrayLike, offsets_px: npt.ArrayLike = FACEMESH_OFFSETS_PX) -> FloatArray:
+    """FaceMesh's five points (5x2, image pixels) moved to the detector convention.
+
+    Each point is shifted by its ``offsets_px`` (template pixels) in the frame of its own
+    alignment onto the SFace template, then taken back to image pixels.
+    """
+    m = alignment_matrix(five)
+    placed = transform_points(m, five) + np.asarray(offsets_px, dtype=np.float64)
+    return transform_points(invert_affine(m), placed)

@@ -25,7 +25,8 @@ __all__ = ["MANIFEST_NAME", "Manifest", "ModelFile", "load_manifest"]
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_MODEL_BYTES = 64 << 20
-ROLES = ("detector", "landmarks", "embedder")
+# the pipeline roles a bundle ships (fallback_detector: stills only, ADR 0012)
+ROLES = ("detector", "landmarks", "embedder", "fallback_detector")
 
 
 @dataclass(frozen=True)

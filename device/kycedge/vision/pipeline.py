@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from kycedge.core.config import section
 from kycedge.core.errors import ImageError, ModelError
-from kycedge.vision.align import SFACE_SIZE, alignment_matrix
+from kycedge.vision.align import SFACE_SIZE, alignment_matrix, conventional_points
 from kycedge.vision.decode import DecodeConfig, FrameImage, decode_image, warp_affine
 from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector
 from kycedge.vision.embed import Embedder
@@ -166,6 +166,8 @@ class Pipeline:
         self.model_id, self.model_version = manifest.identity
         self.mesh_passes = 1
         self.fusion_weighted = False
+        self.mesh_convention = False  # FaceMesh points moved to the detector convention (align.py)
+        self.fallback: YuNetDetector | None = None  # a still image's second detector (never per frame)
         if calibrating and "threshold" not in manifest.matching:
             self.threshold, self.far = math.nan, math.nan
         else:
@@ -179,7 +181,8 @@ class Pipeline:
 
         ``threads`` is used when no ``config`` is given (otherwise ``config.threads``).
         ``overrides`` replaces keys of the manifest's ``pipeline`` section (``detector``,
-        ``detector_kind``, ``landmarks``, ``flip_average``): for evaluation runs only.
+        ``detector_kind``, ``landmarks``, ``flip_average``, ``mesh_convention``,
+        ``fallback_detector``): for evaluation runs only.
         ``calibrating`` tolerates a manifest without ``matching.threshold`` (the calibration
         run that writes it); ``threshold`` and ``far`` are then NaN and ``decide`` refuses them.
         """
@@ -223,29 +226,46 @@ class Pipeline:
             raise ModelError(f"{manifest.path}: pipeline.fusion: expected 'quality-weighted' or 'mean', "
                              f"got {fusion!r}")
         pipe.fusion_weighted = fusion == "quality-weighted"
+        pipe.mesh_convention = _setting(manifest, "mesh_convention", bool, False)
+        fb_model = model("fallback_detector")  # None when absent or "none"
+        if fb_model is not None:
+            try:
+                pipe.fallback = YuNetDetector(fb_model, score_threshold=max(cfg.detector_score, 0.6))
+            except ValueError as e:
+                raise ModelError(f"{manifest.path}: pipeline.fallback_detector: expected a YuNet "
+                                 f"model: {e}") from e
         return pipe
 
     # ---- the single-image template path (embed, evaluation, ID photos, self-test) ----------
     def process_image_bytes(self, data: bytes) -> PipelineResult:
-        """Decode untrusted bytes (JPEG/PNG): guide, one candidate, its template (K = 1)."""
+        """Decode untrusted bytes (JPEG/PNG): guide, one candidate, its template (K = 1).
+
+        A still image has no next frame: when BlazeFace finds no face and the manifest names
+        a ``fallback_detector``, that detector looks once more (ADR 0012).
+        """
         t0 = time.perf_counter()
         try:
             rgb = decode_image(data, self.config.decode)
         except ImageError as e:
             return _fail(e.reason, e.message, 0, {"decode": _ms(t0)}, t0)
-        return self._single(rgb, {"decode": _ms(t0)}, t0)
+        return self._single(rgb, {"decode": _ms(t0)}, t0, still=True)
 
     def process_frame(self, rgb: npt.NDArray[np.uint8]) -> PipelineResult:
-        """One HxWx3 uint8 RGB frame in RAM through the same path as a photo (K = 1)."""
+        """One HxWx3 uint8 RGB frame in RAM through the same path as a photo (K = 1).
+
+        A frame is part of a stream (the liveness gate analyses every frame with it): no
+        fallback detector when BlazeFace finds no face, unlike :meth:`process_image_bytes`.
+        """
         t0 = time.perf_counter()
         bad = self._bad_frame(rgb)
         if bad is not None:
             return _fail("bad-frame", bad, 0, {"decode": 0.0}, t0)
         return self._single(np.ascontiguousarray(rgb), {"decode": 0.0}, t0)
 
-    def _single(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float) -> PipelineResult:
+    def _single(self, rgb: npt.NDArray[np.uint8], ms: dict[str, float], t_start: float,
+                still: bool = False) -> PipelineResult:
         frame = FrameImage(rgb)  # one Pillow copy of the frame shared by every warp
-        g = self._guarded_guide(frame, ms, t_start)
+        g = self._guarded_guide(frame, ms, t_start, still=still)
         if not g.ok:
             return _fail(g.reason, g.message, g.faces, ms, t_start, quality=g.quality, box=g.box,
                          landmarks=g.landmarks)
@@ -315,20 +335,27 @@ class Pipeline:
                     f"got shape {shape} dtype {dtype}")
         return None
 
-    def _guarded_guide(self, frame: FrameImage, ms: dict[str, float], t_start: float) -> Guide:
+    def _guarded_guide(self, frame: FrameImage, ms: dict[str, float], t_start: float,
+                       still: bool = False) -> Guide:
         # numeric corner cases (degenerate geometry, a non-finite model output) become a
         # result with a reason, never an exception out of the pipeline
         try:
-            return self._guide(frame, ms)
+            return self._guide(frame, ms, still)
         except (ValueError, ArithmeticError, ModelError) as e:
             return Guide(False, "pipeline-error", f"frame could not be processed: {e}", 0,
                          MappingProxyType({}), MappingProxyType(ms))
 
-    def _guide(self, frame: FrameImage, ms: dict[str, float]) -> Guide:
+    def _guide(self, frame: FrameImage, ms: dict[str, float], still: bool = False) -> Guide:
         h, w = frame.shape[:2]
         t = time.perf_counter()
         faces = self.detector.detect(frame)
         ms["detect"] = _ms(t)
+        if not faces and still and self.fallback is not None:
+            # a still image (ID photo, embed, evaluation) has no next frame: look once more
+            # with the second detector; a session frame without a face just waits for the next
+            t = time.perf_counter()
+            faces = self.fallback.detect(frame)
+            ms["fallback"] = _ms(t)
         if not faces:
             return Guide(False, "no-face", MESSAGES["no-face"], 0, MappingProxyType({}), MappingProxyType(ms))
         idx = choose_subject(faces, w, h)
@@ -367,7 +394,7 @@ class Pipeline:
                 except ValueError:
                     break
             if mesh is not None:
-                landmarks = mesh.five
+                landmarks = conventional_points(mesh.five) if self.mesh_convention else mesh.five
         try:
             crop = warp_affine(frame, alignment_matrix(landmarks), SFACE_SIZE, SFACE_SIZE)
         except ValueError as e:  # degenerate landmarks: not a candidate
