@@ -292,7 +292,7 @@ class Pipeline:
 
     def template(self, candidates: Sequence[Candidate]) -> npt.NDArray[np.float32]:
         """The fused, L2-normalised template of one or more candidates (the decision's step)."""
-        embeddings = [self.embedder.embed(c.crop) for c in candidates]
+        embeddings = self.embedder.embed_many([c.crop for c in candidates])  # batched invokes
         return fuse(embeddings, fusion_weights([c.score for c in candidates], weighted=self.fusion_weighted))
 
     def mesh_points(self, rgb: npt.NDArray[np.uint8], guide: Guide) -> MeshResult | None:
