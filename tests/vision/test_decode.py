@@ -174,3 +174,28 @@ def test_mutated_images_only_image_error(base: bytes, flips: list[tuple[int, int
 def test_io_bytesio_not_accepted() -> None:
     with pytest.raises(ImageError):
         decode_image(io.BytesIO(b"x"))  # type: ignore[arg-type]
+
+
+def test_warp_part_is_the_slice_of_the_whole_warp() -> None:
+    from kycedge.vision.decode import FrameImage, warp_affine
+
+    rng = np.random.default_rng(12)
+    img = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    frame = FrameImage(img)
+    # generic similarities (face-like: rotated, any scale, incl. box-reduced ones): bit for bit
+    for scale, angle in ((1.17, 0.07), (0.8, 0.3), (0.35, -0.2), (0.2, 0.1), (0.43, 0.01)):
+        c, s = scale * np.cos(angle), scale * np.sin(angle)
+        m = np.array([[c, -s, 56.3 - (c * 320 - s * 240)], [s, c, 55.9 - (s * 320 + c * 240)]])
+        for src in (img, frame):
+            whole = warp_affine(src, m, 112, 112)
+            part = warp_affine(src, m, 112, 112, part=(22, 22, 89, 103))
+            assert part.shape == (81, 67, 3)
+            assert np.array_equal(part, whole[22:103, 22:89]), (scale, angle)
+    # a round-number scale puts samples exactly on the pixel grid: a few values 1 level apart
+    m = np.array([[1.3, 0.0, 56.0 - 1.3 * 320], [0.0, 1.3, 56.0 - 1.3 * 240]])
+    diff = np.abs(warp_affine(frame, m, 112, 112)[22:103, 22:89].astype(int)
+                  - warp_affine(frame, m, 112, 112, part=(22, 22, 89, 103)).astype(int))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) < 0.01 * diff.size
+    with pytest.raises(ValueError, match="part"):
+        warp_affine(img, np.eye(2, 3), 112, 112, part=(0, 0, 113, 10))

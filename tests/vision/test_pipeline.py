@@ -216,3 +216,25 @@ def test_mutated_face_jpeg_gives_a_result(pipe, flips: list[tuple[int, int]], cu
     res = pipe.process_image_bytes(bytes(data))
     assert res.reason in KNOWN_REASONS
     assert res.ok == (res.template is not None)
+
+
+def test_gate_crop_is_the_full_coarse_crop_where_the_gates_look(pipe, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from kycedge.vision.align import alignment_matrix
+    from kycedge.vision.decode import FrameImage, warp_affine
+    from kycedge.vision.quality import assess, measured_region
+
+    y0, y1, x0, x1 = measured_region(112, 112)
+    checked = 0
+    for p in sorted(faces_dir.glob("*.*g")):
+        frame = FrameImage(np.ascontiguousarray(rgb_of(p)))
+        faces = pipe.detector.detect(frame)
+        if not faces:
+            continue
+        lm = faces[0].landmarks
+        full = warp_affine(frame, alignment_matrix(lm), 112, 112)
+        part = pipe._gate_crop(frame, lm)
+        assert part.shape == full.shape
+        assert np.array_equal(part[y0:y1, x0:x1], full[y0:y1, x0:x1])  # the same pixels, bit for bit
+        assert assess(lm, part, 0.0, pipe.config.quality) == assess(lm, full, 0.0, pipe.config.quality)
+        checked += 1
+    assert checked >= 3

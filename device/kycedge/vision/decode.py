@@ -347,7 +347,8 @@ class FrameImage:
 
 
 def warp_affine(
-    img: npt.NDArray[np.uint8] | FrameImage, m: npt.ArrayLike, width: int, height: int
+    img: npt.NDArray[np.uint8] | FrameImage, m: npt.ArrayLike, width: int, height: int,
+    part: tuple[int, int, int, int] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Bilinear affine warp in Pillow's C code (the frame stays in RAM).
 
@@ -358,6 +359,11 @@ def warp_affine(
     factor (``Image.reduce``) so that the result does not alias. ``img`` may be a
     :class:`FrameImage` so that several warps of one frame share one Pillow image; a bare
     array is converted for this call only (only the region the output covers is copied).
+    ``part`` = (x0, y0, x1, y1) computes only that rectangle of the ``width`` x ``height``
+    output, with the whole output's source region and reduction grid: the same pixels as
+    slicing the whole output, except that a sample falling exactly on the pixel grid can
+    come out 1 level apart (its position is rounded differently; seen only for synthetic
+    round-number scales, never on the lfw-dev or fixture faces, ADR 0012 "Speed").
     """
     a = np.vstack([np.asarray(m, dtype=np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
     h, w = img.shape[:2]
@@ -396,8 +402,15 @@ def warp_affine(
     # Pillow samples output pixel centre (x + .5, y + .5) and puts input pixel centres at + .5
     coeffs = (ia, ib, ic + 0.5 - 0.5 * (ia + ib) + shift_x,
               id_, ie, if_ + 0.5 - 0.5 * (id_ + ie) + shift_y)
-    out = region.transform((width, height), Image.Transform.AFFINE, coeffs,
-                           resample=Image.Resampling.BILINEAR)
+    size = (width, height)
+    if part is not None:
+        px0, py0, px1, py1 = part
+        if not (0 <= px0 < px1 <= width and 0 <= py0 < py1 <= height):
+            raise ValueError(f"expected a part inside the {width}x{height} output, got {part}")
+        # output pixel (u, v) of the part is (u + px0, v + py0) of the whole output
+        coeffs = (ia, ib, coeffs[2] + ia * px0 + ib * py0, id_, ie, coeffs[5] + id_ * px0 + ie * py0)
+        size = (px1 - px0, py1 - py0)
+    out = region.transform(size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
     return np.asarray(out)
 
 

@@ -35,7 +35,7 @@ from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector
 from kycedge.vision.embed import Embedder
 from kycedge.vision.mesh import FaceMesh, MeshResult
 from kycedge.vision.models import Manifest, load_manifest
-from kycedge.vision.quality import MESSAGES, QualityConfig, assess, dominance
+from kycedge.vision.quality import MESSAGES, QualityConfig, assess, dominance, measured_region
 from kycedge.vision.runtime import Model
 from kycedge.vision.template import Candidate, capture_score, fuse, fusion_weights
 
@@ -312,7 +312,7 @@ class Pipeline:
 
     def template(self, candidates: Sequence[Candidate]) -> npt.NDArray[np.float32]:
         """The fused, L2-normalised template of one or more candidates (the decision's step)."""
-        embeddings = [self.embedder.embed(c.crop) for c in candidates]
+        embeddings = self.embedder.embed_many([c.crop for c in candidates])  # batched invokes
         return fuse(embeddings, fusion_weights([c.score for c in candidates], weighted=self.fusion_weighted))
 
     def mesh_points(self, rgb: npt.NDArray[np.uint8], guide: Guide) -> MeshResult | None:
@@ -362,7 +362,7 @@ class Pipeline:
         face = faces[idx]
         t = time.perf_counter()
         try:
-            crop = warp_affine(frame, alignment_matrix(face.landmarks), SFACE_SIZE, SFACE_SIZE)
+            crop = self._gate_crop(frame, face.landmarks)
         except ValueError as e:
             ms["align"] = _ms(t)
             return Guide(False, "no-face", f"face landmarks unusable: {e}", len(faces), MappingProxyType({}),
@@ -373,6 +373,20 @@ class Pipeline:
         return Guide(verdict.ok, verdict.reason, verdict.message, len(faces), quality, MappingProxyType(ms),
                      score=capture_score(verdict.measures), box=face.box, landmarks=face.landmarks,
                      face=face if verdict.ok else None)
+
+    @staticmethod
+    def _gate_crop(frame: FrameImage, landmarks: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+        """The coarse aligned crop the gates measure: only its measured region is warped.
+
+        The rest stays black (:func:`~kycedge.vision.quality.assess` reads only
+        :func:`~kycedge.vision.quality.measured_region`); warping 67x81 instead of 112x112
+        pixels saves about 0.2 ms per frame (ADR 0012, "Speed").
+        """
+        y0, y1, x0, x1 = measured_region(SFACE_SIZE, SFACE_SIZE)
+        crop = np.zeros((SFACE_SIZE, SFACE_SIZE, 3), dtype=np.uint8)
+        crop[y0:y1, x0:x1] = warp_affine(frame, alignment_matrix(landmarks), SFACE_SIZE, SFACE_SIZE,
+                                         part=(x0, y0, x1, y1))
+        return crop
 
     def _candidate(self, frame: npt.NDArray[np.uint8] | FrameImage, guide: Guide,
                    mesh: MeshResult | None) -> Candidate:

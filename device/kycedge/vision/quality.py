@@ -31,7 +31,7 @@ import numpy.typing as npt
 from kycedge.core.config import section
 
 __all__ = ["MESSAGES", "QualityConfig", "QualityVerdict", "assess", "brightness", "dominance",
-           "pose_angles", "sharpness"]
+           "measured_region", "pose_angles", "sharpness"]
 
 # Operator-facing text per reason code.
 MESSAGES = {
@@ -158,15 +158,23 @@ def dominance(widths: Sequence[float], subject: int) -> float:
     return float(max(others) / widths[subject])
 
 
+def measured_region(height: int, width: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the part of an aligned crop that brightness and sharpness look at.
+
+    The central face region (eyebrows to chin, cheek to cheek); the pipeline warps only
+    this part of the coarse crop for the gates.
+    """
+    return int(height * 0.2), int(height * 0.92), int(width * 0.2), int(width * 0.8)
+
+
 def assess(landmarks: npt.ArrayLike, aligned: npt.NDArray[np.uint8], second_face_ratio: float,
            config: QualityConfig) -> QualityVerdict:
     """Measure everything; the first failing gate (in the table's order) gives the reason."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     eye_d = float(np.linalg.norm(pts[1] - pts[0]))
     yaw, pitch, roll = pose_angles(pts, config.frontal_nose_height)
-    # the central face region of the 112x112 crop (eyebrows to chin, cheek to cheek)
-    h, w = aligned.shape[:2]
-    gray = to_gray(aligned[int(h * 0.2):int(h * 0.92), int(w * 0.2):int(w * 0.8)])
+    y0, y1, x0, x1 = measured_region(*aligned.shape[:2])
+    gray = to_gray(aligned[y0:y1, x0:x1])
     measures = {
         "eye_distance_px": round(eye_d, 2),
         "yaw_deg": round(yaw, 2),
