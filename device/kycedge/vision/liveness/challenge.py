@@ -153,6 +153,7 @@ class Challenge:
         self._t_pause_end = 0.0
         self._onset: float | None = None
         self._blink: BlinkRule | None = None
+        self._pause_iods: list[float] = []
         self._settle_from = 0.0
         self._last: Observation | None = None
         self._last_seen = 0.0
@@ -252,6 +253,7 @@ class Challenge:
     def _begin_pause(self, t: float) -> None:
         self.phase = "pause"
         self._t_pause_end = t + self.pauses_s[self.index]
+        self._pause_iods = []
 
     def _moved(self, obs: Observation) -> str | None:
         """The prompted-kind motion this frame shows relative to neutral, if any."""
@@ -284,8 +286,13 @@ class Challenge:
         if abs(obs.yaw_deg - n.yaw) >= c.turn_deg * 0.8 or obs.iod_px >= n.iod * c.closer_ratio:
             self._finish(False, "unexpected-motion", t)
             return
-        if obs.iod_px < n.iod:  # stepping back after "move closer" is allowed: a new neutral
-            self._neutral = _Neutral(n.yaw, obs.iod_px, n.ear, n.obs)
+        # stepping back after "move closer" is allowed: a new neutral distance, the median of
+        # the last pause frames (FaceMesh's eye distance of a still real person varies by 2-5 %
+        # peak to peak: one low frame must not ratchet the neutral down, see docs/liveness.md)
+        self._pause_iods.append(obs.iod_px)
+        back = statistics.median(self._pause_iods[-5:])
+        if len(self._pause_iods) >= 3 and back < n.iod:
+            self._neutral = _Neutral(n.yaw, back, n.ear, n.obs)
         if t >= self._t_pause_end:
             self.phase = "prompted"
             self._t_prompt = t
