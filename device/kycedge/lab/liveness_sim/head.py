@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Head", "Lids", "Pose", "build_head"]
+__all__ = ["Head", "Pose", "build_head"]
 
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
@@ -49,83 +49,17 @@ class Pose:
 
 
 @dataclass(frozen=True)
-class Lids:
-    """The eyelids as a texture remap of the portrait (portrait pixel coordinates).
-
-    Per eye, from FaceMesh's lid contours of the portrait: the upper lid's skin runs from
-    the crease (``top``) to the lid margin (``margin``, the upper contour); the eye is
-    closed when the margin reaches ``closed`` (just below the lower contour). At blink
-    ``b`` the margin is at ``margin + b * (closed - margin)``: every point between the
-    crease and it shows the lid skin stretched over that span (the lid unfolds as it comes
-    down, its lash line stays its lower edge), the points below keep the eye. The geometry
-    does not move: the lid lies on the eye's surface.
-    """
-
-    idx: npt.NDArray[np.intp]   # points in a lid zone
-    sx: F64                     # their portrait coordinates
-    sy: F64
-    top: F64                    # crease y, per point (its column)
-    margin: F64                 # the open upper lid's margin y
-    closed: F64                 # where the margin is when the eye is closed
-    skin: F64                   # per point, the colour of the skin around that eye
-    lash: F64                   # per point, the lash line's thickness (portrait pixels)
-    portrait: F64               # H x W x 3, the texture the lid skin is taken from
-
-    def colours(self, rgb: F64, blink: float) -> F64:
-        """``rgb`` (every point's colour) with the lids ``blink`` (0 open .. 1 closed) down."""
-        b = min(max(blink, 0.0), 1.0)
-        edge = self.margin + b * (self.closed - self.margin)
-        on = self.sy <= edge
-        span = np.maximum(edge - self.top, 1e-6)
-        src_y = self.top + (self.sy - self.top) * (self.margin - self.top) / span
-        # the unfolded lid is mostly skin (the open eye's lid band is folded and shadowed):
-        # its own stretched texture, blending into the skin tone around the eye towards the
-        # margin (no seam at the crease); the lash line,
-        # dark, along its lower edge
-        tex = _bilinear(self.portrait, self.sx[on], src_y[on])
-        u = np.clip(1.5 * (self.sy[on] - self.top[on]) / span[on], 0.0, 1.0)
-        w = (0.8 * u * u * (3.0 - 2.0 * u))[:, None]   # no seam at the crease
-        col = (1.0 - w) * tex + w * self.skin[on]
-        lash = (edge[on] - self.sy[on]) <= self.lash[on]
-        col[lash] *= 1.0 - 0.5 * min(1.0, 2.0 * b)
-        out = rgb.copy()
-        out[self.idx[on]] = col
-        return out
-
-
-def _lit_skin(rgb: F64) -> F64:
-    """The lid's tone: the mean colour of the brighter half (60th-90th percentile of
-    luminance) of the skin around the eye. A closed lid is convex and catches the light;
-    the shadowed socket and dark brows/lashes of those bands are not its colour."""
-    if len(rgb) == 0:
-        return np.full(3, 128.0)
-    lum = rgb @ np.array([0.299, 0.587, 0.114])
-    lo, hi = np.percentile(lum, [60, 90])
-    sel = (lum >= lo) & (lum <= hi)
-    out: F64 = rgb[sel].mean(axis=0) if sel.any() else rgb.mean(axis=0)
-    return out
-
-
-def _bilinear(img: F64, sx: F64, sy: F64) -> F64:
-    h, w = img.shape[:2]
-    sx, sy = np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1)
-    x0, y0 = np.floor(sx).astype(np.intp), np.floor(sy).astype(np.intp)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (sx - x0)[:, None], (sy - y0)[:, None]
-    out: F64 = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x1] * fx * (1 - fy)
-                + img[y1, x0] * (1 - fx) * fy + img[y1, x1] * fx * fy)
-    return out
-
-
-@dataclass(frozen=True)
 class Head:
     """Textured 3-D points (mm, x right, y down, z away from the camera) and eye-lid data."""
 
     xyz: F64           # N x 3, head coordinates, origin at the rotation centre
     rgb: F64           # N x 3 colours 0..255
+    eye_mask: npt.NDArray[np.bool_]   # N: point is inside an eye opening
+    lid_t: F64         # N: 0 at the upper lid .. 1 at the lower lid (eye points only)
+    lid_rgb: F64       # N x 3: the lid skin colour painted when the lid covers the point
+    lid_move: F64      # N: how far (mm) the point slides down at a full blink (upper lid skin)
     background: U8     # H x W x 3 static scene
     focal_px: float
-    lids: Lids | None = None   # the eyelids' texture remap (None: the head cannot blink)
 
     def render(self, pose: Pose) -> U8:
         """One RGB frame (background size) of the head in ``pose``."""
@@ -143,8 +77,24 @@ class Head:
         u = self.focal_px * q[:, 0] / zc + w / 2.0
         v = self.focal_px * q[:, 1] / zc + h / 2.0
         col = self.rgb
-        if pose.blink > 0.0 and self.lids is not None:
-            col = self.lids.colours(self.rgb, pose.blink)
+        if pose.blink > 0.0:
+            # the upper lid slides down over the opening (its skin keeps its texture); the
+            # opening itself goes behind it; the lash line darkens the lid's lower edge
+            b = min(pose.blink, 1.0)
+            moved = self.xyz.copy()
+            moved[:, 1] += b * self.lid_move
+            moved[self.eye_mask, 2] += 4.0
+            q = moved @ (rz @ rx @ ry).T
+            q[:, 0] += pose.shift_x_mm
+            q[:, 1] += pose.shift_y_mm
+            q[:, 2] += pose.distance_mm
+            zc = np.maximum(q[:, 2], 1.0)
+            u = self.focal_px * q[:, 0] / zc + w / 2.0
+            v = self.focal_px * q[:, 1] / zc + h / 2.0
+            col = col.copy()
+            col[self.eye_mask] = self.lid_rgb[self.eye_mask]
+            edge = (self.lid_move > 0) & (self.lid_t >= 0.85)
+            col[edge] *= 0.45
         ui, vi = np.rint(u).astype(np.intp), np.rint(v).astype(np.intp)
         ok = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
         order = np.argsort(-q[ok, 2], kind="stable")  # far first; near points overwrite
@@ -225,8 +175,12 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
     inside = (sx >= 0) & (sx <= pw - 1) & (sy >= 0) & (sy <= ph - 1)
     gx, gy, ell, sx, sy = gx[inside], gy[inside], ell[inside], sx[inside], sy[inside]
     # bilinear colour from the portrait
+    x0, y0 = np.floor(sx).astype(np.intp), np.floor(sy).astype(np.intp)
+    x1, y1 = np.minimum(x0 + 1, pw - 1), np.minimum(y0 + 1, ph - 1)
+    fx, fy = (sx - x0)[:, None], (sy - y0)[:, None]
     img = portrait.astype(np.float64)
-    rgb = _bilinear(img, sx, sy)
+    rgb = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x1] * fx * (1 - fy)
+           + img[y1, x0] * (1 - fx) * fy + img[y1, x1] * fx * fy)
     # depth: kernel regression of FaceMesh's z, then the margin curves away behind the outline
     z_mesh = mesh[:, 2]
     z = _kernel_depth(np.column_stack([gx, gy]), rel, z_mesh, sigma=0.12 * iod_px * 2.0)
@@ -239,42 +193,34 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
     z_nose = float(mesh[1, 2]) * mm
     xyz[:, 2] -= z_nose + 95.0
     xyz[:, 1] -= 15.0  # slightly below the eyes
-    return Head(xyz=xyz, rgb=rgb, background=background, focal_px=focal_px,
-                lids=_lids(mesh, sx, sy, img))
-
-
-def _lids(mesh: F64, sx: F64, sy: F64, img: F64) -> Lids | None:
-    """Each eye's lid zone: columns between the eye corners, from the crease (0.8 opening
-    heights above the upper contour) down to 0.25 opening heights below the lower one (the
-    whole visible eye); its skin tone from the skin bands above the crease and below the
-    eye (:func:`_lit_skin`)."""
-    idx, top, margin, closed, skin, lash = [], [], [], [], [], []
+    # eyelids: the eye opening between the lid contours, and the skin just above it
+    eye_mask = np.zeros(len(sx), dtype=bool)
+    lid_t = np.full(len(sx), 2.0)
+    lid_rgb = rgb.copy()
+    lid_move = np.zeros(len(sx))
     for upper, lower in ((_UPPER_R, _LOWER_R), (_UPPER_L, _LOWER_L)):
         ux, uy = _curve(mesh, upper)
         lx, ly = _curve(mesh, lower)
-        x_lo, x_hi = max(float(ux.min()), float(lx.min())), min(float(ux.max()), float(lx.max()))
-        h_eye = max(float(np.mean(ly - np.interp(lx, ux, uy))), 1.0)
-        band = np.flatnonzero((sx >= x_lo) & (sx <= x_hi))
-        yu, yl = np.interp(sx[band], ux, uy), np.interp(sx[band], lx, ly)
-        h_loc = np.maximum(yl - yu, 0.0)
-        t = yu - 0.8 * np.maximum(h_loc, 0.6 * h_eye)
-        c = yl + 0.25 * h_loc
-        zone = (sy[band] >= t) & (sy[band] <= c)
-        rel_y = sy[band] - yu
-        around = ((rel_y < -1.0 * h_eye) & (rel_y > -1.8 * h_eye)) | (
-            (sy[band] > yl + 0.6 * h_eye) & (sy[band] < yl + 1.4 * h_eye))
-        rgb_band = _bilinear(img, sx[band[around]], sy[band[around]])
-        tone = _lit_skin(rgb_band)
-        n = int(zone.sum())
-        idx.append(band[zone])
-        top.append(t[zone])
-        margin.append(yu[zone])
-        closed.append(c[zone])
-        skin.append(np.tile(tone, (n, 1)))
-        lash.append(np.full(n, max(0.18 * h_eye, 0.6)))
-    all_idx = np.concatenate(idx)
-    if len(all_idx) == 0:
-        return None
-    return Lids(idx=all_idx, sx=sx[all_idx], sy=sy[all_idx], top=np.concatenate(top),
-                margin=np.concatenate(margin), closed=np.concatenate(closed),
-                skin=np.concatenate(skin), lash=np.concatenate(lash), portrait=img)
+        eye_h0 = max(float(np.mean(ly - np.interp(lx, ux, uy))), 2.0)
+        x_lo, x_hi = float(ux.min()) - 0.5, float(ux.max()) + 0.5
+        band = (sx >= x_lo) & (sx <= x_hi)
+        yu = np.interp(sx, ux, uy) - 0.5 * eye_h0
+        yl = np.interp(sx, lx, ly) + 0.4 * eye_h0
+        inside_eye = band & (sy >= yu) & (sy <= yl)
+        t = (sy - yu) / np.maximum(yl - yu, 1e-6)
+        eye_mask |= inside_eye
+        lid_t = np.where(inside_eye, 2.0 + t, lid_t)
+        eye_h = max(float(np.mean(ly - np.interp(lx, ux, uy))), 2.0)
+        # the lid: skin colour from a band above the eye (shown if the slide leaves a gap)
+        above = band & (sy < yu - 1.5 * eye_h) & (sy > yu - 2.5 * eye_h)
+        skin = np.median(rgb[above], axis=0) if above.any() else rgb[inside_eye].mean(axis=0)
+        lid_rgb[inside_eye] = skin[None, :] * 0.85
+        # upper lid skin: from 1.6 eye heights above the upper lid down to it; at a full
+        # blink it slides down by the opening's height (less towards the brow)
+        lid_zone = band & (sy < yu) & (sy >= yu - 1.6 * eye_h)
+        frac = 1.0 - (yu - sy) / (1.6 * eye_h)
+        opening = np.interp(sx, lx, ly) - np.interp(sx, ux, uy) + 0.9 * eye_h0
+        lid_move = np.where(lid_zone, np.clip(frac, 0, 1) * opening * mm, lid_move)
+        lid_t = np.where(lid_zone, np.clip(frac, 0, 1), lid_t)
+    return Head(xyz=xyz, rgb=rgb, eye_mask=eye_mask, lid_t=lid_t, lid_rgb=lid_rgb, lid_move=lid_move,
+                background=background, focal_px=focal_px)
