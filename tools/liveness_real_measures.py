@@ -86,6 +86,21 @@ def yaw_speed(obs: list[Observation], span_s: float = 0.2) -> float:
     return best
 
 
+def blinks_rule_before(obs: list[Observation], base: float, ratio: float = 0.85, max_s: float = 0.7) -> int:
+    """Blinks by the challenge's rule before BlinkRule (for comparison): closed below ``ratio``
+    x base, reopened when back at (0.5 ratio + 0.5) x base within ``max_s``."""
+    n, closed_at = 0, None
+    for o in obs:
+        if closed_at is None:
+            if o.ear < ratio * base:
+                closed_at = o.t_s
+        elif o.ear >= (0.5 * ratio + 0.5) * base:
+            n, closed_at = n + 1, None
+        elif o.t_s - closed_at > max_s:
+            closed_at = None
+    return n
+
+
 def measure(obs: list[Observation], below: float, cfg: CheckConfig) -> dict[str, Any]:
     if len(obs) < 3:
         return {"frames": len(obs)}
@@ -98,21 +113,31 @@ def measure(obs: list[Observation], below: float, cfg: CheckConfig) -> dict[str,
             "open_noise_sd": round(float(np.std(open_r)), 4) if len(open_r) > 2 else None,
             "dips": dips(obs, base, below, cfg.blink_ratio),
             "check_blinks": len(blink_events(obs, cfg)),
+            "blinks_rule_before": blinks_rule_before(obs, base, cfg.blink_ratio, cfg.blink_max_s),
             "yaw_range_deg": round(max(yaws) - min(yaws), 1),
             "yaw_speed_max_deg_s": round(yaw_speed(obs), 1)}
 
 
+def _blinks_labelled(row: dict[str, str]) -> bool:
+    return "blink" in row["actions"] or "eyes" in row["actions"]
+
+
 def real(clips: Path, pipe: Pipeline, observer: LandmarkObserver, below: float,
-         cfg: CheckConfig) -> dict[str, Any]:
-    rows = [r for r in csv.DictReader((clips / "labels.csv").open()) if r["label"] == "live"]
+         cfg: CheckConfig, only_blinks: bool = False) -> dict[str, Any]:
+    rows = [r for r in csv.DictReader((clips / "labels.csv").open()) if r["label"] == "live"
+            and (not only_blinks or _blinks_labelled(r))]
     per = []
     for r in rows:
         m = measure(observe_clip(clips / r["path"], pipe, observer), below, cfg)
-        per.append({"path": r["path"], "blinks_labelled": "blink" in r["actions"] or "eyes" in r["actions"],
+        per.append({"path": r["path"], "blinks_labelled": _blinks_labelled(r),
                     "actions": r["actions"], **m})
     deep = [d["depth"] for p in per if p["blinks_labelled"] for d in p.get("dips", [])]
     return {"data": "real", "live_clips": len(per),
             "dip_depths_in_clips_labelled_with_blinks": sorted(deep),
+            "labelled_clips_with_a_blink": {
+                "rule": sum(p.get("check_blinks", 0) > 0 for p in per if p["blinks_labelled"]),
+                "rule_before": sum(p.get("blinks_rule_before", 0) > 0 for p in per if p["blinks_labelled"]),
+                "of": sum(p["blinks_labelled"] for p in per)},
             "open_noise_sd_median": statistics.median(
                 p["open_noise_sd"] for p in per if p.get("open_noise_sd")),
             "per_clip": per}
@@ -167,12 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dip", type=float, default=0.9,
                     help="EAR / baseline below which a run of frames is a dip")
     ap.add_argument("--models", type=Path, default=None)
+    ap.add_argument("--blink-clips", action="store_true", help="only the live clips labelled with blinks")
     args = ap.parse_args(argv)
     pipe = Pipeline.load(args.models or default_models_dir(), threads=1)
     observer = load_observer(pipe.manifest, threads=1)
     out: dict[str, Any] = {"tool": "liveness_real_measures"}
     if args.clips is not None:
-        out["real"] = real(args.clips, pipe, observer, args.dip, CheckConfig())
+        out["real"] = real(args.clips, pipe, observer, args.dip, CheckConfig(), args.blink_clips)
     if args.synthetic_lfw is not None:
         out["synthetic"] = synthetic(args.synthetic_lfw, args.skip, args.portraits, pipe, observer)
     print(json.dumps(out))
