@@ -144,8 +144,6 @@ def real(clips: Path, pipe: Pipeline, observer: LandmarkObserver, below: float,
 
 
 def synthetic(lfw: Path, skip: int, n: int, pipe: Pipeline, observer: LandmarkObserver) -> dict[str, Any]:
-    from dataclasses import replace
-
     from kycedge.lab.liveness_sim.build import portrait_mesh, subject
     from kycedge.lab.liveness_sim.drive import observe
     from kycedge.lab.liveness_sim.performer import action_pose
@@ -166,15 +164,17 @@ def synthetic(lfw: Path, skip: int, n: int, pipe: Pipeline, observer: LandmarkOb
         for i in range(24):  # 0.4 s open, then one blink (the performer's own blink timing)
             t = i / 15.0
             pose = perf.base if t < 0.4 else action_pose("liveness-blink", t - 0.4, perf.base, 1.0)
-            pose = replace(pose, yaw_deg=pose.yaw_deg)
             _, o, _ = observe(pipe, observer, camera(perf.render(pose), rng), t)
             ears.append(o.ear if o is not None else float("nan"))
         e = np.array(ears)
+        if np.isnan(e[:6]).all() or np.isnan(e[6:]).all():
+            per.append({"portrait": d.name, "depth": None})  # FaceMesh lost the face
+            continue
         base = float(np.nanmedian(e[:6]))
         depth = float(np.nanmin(e[6:]) / base)
         depths.append(depth)
         per.append({"portrait": d.name, "depth": round(depth, 3)})
-    return {"data": "simulated", "portraits": len(per),
+    return {"data": "simulated", "portraits": len(per), "measured": len(depths),
             "dip_depth": {"median": round(statistics.median(depths), 3) if depths else None,
                           "min": round(min(depths), 3) if depths else None,
                           "max": round(max(depths), 3) if depths else None,
