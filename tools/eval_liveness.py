@@ -140,9 +140,9 @@ def summarise(results: dict[str, list[Outcome]], no_face: int, observe_ms: list[
         if s == "bona-fide":
             rejected = sum(o.decision == "failed" for o in decided)
             entry["bpcer"] = _rate(rejected, len(decided))
-            # the synthetic head's blink is weak for FaceMesh (its EAR dips to about 0.8-0.9 of
-            # the baseline, real blinks to about 0.55-0.65): the figure over the challenges that
-            # asked no blink, labelled, beside the figure over all
+            # the synthetic head's blink is weak for FaceMesh (its deepest EAR is about 0.78 of
+            # the baseline, real short blinks about 0.66: tools/liveness_real_measures.py): the
+            # figure over the challenges that asked no blink, labelled, beside the figure over all
             nob = [o for o in decided if "liveness-blink" not in o.prompts]
             entry["bpcer_challenges_without_blink"] = {
                 "attempts": len(nob), "bpcer": _rate(sum(o.decision == "failed" for o in nob), len(nob))}

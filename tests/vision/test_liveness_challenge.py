@@ -21,6 +21,7 @@ from kycedge.vision.liveness.challenge import (
     ChallengeConfig,
     draw_prompts,
 )
+from kycedge.vision.liveness.observe import Observation
 from support.liveness import Performer, obs
 
 FPS = 15.0
@@ -167,3 +168,20 @@ def test_attempt_refuses_a_face_change_and_needs_a_matching_frontal_frame() -> N
     assert a.result is not None
     assert a.result.passed
     assert a.result.identity_min == pytest.approx(1.0)
+
+
+class _Jittery(Performer):
+    """A compliant head whose eye distance FaceMesh reads 3 % short on one frame of each pause
+    (real still people: 2-5 % peak to peak, tools/liveness_real_measures.py)."""
+
+    def at(self, t: float, **extra: object) -> Observation:
+        n = round(t * FPS)
+        if n % 9 == 4 and not any(0 <= t - s <= 3.0 for s, _ in self.script):
+            extra = {**extra, "distance_mm": 550.0 * 1.03}
+        return super().at(t, **extra)
+
+
+def test_one_short_eye_distance_in_a_pause_does_not_make_move_closer_anticipated() -> None:
+    ch = run(Challenge((TURN_LEFT, CLOSER), [0.6, 0.6], CFG), _Jittery())
+    assert ch.result is not None
+    assert ch.result.passed, ch.result

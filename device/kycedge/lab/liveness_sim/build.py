@@ -13,6 +13,7 @@ from kycedge.lab.liveness_sim.performer import Performer
 from kycedge.lab.liveness_sim.plane import Plane, make_artefact
 from kycedge.lab.liveness_sim.scene import background
 from kycedge.vision.decode import FrameImage
+from kycedge.vision.liveness.geometry import yaw_deg
 from kycedge.vision.liveness.observe import LandmarkObserver
 from kycedge.vision.pipeline import Pipeline, choose_subject
 
@@ -55,8 +56,11 @@ def subject(portrait: U8, mesh: F64, rng: np.random.Generator, *, width: int = 4
             height: int = 300) -> Performer:
     bg = background(rng, width, height)
     head = build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=1.6)
+    # the customer looks at the camera (the unit asks them to): a portrait taken with the
+    # head turned is rendered turned back by FaceMesh's own yaw of it, to within a few degrees
+    face_yaw = yaw_deg(mesh) - float(rng.normal(0.0, 3.0))
     base = Pose(distance_mm=float(rng.uniform(500, 600)), shift_x_mm=float(rng.uniform(-30, 30)),
-                shift_y_mm=float(rng.uniform(-20, 20)))
+                shift_y_mm=float(rng.uniform(-20, 20)), yaw_deg=-face_yaw)
     return Performer(render=head.render, rng=rng, base=base)
 
 

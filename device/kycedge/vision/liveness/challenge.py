@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kycedge.vision.liveness.checks import BlinkRule
 from kycedge.vision.liveness.geometry import perspective_change, planarity_residual
 from kycedge.vision.liveness.observe import Observation
 
@@ -151,7 +152,8 @@ class Challenge:
         self._t_prompt = 0.0
         self._t_pause_end = 0.0
         self._onset: float | None = None
-        self._closed_at: float | None = None
+        self._blink: BlinkRule | None = None
+        self._pause_iods: list[float] = []
         self._settle_from = 0.0
         self._last: Observation | None = None
         self._last_seen = 0.0
@@ -251,6 +253,7 @@ class Challenge:
     def _begin_pause(self, t: float) -> None:
         self.phase = "pause"
         self._t_pause_end = t + self.pauses_s[self.index]
+        self._pause_iods = []
 
     def _moved(self, obs: Observation) -> str | None:
         """The prompted-kind motion this frame shows relative to neutral, if any."""
@@ -283,13 +286,18 @@ class Challenge:
         if abs(obs.yaw_deg - n.yaw) >= c.turn_deg * 0.8 or obs.iod_px >= n.iod * c.closer_ratio:
             self._finish(False, "unexpected-motion", t)
             return
-        if obs.iod_px < n.iod:  # stepping back after "move closer" is allowed: a new neutral
-            self._neutral = _Neutral(n.yaw, obs.iod_px, n.ear, n.obs)
+        # stepping back after "move closer" is allowed: a new neutral distance, the median of
+        # the last pause frames (FaceMesh's eye distance of a still real person varies by 2-5 %
+        # peak to peak: one low frame must not ratchet the neutral down, see docs/liveness.md)
+        self._pause_iods.append(obs.iod_px)
+        back = statistics.median(self._pause_iods[-5:])
+        if len(self._pause_iods) >= 3 and back < n.iod:
+            self._neutral = _Neutral(n.yaw, back, n.ear, n.obs)
         if t >= self._t_pause_end:
             self.phase = "prompted"
             self._t_prompt = t
             self._onset = None
-            self._closed_at = None
+            self._blink = None
             self._before = obs  # the neutral frame the turn's parallax is measured from
             self._quiet_t = t if self._quiet(obs) else None
             out.prompts.append(self.prompts[self.index])
@@ -306,16 +314,19 @@ class Challenge:
                                       or (moved == CLOSER and obs.iod_px >= n.iod * c.closer_ratio)):
                 self._finish(False, "wrong-response", t)
                 return
-            closed = obs.ear < c.blink_ratio * n.ear
-            if self._closed_at is None:
-                if closed and since >= c.min_latency_s:
-                    self._closed_at = t
+            if self._blink is None:
+                rule = BlinkRule(n.ear, ratio=c.blink_ratio, max_s=c.blink_max_s)
+                if rule.closed(obs.ear) and since >= c.min_latency_s:
+                    self._blink = rule
+                    rule.feed(obs.ear, t)
                     self._latencies.append(since)
                 elif since > c.max_latency_s:
                     self._finish(False, "no-response", t)
-            elif not closed and obs.ear >= (0.5 * c.blink_ratio + 0.5) * n.ear:
+                return
+            state = self._blink.feed(obs.ear, t)
+            if state == "blink":
                 self._complete(t, obs)
-            elif t - self._closed_at > c.blink_max_s:
+            elif state == "held":
                 self._finish(False, "wrong-response", t)  # eyes kept closed: not a blink
             return
         if moved is not None and moved != want:

@@ -8,8 +8,9 @@ Three cues, each from the same FaceMesh points:
 * **perspective** -- pairs with enough approach (inter-ocular ratio >= ``approach_ratio``):
   :func:`~kycedge.vision.liveness.geometry.perspective_change`, reported only (it did not
   separate heads from planes in simulation);
-* **blink** -- the EAR falling below ``blink_ratio`` x the person's own open-eye baseline
-  (a high percentile of their EAR in the clip) and recovering within ``blink_max_s``.
+* **blink** -- :class:`BlinkRule`, the one blink rule (the challenge uses it too): the EAR
+  falling below ``blink_ratio`` x the person's own open-eye baseline and rising back by at
+  least half of the dip within ``blink_max_s``.
 
 :func:`judge` gives ``attack`` when a head turn happened and it was flat (planar), ``bona-fide``
 when it showed 3-D structure, ``no-decision`` when the clip has no usable turn. A
@@ -28,7 +29,50 @@ import numpy as np
 from kycedge.vision.liveness.geometry import perspective_change, planarity_residual
 from kycedge.vision.liveness.observe import Observation
 
-__all__ = ["CheckConfig", "Evidence", "blink_events", "judge", "parallax_score", "perspective_score"]
+__all__ = ["BlinkRule", "CheckConfig", "Evidence", "blink_events", "judge", "parallax_score",
+           "perspective_score"]
+
+
+@dataclass
+class BlinkRule:
+    """One blink, frame by frame, against the person's own open-eye EAR ``baseline``.
+
+    Closed: the EAR falls below ``ratio`` x baseline. Reopened: it rises back by at least
+    ``reopen`` of the dip (from the lowest EAR seen while closed towards the baseline),
+    within ``max_s`` of closing; still closed after that is not a blink (eyes kept shut).
+    Measured on the real live clips of pad-video-dev with the shipped FaceMesh
+    (tools/liveness_real_measures.py): real blinks dip to 0.48-0.84 of the baseline and
+    often reopen only part way at first (a double blink, a smile right after: 0.80-0.86
+    for a while), so reopening is relative to the dip, not a return to 0.93 of a baseline
+    taken before (which refused 2 of the 8 labelled blinks of the frontal clips).
+    """
+
+    baseline: float
+    ratio: float = 0.85
+    max_s: float = 0.7
+    reopen: float = 0.5
+    closed_at: float | None = None
+    lowest: float = 0.0
+
+    def closed(self, ear: float) -> bool:
+        return ear < self.ratio * self.baseline
+
+    def feed(self, ear: float, t_s: float) -> str:
+        """``open`` | ``closing`` (this frame closed) | ``closed`` | ``blink`` (reopened: one blink)
+        | ``held`` (closed longer than ``max_s``)."""
+        if self.closed_at is None:
+            if self.closed(ear):
+                self.closed_at, self.lowest = t_s, ear
+                return "closing"
+            return "open"
+        self.lowest = min(self.lowest, ear)
+        if ear >= self.lowest + self.reopen * (self.baseline - self.lowest):
+            self.closed_at = None
+            return "blink"
+        if t_s - self.closed_at > self.max_s:
+            self.closed_at = None
+            return "held"
+        return "closed"
 
 
 @dataclass(frozen=True)
@@ -38,7 +82,7 @@ class CheckConfig:
     approach_ratio: float = 1.25      # inter-ocular growth that counts as an approach
     perspective_min: float = 0.025    # inner/outline growth difference of a head
     blink_ratio: float = 0.85         # EAR below this fraction of the baseline = eyes closing
-    blink_max_s: float = 0.6          # a blink reopens within this
+    blink_max_s: float = 0.7          # a blink reopens within this (as the challenge's)
     max_pairs: int = 12               # pairs scored per cue (the most moved)
 
 
@@ -95,7 +139,7 @@ def perspective_score(obs: Sequence[Observation], cfg: CheckConfig) -> tuple[flo
 
 
 def blink_events(obs: Sequence[Observation], cfg: CheckConfig, baseline: float | None = None) -> list[float]:
-    """Times (s) at which a blink closed: EAR < blink_ratio x baseline, reopening within blink_max_s.
+    """Times (s) at which a blink closed (:class:`BlinkRule` over the clip).
 
     ``baseline`` defaults to the 80th percentile of the clip's EAR (the person's open eyes).
     """
@@ -103,22 +147,12 @@ def blink_events(obs: Sequence[Observation], cfg: CheckConfig, baseline: float |
         return []
     ears = np.array([o.ear for o in obs])
     base = float(np.percentile(ears, 80)) if baseline is None else baseline
-    low = ears < cfg.blink_ratio * base
-    reopen = ears >= 0.92 * cfg.blink_ratio * base + 0.08 * base
+    rule = BlinkRule(base, ratio=cfg.blink_ratio, max_s=cfg.blink_max_s)
     events: list[float] = []
-    i = 0
-    while i < len(obs):
-        if low[i] and (i == 0 or not low[i - 1]):
-            t0 = obs[i].t_s
-            j = i + 1
-            while j < len(obs) and obs[j].t_s - t0 <= cfg.blink_max_s:
-                if reopen[j]:
-                    events.append(t0)
-                    break
-                j += 1
-            i = j
-        else:
-            i += 1
+    for o in obs:
+        t_closed = rule.closed_at
+        if rule.feed(o.ear, o.t_s) == "blink" and t_closed is not None:
+            events.append(t_closed)
     return events
 
 

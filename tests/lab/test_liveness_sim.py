@@ -1,0 +1,55 @@
+"""The synthetic bona fide subject, seen by the shipped detector and FaceMesh."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def seen(faces_dir: Path):  # type: ignore[no-untyped-def]
+    from kycedge.vision import Pipeline, default_models_dir
+
+    models = default_models_dir()
+    if not (models / "manifest.json").exists():
+        pytest.skip(f"no model manifest at {models}")
+    from kycedge.lab.liveness_sim.build import portrait_mesh
+    from kycedge.vision.decode import decode_image
+    from kycedge.vision.liveness.observe import load_observer
+
+    pipe = Pipeline.load(models)
+    observer = load_observer(pipe.manifest)
+    pm = portrait_mesh(pipe, observer, decode_image((faces_dir / "obama2.jpg").read_bytes()))
+    assert pm is not None
+    return pipe, observer, pm
+
+
+def test_the_customer_faces_the_camera_even_from_a_turned_portrait(seen) -> None:  # type: ignore[no-untyped-def]
+    from kycedge.lab.liveness_sim.build import subject
+    from kycedge.lab.liveness_sim.drive import observe
+    from kycedge.vision.liveness.geometry import yaw_deg
+
+    pipe, observer, (portrait, mesh) = seen
+    assert abs(yaw_deg(mesh)) > 12.0  # the portrait itself is turned
+    for seed in range(3):
+        perf = subject(portrait, mesh, np.random.default_rng(seed))
+        _, o, _ = observe(pipe, observer, perf.render(perf.base), 0.0)
+        assert o is not None
+        assert abs(o.yaw_deg) < 10.0, o
+
+
+def test_a_blink_narrows_the_eyes_facemesh_sees(seen) -> None:  # type: ignore[no-untyped-def]
+    from kycedge.lab.liveness_sim.build import subject
+    from kycedge.lab.liveness_sim.drive import observe
+
+    pipe, observer, (portrait, mesh) = seen
+    perf = subject(portrait, mesh, np.random.default_rng(0))
+    ears = []
+    for b in (0.0, 1.0):
+        _, o, _ = observe(pipe, observer, perf.render(replace(perf.base, blink=b)), 0.0)
+        assert o is not None
+        ears.append(o.ear)
+    assert ears[1] < 0.95 * ears[0]
