@@ -26,10 +26,12 @@ liveness path, not of a passed one.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +79,14 @@ def main() -> int:
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--liveness", action="store_true",
                     help="the challenge on; the camera replays a simulated session (see above)")
+    ap.add_argument("--clip", action="store_true",
+                    help="the camera streams the simulated session's clip also without --liveness "
+                         "(the like-for-like comparison)")
+    ap.add_argument("--photo", action="store_true",
+                    help="with --liveness: the camera shows one still photo (the challenge then fails "
+                         "for want of a response; isolates the streamed camera's cost)")
+    ap.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for the daemon (e.g. glibc MALLOC_* tunables)")
     ap.add_argument("--jpeg", action="store_true",
                     help="replay the JPEG files (decoded in the daemon) instead of raw camera-size frames")
     args = ap.parse_args()
@@ -84,17 +94,19 @@ def main() -> int:
     models = (args.models or default_models_dir()).resolve()
     clip: list[np.ndarray] = []
     recorded = ""
-    if args.liveness:
+    streamed = args.clip or (args.liveness and not args.photo)
+    if streamed:
         clip, recorded = recorded_session(models, faces / "obama2.jpg")
     lab = Lab.create(session_timeout_s=60.0 if args.liveness else 20.0, receipt_wait_s=30.0,
                      selftest_image=faces / "obama.jpg", settle_s=0.0, best_of=1, raw_frames=not args.jpeg,
-                     liveness=args.liveness)
+                     liveness=args.liveness,
+                     daemon_env=dict(kv.split("=", 1) for kv in args.daemon_env))
     try:
         lab.provision(models, {"bench-ref-genuine-0001": faces / "obama.jpg"})
         lab.start_broker()
         lab.start_receiver()
         config = None
-        if args.liveness:
+        if streamed:
             lab.show_clip("recorded-session", clip)
             del clip
             # the camera streams the clip (replay_path = the .y4m file), as a camera delivers
@@ -116,6 +128,20 @@ def main() -> int:
         c = lab.client()
         t0 = time.monotonic()
         outcomes: dict[str, int] = {}
+        samples: list[tuple[float, int]] = []  # (s since the first session, VmRSS kB) every 20 ms
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                try:
+                    samples.append((time.monotonic() - t0, proc_kb(pid, "VmRSS")))
+                except (OSError, KeyError):
+                    return
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        ends: list[float] = []
+        end_s: list[float] = []
         for _ in range(args.sessions):
             sid = c.start_session("bench-ref-genuine-0001", consent_version=c.consent_version())["session"]
             last = None
@@ -123,8 +149,16 @@ def main() -> int:
                 last = ev
             key = f"{last['event']}:{last.get('reason')}" if last else "none"
             outcomes[key] = outcomes.get(key, 0) + 1
+            ends.append(round(proc_kb(pid, "VmRSS") / 1024, 1))
+            end_s.append(time.monotonic() - t0)
         per_session = (time.monotonic() - t0) / max(args.sessions, 1)
         hwm, rss = proc_kb(pid, "VmHWM"), proc_kb(pid, "VmRSS")
+        done.set()
+        sampler.join()
+        top = max(samples, key=lambda x: x[1]) if samples else (0.0, 0)
+        bounds = [0.0, *end_s]
+        session_max = [round(max((kb for t, kb in samples if lo <= t < hi), default=0) / 1024, 1)
+                       for lo, hi in itertools.pairwise(bounds)]
         code, stop_s = lab.stop_daemon()
     finally:
         lab.close()
@@ -132,9 +166,11 @@ def main() -> int:
         "ready_s": {"median": round(statistics.median(ready), 3), "max": round(max(ready), 3),
                     "all": [round(x, 3) for x in ready]},
         "rss_mb": {"at_ready": round(rss_ready / 1024, 1), "after_sessions": round(rss / 1024, 1),
-                   "peak": round(hwm / 1024, 1)},
-        "liveness": {"enabled": args.liveness, "camera": f"replay of a simulated session ({recorded})"}
-        if args.liveness else {"enabled": False},
+                   "peak": round(hwm / 1024, 1),
+                   "sampled_max": {"mb": round(top[1] / 1024, 1), "at_s": round(top[0], 2)},
+                   "after_each_session": ends, "max_in_each_session": session_max},
+        "liveness": {"enabled": args.liveness}, "daemon_env": args.daemon_env,
+        "camera": f"streams a simulated session ({recorded})" if streamed else "replays one photo",
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "sessions": args.sessions, "outcomes": outcomes, "s_per_session_to_receipt": round(per_session, 3),
         "stop": {"exit_code": code, "seconds": round(stop_s, 3)},

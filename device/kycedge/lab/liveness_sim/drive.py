@@ -9,7 +9,7 @@ frame's template is the frontal reference; then a fresh challenge (CSPRNG prompt
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,8 @@ def observe(pipe: Pipeline, observer: LandmarkObserver, rgb: Any,
 Analysed = tuple[float, np.ndarray | None, Observation | None, float]
 
 
-def analysed_frames(source: FrameSource, pipe: Pipeline, observer: LandmarkObserver) -> Iterator[Analysed]:
+def analysed_frames(source: FrameSource, pipe: Pipeline,
+                    observer: LandmarkObserver) -> Generator[Analysed, None, None]:
     """Read ``source`` (opened here, closed when the iterator is) and analyse each frame lazily,
     so a performer hears a prompt before its next frame is rendered."""
     source.open()
