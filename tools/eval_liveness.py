@@ -290,6 +290,17 @@ def real_clips(clips: Path, pipe: Pipeline) -> dict[str, Any]:
             "per_clip": items}
 
 
+def challenge_config(args: argparse.Namespace) -> ChallengeConfig:
+    """The shipped challenge, with the evaluation's overrides (printed in the summary)."""
+    kw: dict[str, Any] = {"prompts": args.prompts}
+    if args.pause_s:
+        lo, _, hi = args.pause_s.partition(",")
+        kw["pause_s"] = (float(lo), float(hi))
+    if args.baseline_s is not None:
+        kw["baseline_s"] = args.baseline_s
+    return ChallengeConfig(**kw)
+
+
 def _summarise_files(args: argparse.Namespace) -> int:
     results: dict[str, list[Outcome]] = {}
     ms: list[float] = []
@@ -310,7 +321,7 @@ def _summarise_files(args: argparse.Namespace) -> int:
                         d.get("completed", 0)))
     out = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
            "files": [str(f) for f in args.summarise], "portraits": len(portraits),
-           "simulated": summarise(results, 0, ms, draws, ChallengeConfig(prompts=args.prompts))}
+           "simulated": summarise(results, 0, ms, draws, challenge_config(args))}
     print(json.dumps(out, sort_keys=True))
     return 0
 
@@ -326,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--prompts", type=int, default=ChallengeConfig().prompts, choices=(2, 3),
                     help="prompts per challenge (the [liveness] prompts setting)")
+    ap.add_argument("--pause-s", default=None, metavar="LO,HI",
+                    help="evaluate another pause range than the shipped one (seconds)")
+    ap.add_argument("--baseline-s", type=float, default=None,
+                    help="evaluate another hold-still time than the shipped one (seconds)")
     ap.add_argument("--max-s", type=float, default=20.0, help="simulated seconds per attempt")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--progress", action="store_true")
@@ -342,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise:
         return _summarise_files(args)
     pipe = Pipeline.load(args.models or default_models_dir(), threads=1)
-    cfg = ChallengeConfig(prompts=args.prompts)
+    cfg = challenge_config(args)
     out: dict[str, Any] = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
                            "challenge": {"prompts": cfg.prompts, "parallax_min": cfg.parallax_min,
                                          "pause_s": list(cfg.pause_s), "baseline_s": cfg.baseline_s}}
