@@ -67,10 +67,10 @@ FAIL_REASONS = ("no-response", "late-response", "anticipated", "wrong-response",
 @dataclass(frozen=True)
 class ChallengeConfig:
     prompts: int = 3                  # prompts per challenge (2 or 3)
-    baseline_s: float = 0.3           # still, frontal time before the first pause (refined during it)
+    baseline_s: float = 0.2           # still, frontal time before the first pause (refined during it)
     # random pause before each prompt (from the return to neutral): its SPREAD is what a replay
     # must hit (docs/liveness.md "Replay odds"); the minimum is 0 so the spread costs no mean time
-    pause_s: tuple[float, float] = (0.0, 1.2)
+    pause_s: tuple[float, float] = (0.0, 1.1)
     min_latency_s: float = 0.12       # a response starting sooner anticipated the prompt
     max_latency_s: float = 1.2        # a response must start within this
     deadline_s: float = 2.5           # ... and complete within this after the prompt
