@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -45,13 +46,13 @@ from typing import Any
 
 import numpy as np
 from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject
-from kycedge.lab.liveness_sim.drive import Outcome, run_attempt
-from kycedge.lab.liveness_sim.performer import PerformerSource, RecordedSource
+from kycedge.lab.liveness_sim.drive import Analysed, Outcome, decide, observe, run_attempt
+from kycedge.lab.liveness_sim.performer import PerformerSource
 from kycedge.unit.capture.replay import fit_within
 from kycedge.unit.cli.liveness import judge_clip, screen_config
 from kycedge.vision import default_models_dir
 from kycedge.vision.decode import decode_image
-from kycedge.vision.liveness.challenge import ChallengeConfig
+from kycedge.vision.liveness.challenge import ChallengeConfig, prompt_sequences
 from kycedge.vision.liveness.observe import load_observer
 from kycedge.vision.pipeline import Pipeline
 
@@ -82,6 +83,7 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
     no_face = 0
     observe_ms: list[float] = []
     log = args.outcomes.open("a") if args.outcomes is not None else None
+    draws: list[dict[str, Any]] = []
     for k, path in enumerate(_portraits(args.lfw, args.skip, args.portraits)):
         seed = args.seed * 1_000_003 + k
         pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
@@ -105,14 +107,27 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
                                 max_s=args.max_s)
                 results[sp].append(o)
         if "replay" in species and recorded:
-            o = run_attempt(RecordedSource(recorded), pipe, observer, cfg, None, rng=prng, max_s=args.max_s)
+            # the recording is analysed once (frame i at i / fps, then its last frame held, as
+            # RecordedSource plays it): the same frames answer this fresh challenge and, with
+            # --replay-draws, that many more
+            frames = replay_frames(recorded, pipe, observer, args.max_s)
+            o = decide(iter(frames), pipe.threshold, cfg, None, rng=prng, max_s=args.max_s)
             results["replay"].append(o)
+            if args.replay_draws > 0:
+                bona = results["bona-fide"][-1] if "bona-fide" in species else None
+                passed = sum(decide(iter(frames), pipe.threshold, cfg, None, rng=prng,
+                                    max_s=args.max_s).decision == "passed"
+                             for _ in range(args.replay_draws))
+                draws.append({"portrait": path.parent.name, "draws": args.replay_draws, "passed": passed,
+                              "recording": None if bona is None else bona.decision})
         del recorded
         if log is not None:
             for s in species:
                 if results[s]:
                     log.write(json.dumps({"portrait": path.parent.name, "species": s,
                                           **results[s][-1].to_json()}) + "\n")
+            if draws and draws[-1]["portrait"] == path.parent.name:
+                log.write(json.dumps({"replay_draws": draws[-1]}) + "\n")
             log.write(json.dumps({"observe_ms": [round(x, 3) for x in observe_ms[-400:]]}) + "\n")
             log.flush()
         if args.progress:
@@ -121,10 +136,51 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
                 + ",".join(p[9:] for p in results[s][-1].prompts)
                 for s in species if results[s]),
                 file=sys.stderr, flush=True)
-    return summarise(results, no_face, observe_ms)
+    return summarise(results, no_face, observe_ms, draws, cfg)
 
 
-def summarise(results: dict[str, list[Outcome]], no_face: int, observe_ms: list[float]) -> dict[str, Any]:
+def replay_frames(recorded: list[Any], pipe: Pipeline, observer: Any, max_s: float,
+                  fps: float = 15.0) -> list[Analysed]:
+    """The recording as RecordedSource plays it (frame i at i / fps, the last frame held up to
+    ``max_s``), analysed once; a held frame's analysis is the last one's at its own time."""
+    out: list[Analysed] = []
+    for i, rgb in enumerate(recorded):
+        t = i / fps
+        res, obs, ms = observe(pipe, observer, rgb, t)
+        out.append((t, res.template if res.ok else None, obs, ms))
+    _, template, last, ms = out[-1]
+    for i in range(len(recorded), int(max_s * fps) + 2):
+        t = i / fps
+        out.append((t, template, None if last is None else dataclasses.replace(last, t_s=t), ms))
+    return out
+
+
+def replay_odds(cfg: ChallengeConfig, latency_s: tuple[float, float] = (0.25, 0.7)) -> dict[str, Any]:
+    """The model of a replay matching a fresh challenge (docs/liveness.md "Replay odds"): the
+    prompts must be the recording's (1 in len(prompt_sequences)), and for each prompt the
+    recording's response, which began L after ITS prompt, must begin within the latency window
+    after the NEW prompt: L + (old pause - new pause) in [min_latency_s, max_latency_s], both
+    pauses uniform in ``pause_s`` (each pause starts at the same recorded return to neutral).
+    L is taken uniform in ``latency_s`` (the simulated subject's reaction time)."""
+    lo, hi = cfg.pause_s
+    grid = np.linspace(0.0, 1.0, 801)
+    a, b = np.meshgrid(lo + (hi - lo) * grid, lo + (hi - lo) * grid)
+    diff = (a - b).ravel()
+    lat = np.linspace(latency_s[0], latency_s[1], 91)
+    p_timing = float(np.mean([np.mean((diff + x >= cfg.min_latency_s) & (diff + x <= cfg.max_latency_s))
+                              for x in lat]))
+    sequences = len(prompt_sequences(cfg.prompts))
+    return {"model": "1/sequences x P(timing)^prompts", "sequences": sequences,
+            "p_timing_per_prompt": round(p_timing, 4),
+            "p_replay_complete_recording": round(p_timing ** cfg.prompts / sequences, 5),
+            "assumes": {"pause_s": list(cfg.pause_s),
+                        "latency_window_s": [cfg.min_latency_s, cfg.max_latency_s],
+                        "subject_latency_s": list(latency_s)}}
+
+
+def summarise(results: dict[str, list[Outcome]], no_face: int, observe_ms: list[float],
+              draws: list[dict[str, Any]] | None = None,
+              cfg: ChallengeConfig | None = None) -> dict[str, Any]:
     species = list(results)
     summary: dict[str, Any] = {"data": "simulated", "portraits_without_face": no_face, "species": {}}
     worst: tuple[float, str] | None = None
@@ -160,12 +216,27 @@ def summarise(results: dict[str, list[Outcome]], no_face: int, observe_ms: list[
         summary["species"][s] = entry
     if worst is not None:
         summary["apcer_worst"] = {"species": worst[1], "apcer": worst[0]}
+    if draws:
+        summary["replay_draws"] = _draw_summary(draws)
+    if cfg is not None and "replay" in results:
+        summary["replay_odds_model"] = replay_odds(cfg)
     if observe_ms:
         summary["liveness_ms_per_frame"] = {"median": round(statistics.median(observe_ms), 3),
                                             "p95": round(float(np.percentile(observe_ms, 95)), 3),
                                             "frames": len(observe_ms), "threads": 1,
                                             "load_avg_1m": round(os.getloadavg()[0], 2)}
     return summary
+
+
+def _draw_summary(draws: list[dict[str, Any]]) -> dict[str, Any]:
+    """Many fresh challenges against each recording: the replay pass rate, over all recordings
+    and over complete ones (the recorded bona fide session passed, so every prompt is in it)."""
+    def rate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        n, k = sum(r["draws"] for r in rows), sum(r["passed"] for r in rows)
+        return {"recordings": len(rows), "challenges": n, "passed": k, "rate": _rate(k, n)}
+    return {"all_recordings": rate(draws),
+            "complete_recordings": rate([r for r in draws if r["recording"] == "passed"]),
+            "recordings_ever_passed": sum(r["passed"] > 0 for r in draws)}
 
 
 def bench(n: int, pipe: Pipeline) -> dict[str, Any]:
@@ -220,15 +291,30 @@ def real_clips(clips: Path, pipe: Pipeline, screen_cues: str | None = None) -> d
             "per_clip": items}
 
 
+def challenge_config(args: argparse.Namespace) -> ChallengeConfig:
+    """The shipped challenge, with the evaluation's overrides (printed in the summary)."""
+    kw: dict[str, Any] = {"prompts": args.prompts}
+    if args.pause_s:
+        lo, _, hi = args.pause_s.partition(",")
+        kw["pause_s"] = (float(lo), float(hi))
+    if args.baseline_s is not None:
+        kw["baseline_s"] = args.baseline_s
+    return ChallengeConfig(**kw)
+
+
 def _summarise_files(args: argparse.Namespace) -> int:
     results: dict[str, list[Outcome]] = {}
     ms: list[float] = []
     portraits: set[str] = set()
+    draws: list[dict[str, Any]] = []
     for f in args.summarise:
         for line in f.read_text().splitlines():
             d = json.loads(line)
             if "observe_ms" in d:
                 ms += d["observe_ms"]
+                continue
+            if "replay_draws" in d:
+                draws.append(d["replay_draws"])
                 continue
             portraits.add(d["portrait"])
             results.setdefault(d["species"], []).append(
@@ -236,7 +322,7 @@ def _summarise_files(args: argparse.Namespace) -> int:
                         d.get("completed", 0)))
     out = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
            "files": [str(f) for f in args.summarise], "portraits": len(portraits),
-           "simulated": summarise(results, 0, ms)}
+           "simulated": summarise(results, 0, ms, draws, challenge_config(args))}
     print(json.dumps(out, sort_keys=True))
     return 0
 
@@ -253,11 +339,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --clips: passive screen cues as in `kycedge liveness --screen-cues` "
                     "(default: the same default)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--prompts", type=int, default=ChallengeConfig().prompts, choices=(2, 3),
+                    help="prompts per challenge (the [liveness] prompts setting)")
+    ap.add_argument("--pause-s", default=None, metavar="LO,HI",
+                    help="evaluate another pause range than the shipped one (seconds)")
+    ap.add_argument("--baseline-s", type=float, default=None,
+                    help="evaluate another hold-still time than the shipped one (seconds)")
     ap.add_argument("--max-s", type=float, default=20.0, help="simulated seconds per attempt")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--bench", type=int, default=0,
                     help="time the liveness step (FaceMesh + observation) on N frames, 1 thread")
+    ap.add_argument("--replay-draws", type=int, default=0,
+                    help="also replay each recorded session against N more fresh challenges (cheap: "
+                         "the recording is analysed once)")
     ap.add_argument("--outcomes", type=Path, default=None, help="append one JSON line per attempt here")
     ap.add_argument("--summarise", type=Path, nargs="*", default=None,
                     help="only summarise --outcomes files of earlier runs (e.g. split runs)")
@@ -266,9 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise:
         return _summarise_files(args)
     pipe = Pipeline.load(args.models or default_models_dir(), threads=1)
-    cfg = ChallengeConfig()
+    cfg = challenge_config(args)
     out: dict[str, Any] = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
-                           "challenge": {"prompts": cfg.prompts, "parallax_min": cfg.parallax_min}}
+                           "challenge": {"prompts": cfg.prompts, "parallax_min": cfg.parallax_min,
+                                         "pause_s": list(cfg.pause_s), "baseline_s": cfg.baseline_s}}
     if args.bench > 0:
         out["bench"] = bench(args.bench, pipe)
     if args.portraits > 0:

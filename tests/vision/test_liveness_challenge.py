@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import random
+import statistics
+from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from kycedge.vision.liveness.attempt import Attempt
 from kycedge.vision.liveness.challenge import (
@@ -19,7 +21,9 @@ from kycedge.vision.liveness.challenge import (
     TURNS,
     Challenge,
     ChallengeConfig,
+    draw_pause,
     draw_prompts,
+    prompt_sequences,
 )
 from kycedge.vision.liveness.observe import Observation
 from support.liveness import Performer, obs
@@ -79,7 +83,7 @@ def test_no_response_and_a_late_one_fail() -> None:
 
 def test_motion_in_a_pause_is_a_recording_doing_its_own_thing() -> None:
     p = Performer()
-    p.script.append((0.6, TURN_RIGHT))  # before any prompt: baseline 0.5 s + pause 2.0 s
+    p.script.append((0.6, TURN_RIGHT))  # before any prompt: the hold-still + a 2.0 s pause
     ch = run(Challenge((TURN_LEFT, BLINK), [2.0, 0.5], CFG), p)
     assert ch.result is not None
     assert ch.result.reason == "unexpected-motion"
@@ -98,17 +102,126 @@ def test_a_second_face_or_a_lost_face_fails() -> None:
     assert ch.result.reason == "face-lost"
 
 
-def test_draw_prompts_always_has_a_turn_and_no_immediate_repeat() -> None:
+def test_draw_prompts_is_uniform_over_the_allowed_sequences() -> None:
+    seqs = prompt_sequences(3)
+    assert len(seqs) == 52
+    assert len(prompt_sequences(2)) == 12
+    for s in seqs:
+        assert any(p in TURNS for p in s)
+        assert all(not (a == CLOSER and b == CLOSER) for a, b in itertools.pairwise(s))
+    assert (TURN_LEFT, TURN_LEFT, BLINK) in seqs  # a turn or a blink may repeat
+    assert (BLINK, CLOSER, BLINK) not in seqs     # no turn: cannot tell a head from a plane
     r = random.Random(5)
-    for _ in range(300):
-        ps = draw_prompts(3, r)
-        assert len(ps) == 3
-        assert any(p in TURNS for p in ps)
-        assert all(a != b for a, b in itertools.pairwise(ps))
-        assert set(ps) <= set(PROMPTS)
+    counts = Counter(tuple(draw_prompts(3, r)) for _ in range(52 * 200))
+    assert set(counts) == set(seqs)
+    # 200 expected per sequence: every one within 5 standard deviations (sd ~ 14)
+    assert all(130 <= c <= 270 for c in counts.values()), counts.most_common(3)
     ch = Challenge.draw(CFG)  # the OS CSPRNG
     assert len(ch.prompts) == 3
     assert all(CFG.pause_s[0] <= p <= CFG.pause_s[1] for p in ch.pauses_s)
+
+
+def test_pauses_are_drawn_over_the_whole_range_at_ms_steps() -> None:
+    r = random.Random(3)
+    pauses = [draw_pause(0.0, 1.2, r) for _ in range(5000)]
+    assert min(pauses) < 0.02
+    assert max(pauses) > 1.18
+    assert all(round(p * 1000) == pytest.approx(p * 1000) for p in pauses)
+    assert statistics.mean(pauses) == pytest.approx(0.6, abs=0.03)
+    with pytest.raises(ValueError, match="pause_s"):
+        ChallengeConfig(pause_s=(0.5, 0.2))
+
+
+def test_the_last_prompt_is_judged_when_complete_not_after_the_return() -> None:
+    p = Performer()
+    ch = run(Challenge((BLINK, TURN_LEFT), [0.3, 0.3], CFG), p)
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+    start = p.script[-1][0]  # the turn began here; the performer is back after 1.4 s
+    assert ch.result.decided_at_s < start + 0.9
+
+
+def test_the_first_pause_refines_the_neutral_eye_opening() -> None:
+    # a blink during the short baseline would make the open-eye baseline low; the still
+    # frames of the first pause correct it before any blink prompt is judged
+    ch = Challenge((BLINK, TURN_LEFT), [1.0, 0.3], CFG)
+    t = 0.0
+    while ch.phase == "baseline":
+        ch.step(obs(t, blink=0.9 if t < 0.27 else 0.0), t)
+        t += 1 / FPS
+    low = ch._neutral.ear if ch._neutral is not None else 0.0
+    while ch.phase == "pause":
+        ch.step(obs(t), t)
+        t += 1 / FPS
+    assert ch._neutral is not None
+    assert ch._neutral.ear > low
+    assert ch._neutral.ear == pytest.approx(obs(0.0).ear, rel=1e-6)
+
+
+def _record(ch: Challenge, p: Performer, max_s: float = 12.0) -> list[Observation]:
+    """The session's observations, up to 1.5 s after its decision."""
+    frames: list[Observation] = []
+    t = 0.0
+    while t < max_s and (ch.result is None or t < ch.result.decided_at_s + 1.5):
+        o = p.at(t)
+        frames.append(o)
+        if not ch.done:
+            for code in ch.step(o, t).prompts:
+                p.hear(code, t)
+        t += 1 / FPS
+    return frames
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 2**31), st.floats(0.2, 0.8))
+def test_a_replayed_session_never_passes_a_challenge_with_other_prompts(seed_a: int, seed_b: int,
+                                                                      latency_s: float) -> None:
+    """Record a compliant session against challenge A, replay its frames against B: B can
+    pass only if it asked exactly A's prompts, and then only if each of the recording's
+    responses began inside B's latency window (the pauses decide)."""
+    a = Challenge.draw(CFG, random.Random(seed_a))
+    frames = _record(a, Performer(latency_s=latency_s))
+    assert a.result is not None
+    # this scripted head stays closer once there, so a second "move closer" cannot be answered
+    assume(a.result.passed)
+    b = Challenge.draw(CFG, random.Random(seed_b))
+    for o in frames:
+        if b.done:
+            break
+        b.step(o, o.t_s)
+    if b.result is not None and b.result.passed:
+        assert b.prompts == a.prompts
+        assert all(CFG.min_latency_s <= x <= CFG.max_latency_s for x in b.result.latencies_s)
+
+
+def test_a_replay_with_the_same_prompts_but_other_pauses_fails_on_timing() -> None:
+    prompts = (TURN_LEFT, BLINK, TURN_RIGHT)
+    a = Challenge(prompts, [1.2, 0.0, 0.6], CFG)
+    frames = _record(a, Performer(latency_s=0.3))
+    assert a.result is not None
+    assert a.result.passed
+    b = Challenge(prompts, [0.0, 1.2, 0.6], CFG)  # first prompt 1.2 s early: 1.5 s latency
+    for o in frames:
+        if b.done:
+            break
+        b.step(o, o.t_s)
+    assert b.result is not None
+    assert not b.result.passed
+    assert b.result.reason in ("late-response", "no-response")
+    c = Challenge(prompts, [1.2, 1.2, 0.6], CFG)  # second prompt 1.2 s late: the blink came first
+    for o in frames:
+        if c.done:
+            break
+        c.step(o, o.t_s)
+    assert c.result is not None
+    assert not c.result.passed
+    d = Challenge(prompts, [1.2, 0.0, 0.6], CFG)  # the recorded challenge itself: a replay passes
+    for o in frames:
+        if d.done:
+            break
+        d.step(o, o.t_s)
+    assert d.result is not None
+    assert d.result.passed
 
 
 @settings(max_examples=40, deadline=None)
@@ -185,3 +298,52 @@ def test_one_short_eye_distance_in_a_pause_does_not_make_move_closer_anticipated
     ch = run(Challenge((TURN_LEFT, CLOSER), [0.6, 0.6], CFG), _Jittery())
     assert ch.result is not None
     assert ch.result.passed, ch.result
+
+
+def _first_prompt_s(ch: Challenge) -> float:
+    """When a still, open-eyed head is given the first prompt (frames at FPS)."""
+    t = 0.0
+    while not ch.step(obs(t), t).prompts:
+        t += 1 / FPS
+    return t
+
+
+@pytest.mark.parametrize(("closed_from_s", "passes"), [(-0.07, False), (0.0, False), (0.27, True)])
+def test_a_blink_counts_from_its_onset_not_from_a_closed_frame(closed_from_s: float, passes: bool) -> None:
+    """Eyes already closing when the prompt appears (a recorded blink) are not an answer, even
+    if they are still closed after the minimum latency; a blink begun after it is."""
+    due = _first_prompt_s(Challenge((BLINK, TURN_LEFT), [0.5, 0.3], CFG))
+    ch = Challenge((BLINK, TURN_LEFT), [0.5, 0.3], CFG)
+    t, t_prompt = 0.0, None
+    while not ch.done and t < 6.0:
+        closed = t_prompt is not None and closed_from_s <= t - t_prompt <= closed_from_s + 0.2
+        if t_prompt is None and due + closed_from_s - 1e-9 <= t < due and closed_from_s < 0:
+            closed = True  # the eyes start closing just before the prompt appears
+        step = ch.step(obs(t, blink=0.9 if closed else 0.0), t)
+        if step.prompts and t_prompt is None:
+            t_prompt = t
+        t += 1 / FPS
+    assert t_prompt == pytest.approx(due)
+    assert ch.result is not None
+    if passes:  # the blink is answered; nobody turns at the next prompt
+        assert ch.result.completed == 1
+        assert ch.result.latencies_s[0] == pytest.approx(0.2, abs=0.07)
+    else:
+        assert ch.result.reason == "no-response"
+        assert ch.result.completed == 0
+
+
+def test_an_early_blink_is_ignored_and_the_next_one_counts_even_if_the_eyes_barely_reopened() -> None:
+    ch = Challenge((BLINK, TURN_LEFT), [0.5, 0.3], CFG)
+    t, t_prompt = 0.0, None
+    while not ch.done and t < 6.0:
+        dt = -1.0 if t_prompt is None else t - t_prompt
+        # a spontaneous blink 0.07 s after the prompt, half reopened, then the prompted one
+        blink = 0.9 if 0.05 <= dt <= 0.3 or 0.45 <= dt <= 0.65 else 0.1 if 0.3 < dt < 0.45 else 0.0
+        step = ch.step(obs(t, blink=blink), t)
+        if step.prompts and t_prompt is None:
+            t_prompt = t
+        t += 1 / FPS
+    assert ch.result is not None
+    assert ch.result.completed == 1, ch.result
+    assert ch.result.latencies_s[0] >= 0.3

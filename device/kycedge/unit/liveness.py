@@ -33,6 +33,7 @@ from kycedge.unit.metrics import LIVENESS
 from kycedge.vision.liveness.attempt import Attempt
 from kycedge.vision.liveness.challenge import MESSAGES, Challenge, ChallengeConfig
 from kycedge.vision.liveness.observe import LandmarkObserver, Observation, load_observer
+from kycedge.vision.mesh import FaceMesh
 
 __all__ = ["METHOD", "VERSION", "Analyze", "LivenessConfig", "LivenessGate", "LivenessRecord",
            "LivenessVerdict", "pipeline_analyze"]
@@ -180,7 +181,11 @@ def pipeline_analyze(analyzer: Any) -> Analyze:
                           "enabled = false to seal without a challenge (method none)")
     if _observer is None or _observer[0] != id(analyzer):
         threads = int(getattr(getattr(analyzer, "config", None), "threads", 1))
-        _observer = (id(analyzer), load_observer(manifest, threads=threads))
+        mesh = getattr(analyzer, "mesh", None)
+        # the pipeline's own FaceMesh when it is the liveness model (one interpreter, not two:
+        # the session calls analyze() on the pipeline's thread)
+        _observer = (id(analyzer), load_observer(manifest, threads=threads,
+                                                 shared=mesh if isinstance(mesh, FaceMesh) else None))
     observer = _observer[1]
 
     def analyze(rgb: np.ndarray, t_s: float) -> tuple[Observation | None, np.ndarray | None]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from kycedge.core.errors import CaptureError, ImageError
 from kycedge.unit.capture.base import SourceClosedError
@@ -203,3 +203,48 @@ def test_unchanged_files_are_not_decoded_again_on_reopen(tmp_path: Path) -> None
     src.open()
     assert len(calls) == 2
     assert sorted(int(src.read().rgb[0, 0, 0]) for _ in range(2)) == [1, 2]
+
+
+def _reference_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The whole-frame conversion, written plainly (float64): the banded one must agree."""
+    h, w = y.shape
+    ry, rx = -(-h // u.shape[0]), -(-w // u.shape[1])
+    yf = (y.astype(np.float64) - 16.0) * 255.0 / 219.0
+    uf = (np.repeat(np.repeat(u, ry, 0), rx, 1)[:h, :w].astype(np.float64) - 128.0) * 255.0 / 224.0
+    vf = (np.repeat(np.repeat(v, ry, 0), rx, 1)[:h, :w].astype(np.float64) - 128.0) * 255.0 / 224.0
+    rgb = np.stack([yf + 1.402 * vf, yf - 0.344136 * uf - 0.714136 * vf, yf + 1.772 * uf], axis=-1)
+    return np.rint(np.clip(rgb, 0, 255)).astype(np.uint8)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 90), st.integers(1, 40), st.sampled_from([(1, 1), (2, 1), (2, 2)]),
+       st.integers(0, 2**31))
+def test_yuv_to_rgb_in_bands_equals_the_whole_frame_conversion(h: int, w: int, sub: tuple[int, int],
+                                                               seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    u = rng.integers(0, 256, (-(-h // sub[0]), -(-w // sub[1])), dtype=np.uint8)
+    v = rng.integers(0, 256, u.shape, dtype=np.uint8)
+    got = yuv_to_rgb(y, u, v)
+    assert got.shape == (h, w, 3)
+    # float32 vs float64 rounding may differ by one level at a .5 boundary, nowhere more
+    assert int(np.abs(got.astype(np.int16) - _reference_rgb(y, u, v)).max()) <= 1
+    grey = yuv_to_rgb(y, None, None)
+    assert (grey[..., 0] == grey[..., 2]).all()
+    assert (grey[..., 0] == np.rint(np.clip((y - 16.0) * 255.0 / 219.0, 0, 255))).all()
+
+
+def test_yuv_to_rgb_of_a_camera_frame_needs_no_frame_sized_scratch() -> None:
+    import tracemalloc
+
+    y = np.full((720, 1280), 120, np.uint8)
+    u = np.full((360, 640), 100, np.uint8)
+    v = np.full((360, 640), 150, np.uint8)
+    tracemalloc.start()
+    try:
+        out = yuv_to_rgb(y, u, v)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the output itself (2.76 MB) plus band scratch; a whole-frame float plane is 3.7 MB
+    assert peak < out.nbytes + 2 * 2**20, peak

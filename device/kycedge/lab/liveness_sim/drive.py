@@ -9,17 +9,18 @@ frame's template is the frontal reference; then a fresh challenge (CSPRNG prompt
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from kycedge.unit.capture.base import FrameSource
 from kycedge.vision.liveness.attempt import Attempt
 from kycedge.vision.liveness.challenge import Challenge, ChallengeConfig, RandomSource
 from kycedge.vision.liveness.observe import LandmarkObserver, Observation
 from kycedge.vision.pipeline import Pipeline
 
-__all__ = ["Outcome", "observe", "run_attempt"]
+__all__ = ["Analysed", "Outcome", "analysed_frames", "decide", "observe", "run_attempt"]
 
 
 @dataclass
@@ -50,43 +51,69 @@ def observe(pipe: Pipeline, observer: LandmarkObserver, rgb: Any,
     return res, obs, (time.perf_counter() - t0) * 1000.0
 
 
+# one analysed frame: (capture time, the frame's template where its gates passed, observation, ms)
+Analysed = tuple[float, np.ndarray | None, Observation | None, float]
+
+
+def analysed_frames(source: FrameSource, pipe: Pipeline,
+                    observer: LandmarkObserver) -> Generator[Analysed, None, None]:
+    """Read ``source`` (opened here, closed when the iterator is) and analyse each frame lazily,
+    so a performer hears a prompt before its next frame is rendered."""
+    source.open()
+    try:
+        while True:
+            frame = source.read()
+            res, obs, ms = observe(pipe, observer, frame.rgb, frame.t_mono)
+            yield frame.t_mono, (res.template if res.ok else None), obs, ms
+    finally:
+        source.close()
+
+
 def run_attempt(source: FrameSource, pipe: Pipeline, observer: LandmarkObserver, cfg: ChallengeConfig,
                 hears: Callable[[str, float], None] | None = None, *, rng: RandomSource | None = None,
                 max_s: float = 20.0) -> Outcome:
-    source.open()
+    frames = analysed_frames(source, pipe, observer)
     try:
-        attempt: Attempt | None = None
-        out = Outcome("no-decision", "no-acceptable-frame")
-        t_first: float | None = None
-        while True:
-            frame = source.read()
-            t = frame.t_mono
-            t_first = t if t_first is None else t_first
-            res, obs, ms = observe(pipe, observer, frame.rgb, t)
-            out.frames += 1
-            if obs is not None:
-                out.observe_ms.append(ms)
-            if attempt is None:
-                if res.ok and res.template is not None:
-                    attempt = Attempt(Challenge.draw(cfg, rng), res.template, pipe.threshold)
-                    out.prompts = list(attempt.challenge.prompts)
-                    attempt.feed(obs, t, None)
-            else:
-                step = attempt.feed(obs, t, res.template)
-                for p in step.prompts:
-                    if hears is not None:
-                        hears(p, t)
-                if attempt.result is not None:
-                    r = attempt.result
-                    out.decision = "passed" if r.passed else "failed"
-                    out.reason = r.reason
-                    out.decided_at_s = round(t - t_first, 3)
-                    out.score = r.challenge.score
-                    out.completed = r.challenge.completed
-                    return out
-            if t - t_first > max_s:
-                if attempt is not None:
-                    out.reason = "timeout"
-                return out
+        return decide(frames, pipe.threshold, cfg, hears, rng=rng, max_s=max_s)
     finally:
-        source.close()
+        frames.close()
+
+
+def decide(frames: Iterable[Analysed], threshold: float, cfg: ChallengeConfig,
+           hears: Callable[[str, float], None] | None = None, *, rng: RandomSource | None = None,
+           max_s: float = 20.0) -> Outcome:
+    """One attempt over analysed frames: the first frame with a template is the frontal
+    reference, then a fresh challenge with identity continuity (as the session runs it)."""
+    attempt: Attempt | None = None
+    out = Outcome("no-decision", "no-acceptable-frame")
+    t_first: float | None = None
+    for t, template, obs, ms in frames:
+        t_first = t if t_first is None else t_first
+        out.frames += 1
+        if obs is not None:
+            out.observe_ms.append(ms)
+        if attempt is None:
+            if template is not None:
+                attempt = Attempt(Challenge.draw(cfg, rng), template, threshold)
+                out.prompts = list(attempt.challenge.prompts)
+                attempt.feed(obs, t, None)
+        else:
+            step = attempt.feed(obs, t, template)
+            for p in step.prompts:
+                if hears is not None:
+                    hears(p, t)
+            if attempt.result is not None:
+                r = attempt.result
+                out.decision = "passed" if r.passed else "failed"
+                out.reason = r.reason
+                out.decided_at_s = round(t - t_first, 3)
+                out.score = r.challenge.score
+                out.completed = r.challenge.completed
+                return out
+        if t - t_first > max_s:
+            if attempt is not None:
+                out.reason = "timeout"
+            return out
+    if attempt is not None:
+        out.reason = "timeout"
+    return out

@@ -356,20 +356,42 @@ def _chroma_size(w: int, h: int, chroma: str) -> tuple[int, int]:
     return 0, 0
 
 
+_BAND_ROWS = 32  # rows converted at a time: a few hundred kB of float scratch per band
+
+
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray | None, v: np.ndarray | None) -> np.ndarray:
     """BT.601 limited-range YCbCr (chroma upsampled by repetition) to HxWx3 uint8 RGB.
 
-    Computed one channel at a time (float32), so a frame costs a few planes of scratch
-    memory, never a full float copy of the RGB frame.
+    Computed in bands of rows, one channel at a time (float32): the scratch memory is a few
+    band-sized planes (under 1 MB at 1280 x 720), never a frame-sized float plane. Converting a
+    whole 1280 x 720 frame at once cost about 29 MB of transient RSS per frame, which alone
+    took the daemon's peak over its 150 MB floor on a replayed camera-size clip.
     """
     h, w = y.shape
-    yf = (y.astype(np.float32) - 16.0) * np.float32(255.0 / 219.0)
     out: np.ndarray = np.empty((h, w, 3), np.uint8)
     if u is None or v is None:
-        np.clip(yf, 0, 255, out=yf)
-        out[...] = np.rint(yf)[..., None].astype(np.uint8)
+        for r0 in range(0, h, _BAND_ROWS):
+            yf = _luma(y[r0:r0 + _BAND_ROWS])
+            np.clip(yf, 0, 255, out=yf)
+            out[r0:r0 + _BAND_ROWS] = np.rint(yf)[..., None].astype(np.uint8)
         return out
     ry, rx = -(-h // u.shape[0]), -(-w // u.shape[1])
+    band = max(ry, (_BAND_ROWS // ry) * ry)  # whole chroma rows per band
+    for r0 in range(0, h, band):
+        r1 = min(r0 + band, h)
+        c0, c1 = r0 // ry, -(-r1 // ry)
+        _band_to_rgb(y[r0:r1], u[c0:c1], v[c0:c1], ry, rx, out[r0:r1])
+    return out
+
+
+def _luma(y: np.ndarray) -> np.ndarray:
+    yf: np.ndarray = (y.astype(np.float32) - 16.0) * np.float32(255.0 / 219.0)
+    return yf
+
+
+def _band_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, ry: int, rx: int, out: np.ndarray) -> None:
+    h, w = y.shape
+    yf = _luma(y)
 
     def up(c: np.ndarray) -> np.ndarray:
         full: np.ndarray = np.repeat(np.repeat(c, ry, axis=0), rx, axis=1)[:h, :w].astype(np.float32)
@@ -388,7 +410,6 @@ def yuv_to_rgb(y: np.ndarray, u: np.ndarray | None, v: np.ndarray | None) -> np.
             plane = yf + np.float32(1.772) * uf
         np.clip(plane, 0, 255, out=plane)
         out[..., ch] = np.rint(plane)
-    return out
 
 
 def _file_key(p: Path) -> tuple[str, int, int, int] | None:

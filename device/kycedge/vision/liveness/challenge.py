@@ -26,6 +26,7 @@ frame) needs embeddings, which this module does not compute: the session checks 
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import statistics
@@ -45,6 +46,7 @@ __all__ = [
     "ChallengeResult",
     "Step",
     "draw_prompts",
+    "prompt_sequences",
 ]
 
 TURN_LEFT, TURN_RIGHT = "liveness-turn-left", "liveness-turn-right"
@@ -66,8 +68,10 @@ FAIL_REASONS = ("no-response", "late-response", "anticipated", "wrong-response",
 @dataclass(frozen=True)
 class ChallengeConfig:
     prompts: int = 3                  # prompts per challenge (2 or 3)
-    baseline_s: float = 0.5           # still, frontal time before the first prompt
-    pause_s: tuple[float, float] = (0.25, 0.9)  # random pause before each prompt
+    baseline_s: float = 0.2           # still, frontal time before the first pause (refined during it)
+    # random pause before each prompt (from the return to neutral): its SPREAD is what a replay
+    # must hit (docs/liveness.md "Replay odds"); the minimum is 0 so the spread costs no mean time
+    pause_s: tuple[float, float] = (0.0, 1.1)
     min_latency_s: float = 0.12       # a response starting sooner anticipated the prompt
     max_latency_s: float = 1.2        # a response must start within this
     deadline_s: float = 2.5           # ... and complete within this after the prompt
@@ -86,23 +90,40 @@ class ChallengeConfig:
     def __post_init__(self) -> None:
         if not 2 <= self.prompts <= 3:
             raise ValueError(f"prompts: expected 2 or 3, got {self.prompts}")
+        if not 0.0 <= self.pause_s[0] <= self.pause_s[1]:
+            raise ValueError(f"pause_s: expected 0 <= low <= high, got {self.pause_s}")
 
 
 class RandomSource(Protocol):
     def randrange(self, n: int) -> int: ...
 
 
+def _allowed(seq: Sequence[str]) -> bool:
+    """At least one turn (the only prompt that tells a head from a plane); "move closer" never
+    twice in a row (the customer would leave the frame); any other prompt may repeat."""
+    return any(p in TURNS for p in seq) and all(
+        not (a == CLOSER and b == CLOSER) for a, b in itertools.pairwise(seq))
+
+
+def prompt_sequences(n: int) -> list[tuple[str, ...]]:
+    """Every sequence :func:`draw_prompts` can return for ``n`` prompts (each equally likely):
+    52 for 3 prompts, 12 for 2; a replay matches a fresh challenge's prompts with 1 / len."""
+    return [s for s in itertools.product(PROMPTS, repeat=n) if _allowed(s)]
+
+
 def draw_prompts(n: int, rng: RandomSource | None = None) -> list[str]:
-    """``n`` prompts from the CSPRNG: at least one turn, no prompt twice in a row."""
+    """``n`` prompts from the CSPRNG, uniform over :func:`prompt_sequences` (rejection sampling)."""
     r = rng or secrets.SystemRandom()
     while True:
-        out: list[str] = []
-        while len(out) < n:
-            p = PROMPTS[r.randrange(len(PROMPTS))]
-            if not out or out[-1] != p:
-                out.append(p)
-        if any(p in TURNS for p in out):
+        out = [PROMPTS[r.randrange(len(PROMPTS))] for _ in range(n)]
+        if _allowed(out):
             return out
+
+
+def draw_pause(lo_s: float, hi_s: float, rng: RandomSource) -> float:
+    """A pause uniform in [lo_s, hi_s] at 1 ms steps (finer than any camera's frame time)."""
+    steps = max(round((hi_s - lo_s) * 1000.0), 0)
+    return lo_s + rng.randrange(steps + 1) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -152,8 +173,10 @@ class Challenge:
         self._t_prompt = 0.0
         self._t_pause_end = 0.0
         self._onset: float | None = None
-        self._blink: BlinkRule | None = None
+        self._blink: BlinkRule | None = None    # the blink under way (blink prompt)
         self._pause_iods: list[float] = []
+        self._open_t: float | None = None      # last frame with the eyes open (blink prompt)
+        self._rearm = False                    # an ignored (early) blink is reopening
         self._settle_from = 0.0
         self._last: Observation | None = None
         self._last_seen = 0.0
@@ -168,8 +191,7 @@ class Challenge:
     def draw(cls, cfg: ChallengeConfig, rng: RandomSource | None = None) -> Challenge:
         r = rng or secrets.SystemRandom()
         prompts = draw_prompts(cfg.prompts, r)
-        lo, hi = cfg.pause_s
-        pauses = [lo + (hi - lo) * r.randrange(1001) / 1000.0 for _ in prompts]
+        pauses = [draw_pause(cfg.pause_s[0], cfg.pause_s[1], r) for _ in prompts]
         return cls(prompts, pauses, cfg)
 
     @property
@@ -243,12 +265,15 @@ class Challenge:
             return
         self._baseline.append(obs)
         if self._baseline[-1].t_s - self._baseline[0].t_s >= c.baseline_s:
-            yaw = statistics.median(o.yaw_deg for o in self._baseline)
-            iod = statistics.median(o.iod_px for o in self._baseline)
-            ears = sorted(o.ear for o in self._baseline)
-            ear = ears[int(0.75 * (len(ears) - 1))]  # open eyes (a blink in the baseline is low)
-            self._neutral = _Neutral(yaw, iod, ear, obs)
+            self._neutral = self._measure_neutral(obs)
             self._begin_pause(t)
+
+    def _measure_neutral(self, obs: Observation) -> _Neutral:
+        yaw = statistics.median(o.yaw_deg for o in self._baseline)
+        iod = statistics.median(o.iod_px for o in self._baseline)
+        ears = sorted(o.ear for o in self._baseline)
+        ear = ears[int(0.75 * (len(ears) - 1))]  # open eyes (a blink in the baseline is low)
+        return _Neutral(yaw, iod, ear, obs)
 
     def _begin_pause(self, t: float) -> None:
         self.phase = "pause"
@@ -278,6 +303,11 @@ class Challenge:
             return obs.iod_px < n.iod * (1.0 + (c.onset_ratio - 1.0) / 3.0)
         return abs(obs.yaw_deg - n.yaw) < c.onset_deg * 0.4
 
+    def _open_level(self) -> float:
+        """EAR above which the eyes count as open again (halfway from the blink line to baseline)."""
+        assert self._neutral is not None
+        return (0.5 * self.cfg.blink_ratio + 0.5) * self._neutral.ear
+
     def _pause_step(self, obs: Observation, t: float, out: Step) -> None:
         n = self._neutral
         assert n is not None
@@ -286,13 +316,20 @@ class Challenge:
         if abs(obs.yaw_deg - n.yaw) >= c.turn_deg * 0.8 or obs.iod_px >= n.iod * c.closer_ratio:
             self._finish(False, "unexpected-motion", t)
             return
-        # stepping back after "move closer" is allowed: a new neutral distance, the median of
-        # the last pause frames (FaceMesh's eye distance of a still real person varies by 2-5 %
-        # peak to peak: one low frame must not ratchet the neutral down, see docs/liveness.md)
-        self._pause_iods.append(obs.iod_px)
-        back = statistics.median(self._pause_iods[-5:])
-        if len(self._pause_iods) >= 3 and back < n.iod:
-            self._neutral = _Neutral(n.yaw, back, n.ear, n.obs)
+        if self.index == 0 and abs(obs.yaw_deg - n.yaw) < c.onset_deg * 0.4 \
+                and abs(obs.iod_px / n.iod - 1.0) < c.onset_ratio - 1.0:
+            # the first pause is still hold-still time: it refines the neutral measured so far
+            self._baseline.append(obs)
+            self._neutral = n = self._measure_neutral(n.obs)
+        else:
+            # stepping back after "move closer" is allowed: a new neutral distance, the median
+            # of the last pause frames (FaceMesh's eye distance of a still real person varies
+            # by 2-5 % peak to peak: one low frame must not ratchet the neutral down, see
+            # docs/liveness.md)
+            self._pause_iods.append(obs.iod_px)
+            back = statistics.median(self._pause_iods[-5:])
+            if len(self._pause_iods) >= 3 and back < n.iod:
+                self._neutral = _Neutral(n.yaw, back, n.ear, n.obs)
         if t >= self._t_pause_end:
             self.phase = "prompted"
             self._t_prompt = t
@@ -300,6 +337,8 @@ class Challenge:
             self._blink = None
             self._before = obs  # the neutral frame the turn's parallax is measured from
             self._quiet_t = t if self._quiet(obs) else None
+            self._open_t = t if obs.ear >= self._open_level() else None
+            self._rearm = False
             out.prompts.append(self.prompts[self.index])
 
     def _prompted_step(self, obs: Observation, t: float, out: Step) -> None:
@@ -316,13 +355,27 @@ class Challenge:
                 return
             if self._blink is None:
                 rule = BlinkRule(n.ear, ratio=c.blink_ratio, max_s=c.blink_max_s)
-                if rule.closed(obs.ear) and since >= c.min_latency_s:
-                    self._blink = rule
-                    rule.feed(obs.ear, t)
-                    self._latencies.append(since)
-                elif since > c.max_latency_s:
+                if rule.closed(obs.ear):
+                    # the blink began at the last open frame, like a turn at its last still one;
+                    # eyes already closing when the prompt could be acted on are not an answer
+                    # (a recorded blink that started before the prompt), so they are ignored
+                    began = None if self._open_t is None else self._open_t - self._t_prompt
+                    if began is not None and began >= c.min_latency_s:
+                        if began > c.max_latency_s:
+                            self._finish(False, "late-response", t)
+                            return
+                        self._blink = rule
+                        rule.feed(obs.ear, t)
+                        self._latencies.append(began)
+                        return
+                    self._open_t = None
+                    self._rearm = True  # ignored; the eyes' next opening starts a new blink
+                elif obs.ear >= self._open_level() or self._rearm:
+                    self._open_t = t    # open, or reopening after an ignored blink
+                if since > c.max_latency_s + 0.3:  # an onset at the window's end closes by then
                     self._finish(False, "no-response", t)
                 return
+            # reopened by half the dip (checks.BlinkRule: real blinks often reopen part way)
             state = self._blink.feed(obs.ear, t)
             if state == "blink":
                 self._complete(t, obs)
@@ -374,6 +427,12 @@ class Challenge:
             self._finish(False, "late-response", t)
 
     def _complete(self, t: float, obs: Observation) -> None:
+        if self.index == len(self.prompts) - 1:
+            # the last response is judged as soon as it is complete: nothing follows it that
+            # needs a neutral start (the attempt still wants a matching template after it)
+            self.index += 1
+            self._finish(True, "passed", t)
+            return
         self.phase = "settle"
         self._settle_from = t
         self._settle_iod = None

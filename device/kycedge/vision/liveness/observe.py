@@ -69,14 +69,22 @@ class LandmarkObserver:
         return observation_from_mesh(t_s, faces, box, res.points)
 
 
-def load_observer(manifest: Manifest, threads: int = 1) -> LandmarkObserver:
+def load_observer(manifest: Manifest, threads: int = 1, *,
+                  shared: FaceMesh | None = None) -> LandmarkObserver:
     """The liveness FaceMesh named by the manifest's ``pipeline.liveness_landmarks`` (default
-    ``facemesh``), checked against its sha256 like every model."""
+    ``facemesh``), checked against its sha256 like every model.
+
+    ``shared``: the pipeline's own FaceMesh (``Pipeline.mesh``). When the liveness model is the
+    pipeline's ``landmarks`` model, that interpreter is reused instead of loading a second copy
+    (one FaceMesh in RAM); it must then be used from the pipeline's thread only, as the session
+    does (the interpreters are not re-entrant)."""
     name = str(manifest.pipeline.get("liveness_landmarks", "facemesh"))
     entry = manifest.models.get(name)
     if entry is None:
         raise ModelError(f"{manifest.path}: pipeline.liveness_landmarks: expected one of "
                          f"{sorted(manifest.models)}, got {name!r}")
+    if shared is not None and manifest.pipeline.get("landmarks") == name:
+        return LandmarkObserver(shared)
     try:
         mesh = FaceMesh(Model(manifest.read_checked(entry), threads=threads, name=entry.name))
     except ValueError as e:
