@@ -8,12 +8,12 @@ manylinux_2_X wheel runs on glibc >= 2.X, so the allowed tags are manylinux_2_17
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCKS = ROOT / "locks"
@@ -21,12 +21,7 @@ TARGETS = [("unit-aarch64-cp311.txt", "3.11", "cp311", 36), ("unit-aarch64-cp310
 
 
 def _lock_check():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("kycedge_lock_check", ROOT / "tools" / "lock_check.py")
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("lock_check.py")
 
 
 def test_every_lock_is_in_step_with_pyproject() -> None:

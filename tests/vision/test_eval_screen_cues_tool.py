@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def ev():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("kycedge_tool_eval_screen_cues",
-                                                  ROOT / "tools" / "eval_screen_cues.py")
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("eval_screen_cues.py")
 
 
 def test_auc_counts_pairs_and_ties(ev) -> None:  # type: ignore[no-untyped-def]

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.tools import load_tool
 
 
 @pytest.mark.shared_data
 def test_fusion_proxy_smoke(shared_data: Path, models_dir: Path, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("kycedge_tool_evaluate_fusion",
-                                                  ROOT / "tools" / "evaluate_fusion.py")
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    mod = load_tool("evaluate_fusion.py")
     out = tmp_path / "fusion.json"
     # the tool itself asserts that its fusion equals Pipeline.template of the same candidates
     assert mod.main([str(shared_data / "lfw-dev"), "--limit", "40", "--models", str(models_dir),

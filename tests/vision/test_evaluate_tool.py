@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def ev():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("kycedge_tool_evaluate", ROOT / "tools" / "evaluate.py")
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("evaluate.py")
 
 
 def test_threshold_at_far(ev) -> None:  # type: ignore[no-untyped-def]

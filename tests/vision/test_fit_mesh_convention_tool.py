@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from kycedge.vision.align import FACEMESH_OFFSETS_PX
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def fit():  # type: ignore[no-untyped-def]
-    path = ROOT / "tools" / "fit_mesh_convention.py"
-    spec = importlib.util.spec_from_file_location("kycedge_tool_fit_mesh", path)
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("fit_mesh_convention.py")
 
 
 def test_symmetric_part(fit) -> None:  # type: ignore[no-untyped-def]

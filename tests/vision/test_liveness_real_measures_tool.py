@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from kycedge.vision.liveness.checks import CheckConfig
 from kycedge.vision.liveness.observe import Observation
 from support.liveness import obs
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("kycedge_tool_liveness_real",
-                                                  ROOT / "tools" / "liveness_real_measures.py")
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("liveness_real_measures.py")
 
 
 def _trace(ratios: list[float], yaw_step: float = 0.0) -> list[Observation]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -126,14 +127,7 @@ def test_model_loads_with_declared_io(key: str, entry: dict[str, Any]) -> None:
 
 def test_script_preserves_vision_sections(tmp_path: Path) -> None:
     """The conversion script rewrites `models` only; `matching`/`pipeline` survive (pure file logic)."""
-    import importlib.util
-
-    script = ROOT / "tools" / "convert" / "manifest.py"
-    spec = importlib.util.spec_from_file_location("convert_manifest", script)
-    assert spec
-    assert spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool("convert/manifest.py")
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps({"schema": 1, "matching": {"threshold": 0.5}, "pipeline": {"detector": "x"},
                                 "models": {"old": {"file": "old.tflite"}}}))

@@ -34,6 +34,7 @@ from kycedge.protocol.envelope.header import hpke_info
 from pycose.keys import EC2Key, OKPKey
 from pycose.keys.curves import P256, Ed25519
 from pycose.messages import Sign1Message
+from support.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "tests" / "vectors"
@@ -226,17 +227,6 @@ def test_committed_vectors_match_generator() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def _generator() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_vectors", ROOT / "tools" / "make_vectors.py")
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_template_vectors_do_not_depend_on_a_float_reduction(monkeypatch: pytest.MonkeyPatch) -> None:
     """The committed templates come out of the generator even when the platform's float32
     reductions round differently (issue 10: AVX-512 gave another last bit of
@@ -257,7 +247,7 @@ def test_template_vectors_do_not_depend_on_a_float_reduction(monkeypatch: pytest
         assert gen.vector(t["dim"], case["name"]).tobytes().hex() == t["vector_hex"], case["name"]
 
 
-GEN = _generator()
+GEN = load_tool("make_vectors.py")
 
 
 @given(st.floats(min_value=0.0, max_value=2.0**100, allow_nan=False, width=32),
