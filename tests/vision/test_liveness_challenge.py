@@ -6,6 +6,7 @@ import itertools
 import random
 import statistics
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -242,6 +243,19 @@ def test_any_observation_stream_ends_cleanly(frames: list[tuple[float, float, fl
         assert not r.passed or r.completed == len(r.prompts)
 
 
+def run_attempt(a: Attempt, template_at: Callable[[float], np.ndarray | None],
+                max_s: float = 20.0) -> Attempt:
+    """Feed a compliant performer to an attempt; ``template_at(t)`` is the frame's template."""
+    p = Performer()
+    t = 0.0
+    while not a.done and t < max_s:
+        step = a.feed(p.at(t), t, template_at(t))
+        for code in step.prompts:
+            p.hear(code, t)
+        t += 1 / FPS
+    return a
+
+
 def test_attempt_refuses_a_face_change_and_needs_a_matching_frontal_frame() -> None:
     ref = np.zeros(8, dtype=np.float32)
     ref[0] = 1.0
@@ -249,35 +263,17 @@ def test_attempt_refuses_a_face_change_and_needs_a_matching_frontal_frame() -> N
     other[1] = 1.0
     # identity swapped after the first prompt
     a = Attempt(Challenge((TURN_LEFT, BLINK), [0.3, 0.3], CFG), ref, 0.4)
-    p = Performer()
-    t = 0.0
-    while not a.done and t < 20:
-        step = a.feed(p.at(t), t, other if t > 1.5 else ref)
-        for code in step.prompts:
-            p.hear(code, t)
-        t += 1 / FPS
+    run_attempt(a, lambda t: other if t > 1.5 else ref)
     assert a.result is not None
     assert a.result.reason == "identity-changed"
     # no template after the challenge: unconfirmed
     a = Attempt(Challenge((TURN_LEFT, BLINK), [0.3, 0.3], CFG), ref, 0.4, confirm_s=0.5)
-    p = Performer()
-    t = 0.0
-    while not a.done and t < 20:
-        step = a.feed(p.at(t), t, None)
-        for code in step.prompts:
-            p.hear(code, t)
-        t += 1 / FPS
+    run_attempt(a, lambda t: None)
     assert a.result is not None
     assert a.result.reason == "identity-unconfirmed"
     # the same face throughout: passes
     a = Attempt(Challenge((TURN_LEFT, BLINK), [0.3, 0.3], CFG), ref, 0.4)
-    p = Performer()
-    t = 0.0
-    while not a.done and t < 20:
-        step = a.feed(p.at(t), t, ref)
-        for code in step.prompts:
-            p.hear(code, t)
-        t += 1 / FPS
+    run_attempt(a, lambda t: ref)
     assert a.result is not None
     assert a.result.passed
     assert a.result.identity_min == pytest.approx(1.0)
