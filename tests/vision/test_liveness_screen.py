@@ -16,6 +16,7 @@ from kycedge.vision.liveness.screen import (
     CueRule,
     ScreenConfig,
     ScreenSampler,
+    area_resize,
     bezel_score,
     blue_shift,
     contrast,
@@ -25,6 +26,7 @@ from kycedge.vision.liveness.screen import (
     judge_screen,
     moire_peak,
     saturation_mean,
+    scaled_sharpness,
     screen_cues,
     sharpness,
 )
@@ -181,7 +183,8 @@ def test_judge_screen_refuses_on_the_median_of_a_rule() -> None:
 
 def test_rules_and_config_are_checked() -> None:
     assert set(DEFAULT_RULES) <= set(RULES)
-    assert all(r.cue in FRAME_CUE_NAMES for r in RULES.values())
+    # every rule's cue is one frame_cues computes, or the second detector's face count
+    assert all(r.cue in (*FRAME_CUE_NAMES, "faces") for r in RULES.values())
     assert CueRule("sharpness", 0.03, above=False).hit(0.01)
     assert not CueRule("sharpness", 0.03, above=False).hit(0.05)
     with pytest.raises(ValueError, match="screen cues"):
@@ -206,5 +209,85 @@ def test_sampler_takes_every_nth_face_frame_up_to_the_cap_and_skips_tiny_faces()
     for i in range(30):
         sampler.offer(frame, (10.0, 10.0, 30.0, 30.0) if i == 5 else BOX)   # frame 5: a tiny face
     assert len(sampler.cues) == 3             # frames 0, 10, 15 (5 was too small), then the cap
-    assert all(set(c) == set(FRAME_CUE_NAMES) for c in sampler.cues)
+    assert all(set(c) == set(FRAME_CUE_NAMES) for c in sampler.cues)  # no "faces": none counted
     assert sampler.judge().measures["screen_frames"] == 3.0
+
+
+def test_a_per_frame_rule_counts_frames_past_it() -> None:
+    """multiple_faces: a second face in at least min_frames sampled frames refuses; a median
+    of the count would need half the frames."""
+    rule = RULES["multiple_faces"]
+    assert rule.per_frame
+    assert rule.cue == "faces"
+    cues = [{"faces": 1.0}] * 9 + [{"faces": 2.0}] * 3
+    ev = judge_screen(cues)
+    assert (ev.decision, ev.reason, ev.score) == ("attack", "multiple-faces", 3.0)
+    assert ev.measures["faces"] == 1.0                   # the median says one face
+    two = judge_screen([{"faces": 1.0}] * 9 + [{"faces": 2.0}] * 2)
+    assert two.decision == "none"
+    assert two.measures["faces_past_frames"] == 2.0
+    assert judge_screen(cues, ScreenConfig(rules=("blue_shift",))).decision == "none"
+
+
+def test_sampler_keeps_the_second_detectors_count_of_sampled_frames() -> None:
+    rng = np.random.default_rng(10)
+    frame = _room(rng)
+    frame[160:300, 260:380] = _smooth_face(rng, 140, 120)
+    sampler = ScreenSampler(ScreenConfig(every=2, max_frames=4))
+    due = []
+    for i in range(10):
+        due.append(sampler.due)
+        sampler.offer(frame, BOX, 2 if i % 4 == 0 else None)
+    assert due == [True, False] * 4 + [False, False]     # every 2nd, up to the cap
+    assert [c.get("faces") for c in sampler.cues] == [2.0, None, 2.0, None]
+    assert sampler.judge().decision == "none"            # 2 frames with two faces: below 3
+
+
+def _textured(side: int) -> np.ndarray:
+    """The same detail (sinusoids of fixed cycles per frame) rendered at ``side`` px, as RGB."""
+    u = (np.arange(side) + 0.5) / side
+    uu, vv = np.meshgrid(u, u)
+    y = (128 + 40 * np.sin(2 * np.pi * 11 * uu) * np.cos(2 * np.pi * 8 * vv)
+         + 25 * np.sin(2 * np.pi * 17 * (uu + 0.6 * vv)) + 15 * np.cos(2 * np.pi * 23 * vv))
+    return np.repeat(np.clip(y.round(), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def _blur(rgb: np.ndarray, k: int) -> np.ndarray:
+    f = rgb.astype(np.float64)
+    for axis in (0, 1):
+        f = sum(np.roll(f, s, axis=axis) for s in range(-k, k + 1)) / (2 * k + 1)
+    return np.clip(f.round(), 0, 255).astype(np.uint8)
+
+
+def test_scaled_sharpness_compares_faces_at_one_scale() -> None:
+    small, large = _textured(160), _textured(480)
+    s_small = scaled_sharpness(small, (20.0, 20.0, 140.0, 140.0))
+    s_large = scaled_sharpness(large, (60.0, 60.0, 420.0, 420.0))
+    # the same face three times larger: the per-pixel cue on the crops falls with the size,
+    # at one face-relative scale the two measure alike
+    assert s_large == pytest.approx(s_small, rel=0.1)
+    assert sharpness(face_crop(large, (60.0, 60.0, 420.0, 420.0))) < 0.5 * sharpness(small)
+    # a re-imaged face (blurred by more than the resampling step) measures lower
+    blurred = scaled_sharpness(_blur(large, 10), (60.0, 60.0, 420.0, 420.0))
+    assert blurred < 0.5 * s_large
+    with pytest.raises(ValueError, match="below 64 px"):
+        scaled_sharpness(small, (40.0, 40.0, 120.0, 120.0))   # inner part 56 px
+    flat = np.full((200, 200, 3), 90, np.uint8)
+    assert scaled_sharpness(flat, (10.0, 10.0, 190.0, 190.0)) == 0.0
+    assert RULES["scaled_sharpness"].hit(0.02)
+    assert not RULES["scaled_sharpness"].hit(0.05)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(8, 90), st.integers(8, 90), st.integers(1, 8), st.integers(0, 2**32 - 1))
+def test_area_resize_keeps_the_mean_and_constants(h: int, w: int, side: int, seed: int) -> None:
+    side = min(side, h, w)
+    y = np.random.default_rng(seed).uniform(0, 1, (h, w))
+    out = area_resize(y, side)
+    assert out.shape == (side, side)
+    assert float(out.mean()) == pytest.approx(float(y.mean()), abs=1e-9)   # area weights sum to 1
+    assert float(out.min()) >= float(y.min()) - 1e-12
+    assert float(out.max()) <= float(y.max()) + 1e-12
+    np.testing.assert_allclose(area_resize(np.full((h, w), 0.3), side), 0.3)
+    with pytest.raises(ValueError):
+        area_resize(y, max(h, w) + 1)

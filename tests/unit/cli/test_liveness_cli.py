@@ -56,6 +56,17 @@ def clips(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict[str
             cool = [np.clip(f * np.array([0.72, 0.95, 1.3]), 0, 255).astype(np.uint8) for f in frames]
             out["cool"] = root / "cool.y4m"
             _write_y4m(out["cool"], cool)
+            # a phone held up beside the head: a second, smaller face (biden.jpg's face, about
+            # 75 px wide) in the free right part of every 400 x 300 frame
+            other = decode_image((faces_dir / "biden.jpg").read_bytes())[100:650, 350:800]
+            ys = np.linspace(0, other.shape[0] - 1, 110).astype(int)
+            xs = np.linspace(0, other.shape[1] - 1, 90).astype(int)
+            phone = other[ys][:, xs]
+            two = [f.copy() for f in frames]
+            for f in two:
+                f[40:150, 300:390] = phone
+            out["two"] = root / "two.y4m"
+            _write_y4m(out["two"], two)
     still = subject(*pm, np.random.default_rng(3))
     still.spontaneous_blink_s = 0.0
     out["still"] = root / "still.y4m"
@@ -118,3 +129,14 @@ def test_a_bad_screen_cue_list_is_a_usage_error(clips: dict[str, Path],
     err = capsys.readouterr().err
     assert "--screen-cues" in err
     assert "glow" in err
+
+
+def test_a_second_face_in_the_clip_refuses_it_whatever_its_parallax(
+        clips: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    head, two = _run([str(clips["head"]), str(clips["two"])], capsys)
+    assert head["measures"]["screen"]["faces"] == 1.0  # type: ignore[index]
+    assert two["decision"] == "attack", two
+    assert two["reason"] == "multiple-faces"
+    assert float(two["score"]) >= 3  # type: ignore[arg-type]  # sampled frames with two faces
+    (off,) = _run(["--screen-cues", "blue_shift", str(clips["two"])], capsys)
+    assert off["decision"] == "bona-fide", off       # without the rule: the head's parallax decides

@@ -13,7 +13,10 @@ per clip, in input order (``--json``: one JSON object)::
 (``--screen-cues``, :mod:`kycedge.vision.liveness.screen`) run on every 5th frame with a face
 and may only refuse: a clip whose face shows a screen's colour is ``attack`` with reason
 ``screen-blue_shift`` (``score``: how far past the threshold) whatever its geometry, because a
-replayed video of a turning head has real parallax. An unreadable clip gives
+replayed video of a turning head has real parallax. On the same sampled frames the
+pipeline's second detector (YuNet) counts the faces: a second face in at least 3 of them (a
+phone held up beside its holder) is ``attack`` with reason ``multiple-faces``, the clip
+judge's form of the session's one-face rule (rule ``multiple_faces``). An unreadable clip gives
 ``no-decision`` with reason ``unreadable-clip`` and the run goes on. Frames stay in RAM;
 nothing is written. Exit code 0 (the decisions are data, not errors).
 """
@@ -50,8 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of frame directories (default 15)")
     p.add_argument("--json", action="store_true", help="one JSON object per clip")
     p.add_argument("--screen-cues", default=None, metavar="LIST",
-                   help="passive screen cues that may refuse a clip, comma-separated from blue_shift, "
-                   "bezel, or 'none' (default blue_shift; see docs/liveness.md)")
+                   help="passive cues that may refuse a clip, comma-separated from blue_shift, "
+                   "multiple_faces, saturation_mean, scaled_sharpness, bezel, or 'none' "
+                   "(default blue_shift,multiple_faces; see docs/liveness.md)")
     p.add_argument("clips", nargs="+", type=Path, metavar="CLIP")
     p.set_defaults(handler=run_liveness)
 
@@ -85,6 +89,7 @@ def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: floa
     ``screen.every``-th frame with a face, and a screen found refuses the clip whatever the
     geometry says (a replayed video of a turning head has real parallax)."""
     from kycedge.core.errors import KycEdgeError
+    from kycedge.vision.decode import FrameImage
     from kycedge.vision.liveness.checks import judge
     from kycedge.vision.liveness.screen import ScreenSampler
 
@@ -96,7 +101,11 @@ def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: floa
             if res.box is None or res.landmarks is None:
                 continue
             if sampler is not None:
-                sampler.offer(rgb, res.box)
+                # the second detector (YuNet, finer on small faces) counts the faces of the
+                # sampled frames: a phone held up beside its holder is a second face
+                faces = (len(pipe.fallback.detect(FrameImage(rgb)))
+                         if sampler.due and pipe.fallback is not None else None)
+                sampler.offer(rgb, res.box, faces)
             o = observer.observe(rgb, t, res.faces, res.box, res.landmarks[0], res.landmarks[1])
             if o is not None:
                 obs.append(o)
