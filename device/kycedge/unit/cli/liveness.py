@@ -16,7 +16,9 @@ and may only refuse: a clip whose face shows a screen's colour is ``attack`` wit
 replayed video of a turning head has real parallax. On the same sampled frames the
 pipeline's second detector (YuNet) counts the faces: a second face in at least 3 of them (a
 phone held up beside its holder) is ``attack`` with reason ``multiple-faces``, the clip
-judge's form of the session's one-face rule (rule ``multiple_faces``). An unreadable clip gives
+judge's form of the session's one-face rule (rule ``multiple_faces``); a screen's window around
+the face (two straight side edges and one below the face, :mod:`kycedge.vision.liveness.window`)
+is ``attack`` with reason ``screen-window``. An unreadable clip gives
 ``no-decision`` with reason ``unreadable-clip`` and the run goes on. Frames stay in RAM;
 nothing is written. Exit code 0 (the decisions are data, not errors).
 """
@@ -54,8 +56,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per clip")
     p.add_argument("--screen-cues", default=None, metavar="LIST",
                    help="passive cues that may refuse a clip, comma-separated from blue_shift, "
-                   "multiple_faces, saturation_mean, scaled_sharpness, bezel, or 'none' "
-                   "(default blue_shift,multiple_faces; see docs/liveness.md)")
+                   "multiple_faces, window, saturation_mean, scaled_sharpness, bezel, or 'none' "
+                   "(default blue_shift,multiple_faces,window; see docs/liveness.md)")
     p.add_argument("clips", nargs="+", type=Path, metavar="CLIP")
     p.set_defaults(handler=run_liveness)
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from kycedge.vision.liveness.window import window_score
+
 __all__ = [
     "COLOUR_CUES",
     "CUE_NAMES",
@@ -264,17 +266,19 @@ def screen_cues(rgb: RGB) -> dict[str, float]:
     return {name: fn(rgb) for name, fn in _CUES.items()}
 
 
-FRAME_CUE_NAMES = (*CUE_NAMES, "bezel", "scaled_sharpness")
+FRAME_CUE_NAMES = (*CUE_NAMES, "bezel", "window", "scaled_sharpness")
 COLOUR_CUES = ("saturation_mean", "blue_shift")
 GREY_SATURATION = 0.03   # below this mean saturation a crop has no colour to judge
 
 
 def frame_cues(rgb: RGB, box: Box) -> dict[str, float]:
-    """Every cue for one frame: the crop cues on the face box, :func:`bezel_score` around it
-    and :func:`scaled_sharpness` (left out when the face is too small for it; ValueError when
+    """Every cue for one frame: the crop cues on the face box, :func:`bezel_score` and
+    :func:`~kycedge.vision.liveness.window.window_score` around it, and
+    :func:`scaled_sharpness` (left out when the face is too small for it; ValueError when
     it is too small for the crop cues). A grey crop (a monochrome camera or image) has no
     colour cues: they are left out rather than read as "no skin colour"."""
-    cues = {**screen_cues(face_crop(rgb, box)), "bezel": bezel_score(rgb, box)}
+    cues = {**screen_cues(face_crop(rgb, box)), "bezel": bezel_score(rgb, box),
+            "window": window_score(rgb, box)}
     with contextlib.suppress(ValueError):
         cues["scaled_sharpness"] = scaled_sharpness(rgb, box)
     if cues["saturation_mean"] < GREY_SATURATION:
@@ -312,6 +316,11 @@ RULES = {
     # two straight side edges framing the face; threshold above LFW's 99th percentile (0.31)
     # but a door frame behind a live person scores as high: measured, not deciding by default
     "bezel": CueRule("bezel", 0.5),
+    # a screen's window: two parallel side edges (tilt up to 15 deg) and one closing below the
+    # face, across the body. Threshold: the 99.5th percentile of bona fide photos with real
+    # surroundings, faces-small and the lfw-dev images without black padding (a padded LFW
+    # image is a photo inside a rectangle, what the cue looks for); ADR 0017
+    "window": CueRule("window", 0.2225),
     # the face at one scale lost the detail a second camera loses (opt-in): below the 1st
     # percentile of live faces, the lowest of lfw-dev (0.0339), faces-small and the live
     # pad-stills; it refuses no pad-video-dev clip (ADR 0017)
@@ -321,7 +330,7 @@ RULES = {
     # in a sampled frame) in at least ``min_frames`` sampled frames (ADR 0017)
     "multiple_faces": CueRule("faces", 2.0, per_frame=True, reason="multiple-faces"),
 }
-DEFAULT_RULES = ("blue_shift", "multiple_faces")
+DEFAULT_RULES = ("blue_shift", "multiple_faces", "window")
 
 
 @dataclass(frozen=True)
