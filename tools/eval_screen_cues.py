@@ -19,7 +19,11 @@ on LFW portraits), on the median over the clip's sampled frames (the detector's 
 per clip and as counts of live and attack clips flagged. ``--lfw DIR`` adds the bona fide
 false-alarm rate of every cue on real portraits with real backgrounds (every ``--lfw-step``-th
 image; lfw-dev is greyscale here, so it cannot test the colour cues) and ``--faces DIR`` the
-same on faces-small (63 colour press photos). Example::
+same on faces-small (63 colour press photos). The whole-frame cues set on bona fide data
+(ADR 0017) are printed alike: ``window`` (a screen's window around the face; on lfw-dev
+split into images with and without LFW's black padding, itself a rectangle around a photo),
+``scaled_sharpness`` (also on the stills, with the detector's box) and, on the clips, the
+second detector's face count (rule ``multiple_faces``). Example::
 
     .venv/bin/python tools/eval_screen_cues.py --stills ../shared/data/pad-stills-dev \\
         --clips ../shared/data/pad-video-dev --lfw ../shared/data/lfw-dev --lfw-step 3 \\
@@ -41,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kycedge.core.errors import KycEdgeError
-from kycedge.vision.decode import decode_image, read_image_file
+from kycedge.vision.decode import FrameImage, decode_image, read_image_file
 from kycedge.vision.liveness.screen import (
     CUE_NAMES,
     FRAME_CUE_NAMES,
@@ -51,6 +55,7 @@ from kycedge.vision.liveness.screen import (
     ScreenSampler,
     face_crop,
     frame_cues,
+    scaled_sharpness,
     screen_cues,
 )
 
@@ -60,7 +65,18 @@ if TYPE_CHECKING:
 # the direction of each cue: +1 when a larger value is more screen-like
 # (the physics guess, set before measuring; an AUC below 0.5 says the guess was wrong here)
 DIRECTION = {"moire_peak": 1, "glare_fraction": 1, "saturation_mean": -1, "blue_shift": 1,
-             "sharpness": -1, "contrast": -1, "bezel": 1}
+             "sharpness": -1, "contrast": -1, "bezel": 1, "window": 1, "scaled_sharpness": -1}
+# whole-frame cues whose thresholds come from RULES (set on bona fide data, ADR 0016/0017)
+RULE_CUES = ("bezel", "window", "scaled_sharpness")
+PADDED_RING = 0.05     # an LFW image is padded when this share of its 3-px border ring is black
+
+
+def black_padded(rgb: np.ndarray) -> bool:
+    """LFW's padding: a share of the outer 3-px ring is pure black (the photo was smaller than
+    the 250 x 250 crop, or rotated inside it)."""
+    y = rgb.astype(np.float64).mean(axis=2)
+    ring = np.concatenate([y[:3].ravel(), y[-3:].ravel(), y[:, :3].ravel(), y[:, -3:].ravel()])
+    return bool(np.mean(ring < 8) >= PADDED_RING)
 
 
 def auc(att: list[float], live: list[float]) -> float | None:
@@ -162,7 +178,7 @@ def clip_cues(clips: Path, thresholds: dict[str, float], pipe: Pipeline) -> dict
     cfg = ScreenConfig()
     rows = list(csv.DictReader((clips / "labels.csv").open()))
     per_clip = []
-    counts = {c: {"live": 0, "attack": 0} for c in FRAME_CUE_NAMES}
+    counts = {c: {"live": 0, "attack": 0} for c in (*FRAME_CUE_NAMES, "multiple_faces")}
     n = {"live": 0, "attack": 0}
     cue_ms: list[float] = []
     for r in rows:
@@ -172,7 +188,9 @@ def clip_cues(clips: Path, thresholds: dict[str, float], pipe: Pipeline) -> dict
             if res.box is not None and res.landmarks is not None:
                 before = len(sampler.cues)
                 t0 = time.perf_counter()
-                sampler.offer(rgb, res.box)
+                faces = (len(pipe.fallback.detect(FrameImage(rgb)))
+                         if sampler.due and pipe.fallback is not None else None)
+                sampler.offer(rgb, res.box, faces)
                 if len(sampler.cues) > before:
                     cue_ms.append((time.perf_counter() - t0) * 1000)
         vals = sampler.cues
@@ -180,11 +198,16 @@ def clip_cues(clips: Path, thresholds: dict[str, float], pipe: Pipeline) -> dict
         med = {c: float(np.median(x)) for c in FRAME_CUE_NAMES
                if len(x := [v[c] for v in vals if c in v]) >= cfg.min_frames}
         flags = [c for c in FRAME_CUE_NAMES if c in med and _flagged(med[c], c, thresholds[c])]
+        two = sum(v.get("faces", 0.0) >= 2 for v in vals)
+        if two >= cfg.min_frames:
+            flags.append("multiple_faces")
         for c in flags:
             counts[c][r["label"]] += 1
         per_clip.append({"path": r["path"], "label": r["label"], "frames": len(vals),
-                         "cues": {c: round(v, 4) for c, v in med.items()}, "flagged_by": flags})
+                         "cues": {c: round(v, 4) for c, v in med.items()}, "two_face_frames": two,
+                         "flagged_by": flags})
     return {"data": "real (pad-video-dev; no threshold set on it)", "clips": n,
+            "multiple_faces": f"a second face (YuNet) in >= {cfg.min_frames} sampled frames",
             "thresholds": {c: round(t, 5) for c, t in thresholds.items()},
             "flagged": counts,
             "cue_ms_per_sampled_frame": {"median": round(statistics.median(cue_ms), 3) if cue_ms else None,
@@ -198,6 +221,7 @@ def bona_fide_cues(folder: Path, step: int, thresholds: dict[str, float], pipe: 
     files that do not decode are skipped and counted."""
     files = sorted(folder.rglob("*.jpg"))[::step]
     vals = []
+    padded: list[bool] = []
     skipped = 0
     for p in files:
         try:
@@ -212,17 +236,57 @@ def bona_fide_cues(folder: Path, step: int, thresholds: dict[str, float], pipe: 
             vals.append(frame_cues(rgb, res.box))
         except ValueError:
             continue
+        padded.append(black_padded(rgb))
     out: dict[str, Any] = {"data": f"real ({folder.name}: bona fide portraits)", "images": len(vals),
-                           "undecodable": skipped}
+                           "undecodable": skipped, "black_padded": sum(padded)}
     for c in FRAME_CUE_NAMES:
         v = np.asarray([x[c] for x in vals if c in x])
         if v.size == 0:
             out[c] = {"measured": "no image with this cue (grey images have no colour cues)"}
             continue
-        out[c] = {"threshold": round(thresholds[c], 5),
-                  "false_alarm_rate": round(float(np.mean([_flagged(x, c, thresholds[c]) for x in v])), 4),
-                  "p50": round(float(np.median(v)), 4), "p99": round(float(np.percentile(v, 99)), 4)}
+        out[c] = _alarms(v, c, thresholds[c])
+    if any(padded):
+        # the window cue on the images without LFW's padding (a padded image is a photo
+        # inside a black rectangle: what the cue looks for), and on the padded ones
+        w = [(x["window"], p) for x, p in zip(vals, padded, strict=True)]
+        t = thresholds["window"]
+        out["window_unpadded"] = _alarms(np.asarray([x for x, p in w if not p]), "window", t)
+        out["window_padded"] = _alarms(np.asarray([x for x, p in w if p]), "window", t)
+    out["values_window_unpadded"] = [round(x["window"], 4)
+                                     for x, p in zip(vals, padded, strict=True) if not p]
     return out
+
+
+def _alarms(v: np.ndarray, cue: str, threshold: float) -> dict[str, Any]:
+    if v.size == 0:
+        return {"measured": "no image"}
+    return {"images": int(v.size), "threshold": round(threshold, 5),
+            "false_alarm_rate": round(float(np.mean([_flagged(x, cue, threshold) for x in v])), 4),
+            "p1": round(float(np.percentile(v, 1)), 4), "p50": round(float(np.median(v)), 4),
+            "p99": round(float(np.percentile(v, 99)), 4), "p99_5": round(float(np.percentile(v, 99.5)), 4)}
+
+
+def stills_scaled_sharpness(stills: Path, threshold: float, pipe: Pipeline) -> dict[str, Any]:
+    """scaled_sharpness on the stills with the detector's face box: live false alarms, attack hits
+    (the 1st percentile of the live stills is one of the three sets its threshold comes from)."""
+    vals: dict[str, list[float]] = {"live": [], "attack": []}
+    for r in csv.DictReader((stills / "labels.csv").open()):
+        rgb = decode_image(read_image_file(stills / r["path"]))
+        k = int(r.get("rotate_cw") or 0) // 90
+        if k:
+            rgb = np.ascontiguousarray(np.rot90(rgb, -k))
+        res = pipe.process_frame(rgb)
+        if res.box is None:
+            continue
+        try:
+            vals[r["label"]].append(scaled_sharpness(rgb, res.box))
+        except ValueError:
+            continue
+    live = _alarms(np.asarray(vals["live"]), "scaled_sharpness", threshold)
+    att = np.asarray(vals["attack"])
+    refused = round(float(np.mean(att <= threshold)), 4) if att.size else None
+    return {"data": "real (pad-stills-dev crops, detector box)", "live": live,
+            "attack": {"stills": int(att.size), "refused_share": refused}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,9 +317,10 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(json.dumps({"label": i["label"], "source": i["source"], **i["cues"]}) + "\n")
     summary = evaluate(items, args.bpcer, given)
     thresholds = {c: v["threshold"] for c, v in summary["cues"].items()}
-    thresholds["bezel"] = RULES["bezel"].threshold
-    summary["cues"]["bezel"] = {"measured": "not on crops (no surround); threshold from RULES (LFW)",
-                                "threshold": thresholds["bezel"]}
+    for c in RULE_CUES:
+        thresholds[c] = RULES[c].threshold
+        summary["cues"][c] = {"measured": "not on crops (no surround); threshold from RULES "
+                              "(bona fide data, ADR 0016/0017)", "threshold": thresholds[c]}
     if args.bench:
         summary["bench_ms_per_crop"] = bench(args.stills, args.bench)
     if args.clips or args.lfw or args.faces:
@@ -264,6 +329,16 @@ def main(argv: list[str] | None = None) -> int:
             summary["lfw"] = bona_fide_cues(args.lfw, max(1, args.lfw_step), thresholds, pipe)
         if args.faces:
             summary["faces"] = bona_fide_cues(args.faces, 1, thresholds, pipe)
+        if args.lfw and args.faces:
+            # the window threshold's source: bona fide photos with real surroundings
+            pool = summary["lfw"]["values_window_unpadded"] + summary["faces"]["values_window_unpadded"]
+            summary["window_threshold_source"] = {
+                "data": "lfw-dev without black padding + faces-small", "images": len(pool),
+                "p99_5": round(float(np.percentile(pool, 99.5)), 4), "rule": RULES["window"].threshold}
+        for k in ("lfw", "faces"):
+            summary.get(k, {}).pop("values_window_unpadded", None)
+        summary["stills_scaled_sharpness"] = stills_scaled_sharpness(
+            args.stills, RULES["scaled_sharpness"].threshold, pipe)
         if args.clips:
             summary["clips"] = clip_cues(args.clips, thresholds, pipe)
     json.dump(summary, sys.stdout, indent=1)

@@ -46,3 +46,15 @@ def test_evaluate_reports_each_cue_in_its_direction(ev) -> None:  # type: ignore
     assert given["apcer"] == 1.0
     assert given["bpcer"] == 0.0
     assert given["threshold_from"] == "given"
+
+
+def test_black_padding_is_lfws_rectangle_around_a_photo(ev) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    photo = np.full((250, 250, 3), 120, np.uint8)
+    assert not ev.black_padded(photo)
+    padded = photo.copy()
+    padded[:, :20] = 0                                   # a photo narrower than the crop
+    assert ev.black_padded(padded)
+    dark = np.full((250, 250, 3), 20, np.uint8)          # a dark room is not padding
+    assert not ev.black_padded(dark)
