@@ -33,6 +33,7 @@ second detector's face count (rule ``multiple_faces``). Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -289,6 +290,53 @@ def stills_scaled_sharpness(stills: Path, threshold: float, pipe: Pipeline) -> d
             "attack": {"stills": int(att.size), "refused_share": refused}}
 
 
+def simulated_cues(lfw: Path, skip: int, n: int, thresholds: dict[str, float],
+                   pipe: Pipeline) -> dict[str, Any]:
+    """The whole-frame cues on SIMULATED presentations (lab/liveness_sim, written before these
+    cues): for the first ``n`` lfw-dev identities after ``skip`` (the same portraits as
+    tools/eval_liveness.py), the synthetic bona fide head and the portrait printed and on a
+    screen (a plane with a margin or a black bezel, held at 450-600 mm), 3 frames each (0,
+    0.5, 1 s, no prompt); per species the share of portraits whose median is past each
+    rule's threshold. LFW is grey: no colour cue here."""
+    from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject
+    from kycedge.vision.liveness.observe import load_observer
+
+    observer = load_observer(pipe.manifest, threads=1)
+    root = lfw / "images" if (lfw / "images").is_dir() else lfw
+    people = sorted(p for p in root.iterdir() if p.is_dir())[skip:]
+    per: dict[str, list[dict[str, float]]] = {"bona-fide": [], "print": [], "screen": []}
+    used = 0
+    for k, d in enumerate(people):
+        if used >= n:
+            break
+        imgs = sorted(d.glob("*.jpg"))
+        pm = portrait_mesh(pipe, observer, decode_image(imgs[0].read_bytes())) if imgs else None
+        if pm is None:
+            continue
+        used += 1
+        for sp in per:
+            rng = np.random.default_rng(k)
+            perf = subject(*pm, rng) if sp == "bona-fide" else attacker(*pm, sp, rng)
+            vals = []
+            for t in (0.0, 0.5, 1.0):
+                rgb = perf.frame(t)
+                res = pipe.process_frame(rgb)
+                if res.box is not None:
+                    with contextlib.suppress(ValueError):
+                        vals.append(frame_cues(rgb, res.box))
+            if vals:
+                per[sp].append({c: float(np.median([v[c] for v in vals if c in v]))
+                                for c in RULE_CUES if any(c in v for v in vals)})
+    out: dict[str, Any] = {"data": "SIMULATED (lab/liveness_sim from lfw-dev portraits)", "portraits": used}
+    for sp, rows in per.items():
+        out[sp] = {"portraits_with_a_face": len(rows)}
+        for c in RULE_CUES:
+            v = [r[c] for r in rows if c in r]
+            out[sp][c] = {"flagged": round(float(np.mean([_flagged(x, c, thresholds[c]) for x in v])), 4)
+                          if v else None, "p50": round(float(np.median(v)), 4) if v else None}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stills", type=Path, default=Path("../shared/data/pad-stills-dev"))
@@ -299,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lfw", type=Path, default=None, help="lfw-dev: false alarms on real portraits")
     ap.add_argument("--faces", type=Path, default=None, help="faces-small: false alarms on colour portraits")
     ap.add_argument("--lfw-step", type=int, default=3, help="every n-th LFW image (default 3)")
+    ap.add_argument("--simulated", type=int, default=0, metavar="N",
+                    help="with --lfw: the whole-frame cues on N simulated bona fide / print / screen "
+                    "presentations (lfw-dev identities after the first 40)")
     ap.add_argument("--bench", type=int, default=0, help="time each crop cue over the stills N times")
     ap.add_argument("--values", type=Path, default=None, help="write each still's cues here (JSON lines)")
     args = ap.parse_args(argv)
@@ -323,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                               "(bona fide data, ADR 0016/0017)", "threshold": thresholds[c]}
     if args.bench:
         summary["bench_ms_per_crop"] = bench(args.stills, args.bench)
+    if args.simulated and not args.lfw:
+        ap.error("--simulated needs --lfw")
     if args.clips or args.lfw or args.faces:
         pipe = _pipeline()
         if args.lfw:
@@ -341,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             args.stills, RULES["scaled_sharpness"].threshold, pipe)
         if args.clips:
             summary["clips"] = clip_cues(args.clips, thresholds, pipe)
+        if args.simulated:
+            summary["simulated"] = simulated_cues(args.lfw, 40, args.simulated, thresholds, pipe)
     json.dump(summary, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
