@@ -159,7 +159,7 @@ def test_frame_cues_leave_colour_out_of_a_grey_crop() -> None:
 
 def test_judge_screen_refuses_on_the_median_of_a_rule() -> None:
     cool = [{"blue_shift": v, "bezel": 0.0} for v in (0.05, -0.02, -0.5)]
-    ev = judge_screen(cool)                              # the default rules: blue_shift
+    ev = judge_screen(cool)            # the default rules (no window or face count here: they abstain)
     assert ev.decision == "attack"
     assert ev.reason == "screen-blue_shift"
     assert ev.score == pytest.approx(-0.02 - RULES["blue_shift"].threshold)   # the median's margin

@@ -67,6 +67,15 @@ def clips(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path) -> dict[str
                 f[40:150, 300:390] = phone
             out["two"] = root / "two.y4m"
             _write_y4m(out["two"], two)
+            # the same head inside a player's window on a monitor: dark bars beside the face
+            # and a dark strip below it, across the body
+            framed = [f.copy() for f in frames]
+            for f in framed:
+                f[:, 95:115] = 15
+                f[:, 300:320] = 15
+                f[255:275, 95:320] = 15
+            out["framed"] = root / "framed.y4m"
+            _write_y4m(out["framed"], framed)
     still = subject(*pm, np.random.default_rng(3))
     still.spontaneous_blink_s = 0.0
     out["still"] = root / "still.y4m"
@@ -140,3 +149,11 @@ def test_a_second_face_in_the_clip_refuses_it_whatever_its_parallax(
     assert float(two["score"]) >= 3  # type: ignore[arg-type]  # sampled frames with two faces
     (off,) = _run(["--screen-cues", "blue_shift", str(clips["two"])], capsys)
     assert off["decision"] == "bona-fide", off       # without the rule: the head's parallax decides
+
+
+def test_a_head_inside_a_screens_window_is_refused(
+        clips: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    head, framed = _run([str(clips["head"]), str(clips["framed"])], capsys)
+    assert head["measures"]["screen"]["window"] < 0.2225  # type: ignore[index]
+    assert framed["decision"] == "attack", framed
+    assert framed["reason"] == "screen-window"
