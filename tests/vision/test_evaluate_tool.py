@@ -80,6 +80,35 @@ def test_far_caveat_for_too_few_impostor_pairs(ev) -> None:  # type: ignore[no-u
     assert ev.far_caveat(10_000, 1e-3, "x") is None
 
 
+
+def test_listed_genuine_scores_only_same_pairs_and_refusals_score_minus_one(ev, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    root = tmp_path
+    a1, a2, b1 = ev.image_path(root, "A", 1), ev.image_path(root, "A", 2), ev.image_path(root, "B", 1)
+    results = {a1: SimpleNamespace(ok=True, template=np.array([1.0, 0.0])),
+               a2: SimpleNamespace(ok=True, template=np.array([0.6, 0.8])),
+               b1: SimpleNamespace(ok=False, template=None)}
+    pairs = [("A", 1, "A", 2, True, 0), ("A", 1, "B", 1, False, 0), ("B", 1, "B", 1, True, 0)]
+    assert ev.listed_genuine_scores(results, root, pairs) == {"A 1 2": pytest.approx(0.6), "B 1 1": -1.0}
+
+
+def test_false_reject_split_separates_score_moves_from_threshold_moves(ev) -> None:  # type: ignore[no-untyped-def]
+    ref = {"p": 0.30, "q": 0.428, "r": 0.50, "s": 0.4275}
+    mine = {"p": 0.31, "q": 0.425, "r": 0.49, "s": 0.4279}
+    split = ev.false_reject_split(mine, 0.4278, ref, 0.4268)
+    assert (split["false_rejects"], split["reference_false_rejects"], split["both"]) == (2, 1, 1)
+    assert split["only_this_model"] == ["q"]  # its genuine score fell below both thresholds
+    assert split["only_reference"] == []
+    # at the reference's threshold this model rejects p and q; the reference at this
+    # model's (higher) threshold rejects p and s: both effects are visible separately
+    assert split["this_model_at_reference_threshold"] == 2
+    assert split["reference_at_this_threshold"] == 2
+    same = ev.false_reject_split(ref, 0.4268, ref, 0.4268)
+    assert same["only_this_model"] == same["only_reference"] == []
+    assert same["false_rejects"] == same["reference_false_rejects"] == same["both"] == 1
+
+
 def test_peer_tools_without_opencv_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "tools"))
     monkeypatch.setitem(sys.modules, "cv2", None)
