@@ -186,6 +186,7 @@ class Challenge:
         self._before: Observation | None = None
         self._settle_iod: float | None = None
         self._quiet_t: float | None = None
+        self._rest_yaw = 0.0                   # the yaw the prompt found the head at
 
     @classmethod
     def draw(cls, cfg: ChallengeConfig, rng: RandomSource | None = None) -> Challenge:
@@ -295,13 +296,17 @@ class Challenge:
         return None
 
     def _quiet(self, obs: Observation) -> bool:
-        """Still at neutral (within a third of the onset) for the prompted kind of motion."""
+        """Still (within 0.4 of the onset) for the prompted kind of motion: at the neutral, or
+        where the prompt found the head (after a turn or an approach a real person rests a few
+        degrees off the first neutral: FaceMesh's yaw of a head that came back, of one that came
+        closer off the camera's axis; the response begins when the head leaves that rest)."""
         n = self._neutral
         assert n is not None
         c = self.cfg
         if self.prompts[self.index] == CLOSER:
             return obs.iod_px < n.iod * (1.0 + (c.onset_ratio - 1.0) / 3.0)
-        return abs(obs.yaw_deg - n.yaw) < c.onset_deg * 0.4
+        band = c.onset_deg * 0.4
+        return abs(obs.yaw_deg - n.yaw) < band or abs(obs.yaw_deg - self._rest_yaw) < band
 
     def _open_level(self) -> float:
         """EAR above which the eyes count as open again (halfway from the blink line to baseline)."""
@@ -336,6 +341,7 @@ class Challenge:
             self._onset = None
             self._blink = None
             self._before = obs  # the neutral frame the turn's parallax is measured from
+            self._rest_yaw = obs.yaw_deg
             self._quiet_t = t if self._quiet(obs) else None
             self._open_t = t if obs.ear >= self._open_level() else None
             self._rearm = False
