@@ -5,15 +5,9 @@ points with FaceMesh's depth, and gives every pixel of the head region (the mesh
 grown by a margin for hair, ears and chin) a depth by kernel regression over the mesh
 depths (the margin curves away behind the outline). :meth:`Head.render` rotates that
 textured point cloud (yaw, pitch, roll about a neck axis behind the face), moves it
-(distance to a pinhole camera), closes the eyelids by ``blink`` and splats it, far points
-first, over a static background that does not move with the head.
-
-The blink: per eye, the upper lid's own skin (from above its fold down to the lid margin,
-the upper contour FaceMesh found) unfolds down to where the lids meet, its lash line (the
-margin, darkened) leading. The points stay where they are and take the colour of the lid
-skin that now covers them (re-sampled from the portrait), so the closed lid has the
-person's own skin and no holes; an earlier version slid the lid's points down, which
-stretched them apart and let the pushed-back eye and the background show through.
+(distance to a pinhole camera), closes the eyelids by ``blink`` (the lid skin is painted
+over the eye opening between the measured lid contours) and splats it, far points first,
+over a static background that does not move with the head.
 
 It is a model, not a person: no skin deformation, no lighting change, occluded parts of
 the portrait are whatever texture the portrait had. What it *does* have is the one thing
@@ -35,12 +29,6 @@ U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
 
 IOD_MM = 63.0
-# the closing lid, in eye heights (see build_head); chosen by look and by FaceMesh's reading on
-# LFW identities 1-40 only (tools/liveness_real_measures.py --synthetic-lfw --skip 0), docs/liveness.md
-LID_TOP = 2.1
-LID_MEET = 0.15
-LASH = 0.5
-LASH_DARK = 0.35
 _UPPER_R = (133, 173, 157, 158, 159, 160, 161, 246, 33)
 _LOWER_R = (33, 7, 163, 144, 145, 153, 154, 155, 133)
 _UPPER_L = (362, 398, 384, 385, 386, 387, 388, 466, 263)
@@ -66,28 +54,12 @@ class Head:
 
     xyz: F64           # N x 3, head coordinates, origin at the rotation centre
     rgb: F64           # N x 3 colours 0..255
-    lid_idx: npt.NDArray[np.intp]  # M: the points of the eye regions (their colour changes in a blink)
-    lid_geom: F64      # M x 5 portrait px: point x, y; lid top, open lid margin, line where the lids meet
-    lash_px: F64       # M: the lash line's height (portrait px) above the moving margin
-    portrait: F64      # the portrait (the lid's colours are re-sampled from it)
+    eye_mask: npt.NDArray[np.bool_]   # N: point is inside an eye opening
+    lid_t: F64         # N: 0 at the upper lid .. 1 at the lower lid (eye points only)
+    lid_rgb: F64       # N x 3: the lid skin colour painted when the lid covers the point
+    lid_move: F64      # N: how far (mm) the point slides down at a full blink (upper lid skin)
     background: U8     # H x W x 3 static scene
     focal_px: float
-    lash_dark: float = LASH_DARK
-
-    def lid_colours(self, blink: float) -> F64:
-        """Point colours with the upper lids lowered by ``blink`` (0 open .. 1 closed): the lid
-        skin between its top and its margin stretches down to the lowered margin."""
-        col: F64 = self.rgb.copy()
-        if blink <= 0.0 or len(self.lid_idx) == 0:
-            return col
-        sx, sy, top, margin, meet = self.lid_geom.T
-        edge = margin + min(blink, 1.0) * (meet - margin)
-        lid = (sy >= top) & (sy <= edge)
-        src_y = top + (sy - top) * (margin - top) / np.maximum(edge - top, 1e-6)
-        c = _bilinear(self.portrait, sx[lid], src_y[lid])
-        c[sy[lid] >= edge[lid] - self.lash_px[lid]] *= self.lash_dark
-        col[self.lid_idx[lid]] = c
-        return col
 
     def render(self, pose: Pose) -> U8:
         """One RGB frame (background size) of the head in ``pose``."""
@@ -104,7 +76,25 @@ class Head:
         zc = np.maximum(q[:, 2], 1.0)
         u = self.focal_px * q[:, 0] / zc + w / 2.0
         v = self.focal_px * q[:, 1] / zc + h / 2.0
-        col = self.lid_colours(pose.blink) if pose.blink > 0.0 else self.rgb
+        col = self.rgb
+        if pose.blink > 0.0:
+            # the upper lid slides down over the opening (its skin keeps its texture); the
+            # opening itself goes behind it; the lash line darkens the lid's lower edge
+            b = min(pose.blink, 1.0)
+            moved = self.xyz.copy()
+            moved[:, 1] += b * self.lid_move
+            moved[self.eye_mask, 2] += 4.0
+            q = moved @ (rz @ rx @ ry).T
+            q[:, 0] += pose.shift_x_mm
+            q[:, 1] += pose.shift_y_mm
+            q[:, 2] += pose.distance_mm
+            zc = np.maximum(q[:, 2], 1.0)
+            u = self.focal_px * q[:, 0] / zc + w / 2.0
+            v = self.focal_px * q[:, 1] / zc + h / 2.0
+            col = col.copy()
+            col[self.eye_mask] = self.lid_rgb[self.eye_mask]
+            edge = (self.lid_move > 0) & (self.lid_t >= 0.85)
+            col[edge] *= 0.45
         ui, vi = np.rint(u).astype(np.intp), np.rint(v).astype(np.intp)
         ok = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
         order = np.argsort(-q[ok, 2], kind="stable")  # far first; near points overwrite
@@ -139,18 +129,6 @@ def _fill_holes(img: U8, covered: npt.NDArray[np.bool_]) -> U8:
     return out
 
 
-def _bilinear(img: F64, sx: F64, sy: F64) -> F64:
-    """Colours of ``img`` at fractional pixel positions (clamped to the image)."""
-    ph, pw = img.shape[:2]
-    sx, sy = np.clip(sx, 0, pw - 1), np.clip(sy, 0, ph - 1)
-    x0, y0 = np.floor(sx).astype(np.intp), np.floor(sy).astype(np.intp)
-    x1, y1 = np.minimum(x0 + 1, pw - 1), np.minimum(y0 + 1, ph - 1)
-    fx, fy = (sx - x0)[:, None], (sy - y0)[:, None]
-    out: F64 = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x1] * fx * (1 - fy)
-                + img[y1, x0] * (1 - fx) * fy + img[y1, x1] * fx * fy)
-    return out
-
-
 def _curve(points: F64, idx: tuple[int, ...]) -> tuple[F64, F64]:
     c = points[list(idx), :2]
     o = np.argsort(c[:, 0])
@@ -167,15 +145,11 @@ def _kernel_depth(q: F64, pts: F64, z: F64, sigma: float) -> F64:
 
 
 def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700.0,
-               supersample: float = 2.0, margin: float = 0.22, lid_top: float = LID_TOP,
-               lid_meet: float = LID_MEET, lash: float = LASH) -> Head:
+               supersample: float = 2.0, margin: float = 0.22) -> Head:
     """The head of ``portrait`` whose FaceMesh points (468 x 3, portrait pixels) are ``mesh``.
 
     ``background`` fixes the frame size. ``supersample`` points per pixel side keep the
-    splat hole-free up to about that magnification. The lids (in eye heights, the mean
-    distance between the upper and lower lid contours): the skin that unfolds reaches
-    ``lid_top`` above the upper contour, the lids meet ``lid_meet`` above the lower contour,
-    the lash line is ``lash`` high.
+    splat hole-free up to about that magnification.
     """
     if mesh.shape != (468, 3):
         raise ValueError(f"expected 468 x 3 mesh points, got {mesh.shape}")
@@ -201,8 +175,12 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
     inside = (sx >= 0) & (sx <= pw - 1) & (sy >= 0) & (sy <= ph - 1)
     gx, gy, ell, sx, sy = gx[inside], gy[inside], ell[inside], sx[inside], sy[inside]
     # bilinear colour from the portrait
+    x0, y0 = np.floor(sx).astype(np.intp), np.floor(sy).astype(np.intp)
+    x1, y1 = np.minimum(x0 + 1, pw - 1), np.minimum(y0 + 1, ph - 1)
+    fx, fy = (sx - x0)[:, None], (sy - y0)[:, None]
     img = portrait.astype(np.float64)
-    rgb = _bilinear(img, sx, sy)
+    rgb = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x1] * fx * (1 - fy)
+           + img[y1, x0] * (1 - fx) * fy + img[y1, x1] * fx * fy)
     # depth: kernel regression of FaceMesh's z, then the margin curves away behind the outline
     z_mesh = mesh[:, 2]
     z = _kernel_depth(np.column_stack([gx, gy]), rel, z_mesh, sigma=0.12 * iod_px * 2.0)
@@ -215,20 +193,34 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
     z_nose = float(mesh[1, 2]) * mm
     xyz[:, 2] -= z_nose + 95.0
     xyz[:, 1] -= 15.0  # slightly below the eyes
-    # eyelids: per eye, between the corners, the points from ``lid_top`` above the upper lid
-    # contour down to the lower one; a blink re-colours them (Head.lid_colours)
-    idx, geom, lash_px = [], [], []
+    # eyelids: the eye opening between the lid contours, and the skin just above it
+    eye_mask = np.zeros(len(sx), dtype=bool)
+    lid_t = np.full(len(sx), 2.0)
+    lid_rgb = rgb.copy()
+    lid_move = np.zeros(len(sx))
     for upper, lower in ((_UPPER_R, _LOWER_R), (_UPPER_L, _LOWER_L)):
         ux, uy = _curve(mesh, upper)
         lx, ly = _curve(mesh, lower)
+        eye_h0 = max(float(np.mean(ly - np.interp(lx, ux, uy))), 2.0)
+        x_lo, x_hi = float(ux.min()) - 0.5, float(ux.max()) + 0.5
+        band = (sx >= x_lo) & (sx <= x_hi)
+        yu = np.interp(sx, ux, uy) - 0.5 * eye_h0
+        yl = np.interp(sx, lx, ly) + 0.4 * eye_h0
+        inside_eye = band & (sy >= yu) & (sy <= yl)
+        t = (sy - yu) / np.maximum(yl - yu, 1e-6)
+        eye_mask |= inside_eye
+        lid_t = np.where(inside_eye, 2.0 + t, lid_t)
         eye_h = max(float(np.mean(ly - np.interp(lx, ux, uy))), 2.0)
-        band = np.flatnonzero((sx >= float(ux.min())) & (sx <= float(ux.max())))
-        bx, by = sx[band], sy[band]
-        lid_margin, low = np.interp(bx, ux, uy), np.interp(bx, lx, ly)
-        top = lid_margin - lid_top * eye_h
-        keep = (by >= top) & (by <= low)
-        idx.append(band[keep])
-        geom.append(np.column_stack([bx, by, top, lid_margin, low - lid_meet * eye_h])[keep])
-        lash_px.append(np.full(int(keep.sum()), lash * eye_h))
-    return Head(xyz=xyz, rgb=rgb, lid_idx=np.concatenate(idx), lid_geom=np.concatenate(geom),
-                lash_px=np.concatenate(lash_px), portrait=img, background=background, focal_px=focal_px)
+        # the lid: skin colour from a band above the eye (shown if the slide leaves a gap)
+        above = band & (sy < yu - 1.5 * eye_h) & (sy > yu - 2.5 * eye_h)
+        skin = np.median(rgb[above], axis=0) if above.any() else rgb[inside_eye].mean(axis=0)
+        lid_rgb[inside_eye] = skin[None, :] * 0.85
+        # upper lid skin: from 1.6 eye heights above the upper lid down to it; at a full
+        # blink it slides down by the opening's height (less towards the brow)
+        lid_zone = band & (sy < yu) & (sy >= yu - 1.6 * eye_h)
+        frac = 1.0 - (yu - sy) / (1.6 * eye_h)
+        opening = np.interp(sx, lx, ly) - np.interp(sx, ux, uy) + 0.9 * eye_h0
+        lid_move = np.where(lid_zone, np.clip(frac, 0, 1) * opening * mm, lid_move)
+        lid_t = np.where(lid_zone, np.clip(frac, 0, 1), lid_t)
+    return Head(xyz=xyz, rgb=rgb, eye_mask=eye_mask, lid_t=lid_t, lid_rgb=lid_rgb, lid_move=lid_move,
+                background=background, focal_px=focal_px)
