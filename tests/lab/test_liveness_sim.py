@@ -41,6 +41,33 @@ def test_the_customer_faces_the_camera_even_from_a_turned_portrait(seen) -> None
         assert abs(o.yaw_deg) < 10.0, o
 
 
+def test_the_synthetic_blink_stays_as_deep_as_the_rule_needs(seen, faces_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """FaceMesh reads the closed synthetic lid well below the challenge's 0.85 of the open eye
+    for the fixture heads (median over 5 portraits x 2 heads; about 0.72 today). Real short
+    blinks in pad-video-dev read 0.53-0.84, median 0.66, and the synthetic blink on LFW
+    identities 41-80 a median 0.77 (docs/liveness.md): this fails if it gets shallower."""
+    from kycedge.lab.liveness_sim.build import portrait_mesh, subject
+    from kycedge.lab.liveness_sim.drive import observe
+    from kycedge.vision.decode import decode_image
+    from kycedge.vision.liveness.challenge import ChallengeConfig
+
+    pipe, observer, _ = seen
+    ratios = []
+    for path in sorted(faces_dir.glob("*.*g")):
+        pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
+        assert pm is not None, path
+        for seed in range(2):
+            perf = subject(pm[0], pm[1], np.random.default_rng(seed))
+            ears = []
+            for b in (0.0, 1.0):
+                _, o, _ = observe(pipe, observer, perf.render(replace(perf.base, blink=b)), 0.0)
+                assert o is not None
+                ears.append(o.ear)
+            ratios.append(ears[1] / ears[0])
+    assert len(ratios) == 10
+    assert float(np.median(ratios)) < ChallengeConfig().blink_ratio - 0.05, ratios
+
+
 def test_a_blink_narrows_the_eyes_facemesh_sees(seen) -> None:  # type: ignore[no-untyped-def]
     from kycedge.lab.liveness_sim.build import subject
     from kycedge.lab.liveness_sim.drive import observe

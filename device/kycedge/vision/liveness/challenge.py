@@ -186,6 +186,8 @@ class Challenge:
         self._before: Observation | None = None
         self._settle_iod: float | None = None
         self._quiet_t: float | None = None
+        self._rest_yaw = 0.0                   # the yaw the prompt found the head at (see _rest)
+        self._yaws: list[float] = []           # the last frames' yaw
 
     @classmethod
     def draw(cls, cfg: ChallengeConfig, rng: RandomSource | None = None) -> Challenge:
@@ -232,6 +234,7 @@ class Challenge:
             if math.hypot(bx[0] - lx[0], bx[1] - lx[1]) > self.cfg.max_jump * width:
                 return "face-lost"
         self._last = obs
+        self._yaws = [*self._yaws[-4:], obs.yaw_deg]
         self._last_seen = t
         return None
 
@@ -280,12 +283,24 @@ class Challenge:
         self._t_pause_end = t + self.pauses_s[self.index]
         self._pause_iods = []
 
-    def _moved(self, obs: Observation) -> str | None:
-        """The prompted-kind motion this frame shows relative to neutral, if any."""
+    def _rest(self) -> float:
+        """Where the prompt found the head: the median yaw of the last five frames if the head
+        is not turning (they span less than the onset), else the neutral. A real person comes
+        back from a turn, or from an approach off the camera's axis, a few degrees off the first
+        neutral, and FaceMesh's yaw of a still head jitters by 1-2 degrees."""
+        n = self._neutral
+        assert n is not None
+        if len(self._yaws) == 5 and max(self._yaws) - min(self._yaws) < self.cfg.onset_deg:
+            return statistics.median(self._yaws)
+        return n.yaw
+
+    def _moved(self, obs: Observation, from_yaw: float | None = None) -> str | None:
+        """The prompted-kind motion this frame shows relative to neutral (turns: relative to
+        ``from_yaw`` if given), if any."""
         n = self._neutral
         assert n is not None
         c = self.cfg
-        dyaw = obs.yaw_deg - n.yaw
+        dyaw = obs.yaw_deg - (n.yaw if from_yaw is None else from_yaw)
         if dyaw >= c.onset_deg:
             return TURN_LEFT
         if dyaw <= -c.onset_deg:
@@ -295,13 +310,17 @@ class Challenge:
         return None
 
     def _quiet(self, obs: Observation) -> bool:
-        """Still at neutral (within a third of the onset) for the prompted kind of motion."""
+        """Still (within 0.4 of the onset) for the prompted kind of motion: at the neutral, or
+        where the prompt found the head (after a turn or an approach a real person rests a few
+        degrees off the first neutral: FaceMesh's yaw of a head that came back, of one that came
+        closer off the camera's axis; the response begins when the head leaves that rest)."""
         n = self._neutral
         assert n is not None
         c = self.cfg
         if self.prompts[self.index] == CLOSER:
             return obs.iod_px < n.iod * (1.0 + (c.onset_ratio - 1.0) / 3.0)
-        return abs(obs.yaw_deg - n.yaw) < c.onset_deg * 0.4
+        band = c.onset_deg * 0.4
+        return abs(obs.yaw_deg - n.yaw) < band or abs(obs.yaw_deg - self._rest_yaw) < band
 
     def _open_level(self) -> float:
         """EAR above which the eyes count as open again (halfway from the blink line to baseline)."""
@@ -336,6 +355,7 @@ class Challenge:
             self._onset = None
             self._blink = None
             self._before = obs  # the neutral frame the turn's parallax is measured from
+            self._rest_yaw = self._rest()
             self._quiet_t = t if self._quiet(obs) else None
             self._open_t = t if obs.ear >= self._open_level() else None
             self._rearm = False
@@ -348,6 +368,10 @@ class Challenge:
         want = self.prompts[self.index]
         since = t - self._t_prompt
         moved = self._moved(obs)
+        if want != BLINK and moved in TURNS:
+            # a turn starts, or goes the wrong way, from where the prompt found the head; it
+            # completes 15 degrees from the neutral (below)
+            moved = self._moved(obs, self._rest_yaw)
         if want == BLINK:
             if moved is not None and ((moved in TURNS and abs(obs.yaw_deg - n.yaw) >= c.turn_deg * 0.8)
                                       or (moved == CLOSER and obs.iod_px >= n.iod * c.closer_ratio)):
