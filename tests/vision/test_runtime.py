@@ -102,3 +102,60 @@ def test_run_filled_equals_run(models_dir: Path) -> None:
         got = model.run_filled(fill)
         assert all(np.array_equal(e, g) for e, g in zip(expected, got, strict=True))
         assert model.run_filled(fill)[0].shape == expected[0].shape  # the view was released
+
+
+def test_deferred_model_describes_now_allocates_at_first_run(models_dir: Path) -> None:
+    # the still-image fallback detector is built deferred: same specs and outputs as an
+    # allocated model, no tensors (no resident arena) until a run or prepare()
+    manifest = load_manifest(models_dir)
+    entry = manifest.role("fallback_detector")
+    assert entry is not None
+    content = manifest.read_checked(entry)
+    eager = Model(content, name=entry.name)
+    lazy = Model(content, name=entry.name, deferred=True)
+    assert not eager.deferred
+    assert lazy.deferred
+    assert (lazy.inputs, lazy.outputs) == (eager.inputs, eager.outputs)
+    x = np.random.default_rng(5).random(eager.inputs[0].shape).astype(np.float32) * 255
+    expected = eager.run(x)
+    assert lazy.deferred  # describing and comparing specs allocated nothing
+    got = lazy.run(x)
+    assert not lazy.deferred
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+    again = Model(content, name=entry.name, deferred=True)
+    again.prepare()
+    assert not again.deferred
+    with pytest.raises(ModelError):  # parsed at once: a file the runtime refuses fails here
+        Model(b"not a flatbuffer" * 10, name="junk", deferred=True)
+
+
+def test_deferred_model_costs_no_resident_memory_until_run(models_dir: Path) -> None:
+    # measured in a fresh interpreter process so that earlier tests' peaks do not hide it
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        import numpy as np
+        from kycedge.vision.models import load_manifest
+        from kycedge.vision.runtime import Model
+        def hwm():
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        m = load_manifest(Path({str(models_dir)!r}))
+        e = m.role("fallback_detector")
+        warm = Model(m.read_checked(m.role("detector")), name="detector")  # the runtime's own libraries
+        warm.run(*[np.zeros(s.shape, np.float32) for s in warm.inputs])
+        base = hwm()
+        lazy = Model(m.read_checked(e), name=e.name, deferred=True)
+        described = hwm()
+        lazy.prepare()
+        lazy.run(*[np.zeros(s.shape, np.float32) for s in lazy.inputs])
+        print(described - base, hwm() - base)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    described_kb, ran_kb = (int(v) for v in out.stdout.split())
+    assert ran_kb > 4 * 1024  # YuNet-320's arena and packed weights: several MB once it runs
+    assert described_kb < ran_kb / 3  # described but deferred: a small part of that

@@ -133,6 +133,8 @@ def test_fallback_detector_runs_for_still_images_only(models_dir: Path, shared_d
     assert "fallback" not in found.ms
     shipped = Pipeline.load(models_dir, config=off)  # the manifest names it (ADR 0012)
     assert shipped.fallback is not None
-    assert shipped.process_image_bytes(path.read_bytes()).ok
     assert "fallback" not in shipped.process_image_bytes(
         (faces_dir / "obama.jpg").read_bytes()).ms
+    assert shipped.fallback.model.deferred  # never run: never allocated (the daemon's memory)
+    assert shipped.process_image_bytes(path.read_bytes()).ok
+    assert not shipped.fallback.model.deferred

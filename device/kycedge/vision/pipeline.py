@@ -192,11 +192,12 @@ class Pipeline:
             manifest = replace(manifest, pipeline={**manifest.pipeline, **overrides})
         settings = manifest.pipeline
 
-        def model(role: str) -> Model | None:
+        def model(role: str, deferred: bool = False) -> Model | None:
             entry = manifest.role(role)
             if entry is None:
                 return None
-            return Model(manifest.read_checked(entry), threads=cfg.threads, name=entry.name)
+            return Model(manifest.read_checked(entry), threads=cfg.threads, name=entry.name,
+                         deferred=deferred)
 
         det_model, emb_model = model("detector"), model("embedder")
         if det_model is None or emb_model is None:
@@ -227,7 +228,8 @@ class Pipeline:
                              f"got {fusion!r}")
         pipe.fusion_weighted = fusion == "quality-weighted"
         pipe.mesh_convention = _setting(manifest, "mesh_convention", bool, False)
-        fb_model = model("fallback_detector")  # None when absent or "none"
+        # None when absent or "none"; allocated at its first use (most processes never run it)
+        fb_model = model("fallback_detector", deferred=True)
         if fb_model is not None:
             try:
                 pipe.fallback = YuNetDetector(fb_model, score_threshold=max(cfg.detector_score, 0.6))

@@ -121,26 +121,54 @@ class Model:
     """A loaded TFLite model with float32 in, float32 out.
 
     ``content`` is the model bytes (already checked against the manifest by the caller).
+    ``deferred`` reads the model's inputs and outputs now but allocates its tensors (and
+    lets the runtime's delegate pack the weights) only at the first run: a model that most
+    processes never run (the still-image fallback detector) then costs the daemon no
+    resident memory. The model is parsed either way, so a file the runtime refuses still
+    fails here; :meth:`prepare` allocates at once (the update self-test does).
     """
 
-    def __init__(self, content: bytes, *, threads: int = 1, name: str = "model") -> None:
+    def __init__(self, content: bytes, *, threads: int = 1, name: str = "model",
+                 deferred: bool = False) -> None:
         if threads < 1:
             raise ModelError(f"{name}: expected threads >= 1, got {threads}", reason="bad-config")
         self.name = name
         self.threads = threads
-        self.runtime, interpreter_cls = _interpreter_class()
+        self.runtime, self._interpreter_cls = _interpreter_class()
+        self._content: bytes | None = content
+        interp = self._build(allocate=not deferred)
+        self.inputs: tuple[TensorSpec, ...] = tuple(_spec(d) for d in interp.get_input_details())
+        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(d) for d in interp.get_output_details())
+        self._ready: Any = None
+        if deferred:
+            del interp  # parsed and described; dropped until the first run
+        else:
+            self._ready, self._content = interp, None
+
+    def _build(self, *, allocate: bool) -> Any:
         try:
             with quiet_native_info():
-                self._interp = interpreter_cls(model_content=content, num_threads=threads)
-                self._interp.allocate_tensors()
+                interp = self._interpreter_cls(model_content=self._content, num_threads=self.threads)
+                if allocate:
+                    interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise ModelError(f"{name}: the runtime refused the model: {e}") from e
-        self.inputs: tuple[TensorSpec, ...] = tuple(
-            _spec(d) for d in self._interp.get_input_details()
-        )
-        self.outputs: tuple[TensorSpec, ...] = tuple(
-            _spec(d) for d in self._interp.get_output_details()
-        )
+            raise ModelError(f"{self.name}: the runtime refused the model: {e}") from e
+        return interp
+
+    @property
+    def deferred(self) -> bool:
+        """True until a deferred model's tensors are allocated (:meth:`prepare` or a run)."""
+        return self._ready is None
+
+    def prepare(self) -> None:
+        """Allocate a deferred model's tensors now (a no-op once allocated)."""
+        _ = self._interp
+
+    @property
+    def _interp(self) -> Any:
+        if self._ready is None:
+            self._ready, self._content = self._build(allocate=True), None
+        return self._ready
 
     @property
     def batch(self) -> int:

@@ -43,6 +43,27 @@ def test_shipped_models_pass(real_bundle: tuple[Path, BundleManifest]) -> None:
     assert (report.model_id, report.model_version) == (m.matching.model_id, m.matching.model_version)
 
 
+def test_selftest_allocates_the_deferred_fallback_detector(real_bundle: tuple[Path, BundleManifest]) -> None:
+    # the daemon allocates the still-image fallback detector only at its first use; the
+    # self-test allocates it before the switch, so a model the runtime cannot plan fails here
+    from kycedge.vision import Pipeline
+
+    loaded: list[Pipeline] = []
+
+    def load(p: Path) -> Pipeline:
+        pipe = Pipeline.load(p)
+        assert pipe.fallback is not None
+        assert pipe.fallback.model.deferred
+        loaded.append(pipe)
+        return pipe
+
+    path, m = real_bundle
+    run_selftest(path, m, load=load)
+    assert loaded
+    assert loaded[0].fallback is not None
+    assert not loaded[0].fallback.model.deferred
+
+
 def test_embeddings_that_drifted_fail(tmp_path: Path, real_bundle: tuple[Path, BundleManifest]) -> None:
     def swap(o: dict[str, Any]) -> None:
         imgs = o["selftest"]["images"]

@@ -53,6 +53,9 @@ def run_selftest(set_dir: Path, manifest: BundleManifest, *, tolerance_cap: floa
     tolerance = min(spec.tolerance, tolerance_cap)
     try:
         pipe = load(set_dir)
+        fallback = getattr(pipe, "fallback", None)
+        if fallback is not None:  # allocated at first use in the daemon; here, before the switch
+            fallback.model.prepare()
     except KycEdgeError as e:
         raise SelfTestError(f"staged models failed to load: {e.reason}: {e.message}") from e
     m = manifest.matching
