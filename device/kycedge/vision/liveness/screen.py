@@ -65,17 +65,24 @@ def _check(rgb: RGB) -> None:
         raise ValueError(f"crop {rgb.shape[1]}x{rgb.shape[0]} px is below {MIN_SIDE_PX} px a side")
 
 
-def face_crop(rgb: RGB, box: Box, inner: float = 1.0) -> RGB:
-    """The box (x0, y0, x1, y1, the detector's) cut from the frame, scaled about its centre by
-    ``inner``, clipped to the frame, and block-averaged so that its longer side is at most
-    ``MAX_SIDE_PX``."""
+def _scaled_box(rgb: RGB, box: Box, inner: float) -> tuple[int, int, int, int]:
+    """The detector's box (x0, y0, x1, y1) scaled about its centre by ``inner`` and clipped
+    to the frame, as whole pixels."""
     bx0, by0, bx1, by1 = box
     cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
     w, h = (bx1 - bx0) * inner, (by1 - by0) * inner
     H, W = rgb.shape[:2]
-    x0, x1 = max(0, round(cx - w / 2)), min(W, round(cx + w / 2))
-    y0, y1 = max(0, round(cy - h / 2)), min(H, round(cy + h / 2))
+    return (max(0, round(cx - w / 2)), max(0, round(cy - h / 2)),
+            min(W, round(cx + w / 2)), min(H, round(cy + h / 2)))
+
+
+def face_crop(rgb: RGB, box: Box, inner: float = 1.0) -> RGB:
+    """The box (x0, y0, x1, y1, the detector's) cut from the frame, scaled about its centre by
+    ``inner``, clipped to the frame, and block-averaged so that its longer side is at most
+    ``MAX_SIDE_PX``."""
+    x0, y0, x1, y1 = _scaled_box(rgb, box, inner)
     if x1 - x0 < MIN_SIDE_PX or y1 - y0 < MIN_SIDE_PX:
+        w, h = (box[2] - box[0]) * inner, (box[3] - box[1]) * inner
         raise ValueError(f"face box {w:.0f}x{h:.0f} px is below {MIN_SIDE_PX} px a side in the frame")
     crop = rgb[y0:y1, x0:x1]
     k = int(np.ceil(max(crop.shape[:2]) / MAX_SIDE_PX))
@@ -190,12 +197,7 @@ def scaled_sharpness(rgb: RGB, box: Box, side_px: int = SCALED_SIDE_PX, inner: f
     both matter much less, and what remains is the detail the optics delivered: a screen
     re-imaged by a second camera loses it (two lenses, the screen's own resampling). A face
     whose inner part is smaller than ``side_px`` raises ValueError (it abstains)."""
-    bx0, by0, bx1, by1 = box
-    cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
-    w, h = (bx1 - bx0) * inner, (by1 - by0) * inner
-    H, W = rgb.shape[:2]
-    x0, x1 = max(0, round(cx - w / 2)), min(W, round(cx + w / 2))
-    y0, y1 = max(0, round(cy - h / 2)), min(H, round(cy + h / 2))
+    x0, y0, x1, y1 = _scaled_box(rgb, box, inner)
     if min(x1 - x0, y1 - y0) < side_px:
         raise ValueError(f"face inner region {x1 - x0}x{y1 - y0} px is below {side_px} px a side")
     y = area_resize(luma(np.ascontiguousarray(rgb[y0:y1, x0:x1])), side_px)
