@@ -173,6 +173,14 @@ def _record(ch: Challenge, p: Performer, max_s: float = 12.0) -> list[Observatio
     return frames
 
 
+def _replay(ch: Challenge, frames: list[Observation]) -> None:
+    """Feed recorded frames to another challenge until it decides (a replay attack)."""
+    for o in frames:
+        if ch.done:
+            break
+        ch.step(o, o.t_s)
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**31), st.integers(0, 2**31), st.floats(0.2, 0.8))
 def test_a_replayed_session_never_passes_a_challenge_with_other_prompts(seed_a: int, seed_b: int,
@@ -186,10 +194,7 @@ def test_a_replayed_session_never_passes_a_challenge_with_other_prompts(seed_a: 
     # this scripted head stays closer once there, so a second "move closer" cannot be answered
     assume(a.result.passed)
     b = Challenge.draw(CFG, random.Random(seed_b))
-    for o in frames:
-        if b.done:
-            break
-        b.step(o, o.t_s)
+    _replay(b, frames)
     if b.result is not None and b.result.passed:
         assert b.prompts == a.prompts
         assert all(CFG.min_latency_s <= x <= CFG.max_latency_s for x in b.result.latencies_s)
@@ -202,25 +207,16 @@ def test_a_replay_with_the_same_prompts_but_other_pauses_fails_on_timing() -> No
     assert a.result is not None
     assert a.result.passed
     b = Challenge(prompts, [0.0, 1.2, 0.6], CFG)  # first prompt 1.2 s early: 1.5 s latency
-    for o in frames:
-        if b.done:
-            break
-        b.step(o, o.t_s)
+    _replay(b, frames)
     assert b.result is not None
     assert not b.result.passed
     assert b.result.reason in ("late-response", "no-response")
     c = Challenge(prompts, [1.2, 1.2, 0.6], CFG)  # second prompt 1.2 s late: the blink came first
-    for o in frames:
-        if c.done:
-            break
-        c.step(o, o.t_s)
+    _replay(c, frames)
     assert c.result is not None
     assert not c.result.passed
     d = Challenge(prompts, [1.2, 0.0, 0.6], CFG)  # the recorded challenge itself: a replay passes
-    for o in frames:
-        if d.done:
-            break
-        d.step(o, o.t_s)
+    _replay(d, frames)
     assert d.result is not None
     assert d.result.passed
 
