@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from kycedge.vision.liveness.edges import above_local, line_coverage, luma
 from kycedge.vision.liveness.window import window_score
 
 __all__ = [
@@ -90,12 +91,6 @@ def face_crop(rgb: RGB, box: Box, inner: float = 1.0) -> RGB:
         hh, ww = (crop.shape[0] // k) * k, (crop.shape[1] // k) * k
         crop = crop[:hh, :ww].reshape(hh // k, k, ww // k, k, 3).mean(axis=(1, 3)).round().astype(np.uint8)
     return np.ascontiguousarray(crop)
-
-
-def luma(rgb: RGB) -> F64:
-    """BT.601 luma in [0, 1]."""
-    f = rgb.astype(np.float64) / 255.0
-    return np.asarray(0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2])
 
 
 def moire_peak(rgb: RGB) -> float:
@@ -239,16 +234,7 @@ def bezel_score(rgb: RGB, box: Box, reach: float = 1.2, edge: float = 0.06) -> f
     if r1 - r0 < MIN_SIDE_PX:
         return 0.0
     d = np.diff(y[r0:r1], axis=1)                          # step between column c and c + 1
-    # one sign along the whole edge (screen against bezel), on either of two neighbouring
-    # column boundaries (anti-aliased edges); then over the local median of the coverage,
-    # so that texture (steps in every column) does not count as an edge
-    pos, neg = d > edge, d < -edge
-    cov = np.maximum(np.maximum(pos[:, :-1], pos[:, 1:]).mean(axis=0),
-                     np.maximum(neg[:, :-1], neg[:, 1:]).mean(axis=0))
-    k = 8
-    padded = np.pad(cov, k, mode="edge")
-    local = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1), axis=1)
-    cover = cov - local
+    cover = above_local(line_coverage(d, edge))            # each column boundary, less texture
     m = max(12, int(0.03 * W))                             # not the frame's own border (or padding)
     left = cover[max(m, int(x0 - reach * bw)):max(m, int(x0 - 0.05 * bw))]
     right = cover[min(cover.size - m, int(x1 + 0.05 * bw)):min(cover.size - m, int(x1 + reach * bw))]

@@ -18,18 +18,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from kycedge.vision.liveness.edges import above_local, line_coverage, luma
+
 __all__ = ["WORK_FACE_PX", "window_score"]
 
 Box = tuple[float, float, float, float]
 F64 = npt.NDArray[np.float64]
 
 WORK_FACE_PX = 80      # the frame is block-averaged so that the face is about this wide
-_K = 8                 # half-width of the local median that removes texture (steps everywhere)
-
-
-def _luma(rgb: npt.NDArray[np.uint8]) -> F64:
-    f = rgb.astype(np.float64) / 255.0
-    return np.asarray(0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2])
 
 
 def _block(y: F64, k: int) -> F64:
@@ -37,22 +33,6 @@ def _block(y: F64, k: int) -> F64:
         return y
     h, w = (y.shape[0] // k) * k, (y.shape[1] // k) * k
     return np.asarray(y[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3)))
-
-
-def _above_local(cov: F64) -> F64:
-    """Coverage over its local median: an edge stands out in one line, texture in all."""
-    padded = np.pad(cov, _K, mode="edge")
-    local = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * _K + 1), axis=1)
-    return np.asarray(cov - local)
-
-
-def _line_coverage(grad: F64, edge: float) -> F64:
-    """``grad``: (along the line, across) samples gathered along a family of parallel lines;
-    per line, the fraction of its samples that step by more than ``edge``, one sign along the
-    whole line, on either of two neighbouring lines (anti-aliased edges): (across - 1,)."""
-    pos, neg = grad > edge, grad < -edge
-    return np.asarray(np.maximum(np.maximum(pos[:, :-1], pos[:, 1:]).mean(axis=0),
-                                 np.maximum(neg[:, :-1], neg[:, 1:]).mean(axis=0)))
 
 
 def _sheared(g: F64, along: npt.NDArray[np.int64], shift: npt.NDArray[np.int64]) -> F64:
@@ -84,7 +64,7 @@ def window_score(rgb: npt.NDArray[np.uint8], box: Box, reach: float = 1.2, edge:
     if x1 - x0 < 32 or y1 - y0 < 32:
         raise ValueError(f"face box {x1 - x0:.0f}x{y1 - y0:.0f} px is below 32 px a side")
     k = max(1, int((x1 - x0) // WORK_FACE_PX))
-    y = _block(_luma(rgb), k)
+    y = _block(luma(rgb), k)
     x0, y0, x1, y1 = x0 / k, y0 / k, x1 / k, y1 / k
     H, W = y.shape
     bw, bh = x1 - x0, y1 - y0
@@ -104,7 +84,7 @@ def window_score(rgb: npt.NDArray[np.uint8], box: Box, reach: float = 1.2, edge:
     best: tuple[float, int, int] = (0.0, 0, 0)
     for t in tilts:
         shift = np.round(np.tan(t) * (rows - yc)).astype(np.int64)
-        cover = _above_local(_line_coverage(_sheared(gx, rows, shift), edge))
+        cover = above_local(line_coverage(_sheared(gx, rows, shift), edge))
         left, right = cover[lo_l:hi_l], cover[lo_r:hi_r]
         s = float(min(left.max(), right.max()))
         if s > best[0]:
@@ -122,6 +102,6 @@ def window_score(rgb: npt.NDArray[np.uint8], box: Box, reach: float = 1.2, edge:
     bottom = 0.0
     for t in tilts:
         shift = np.round(np.tan(t) * (cols - xc)).astype(np.int64)
-        cover = _above_local(_line_coverage(_sheared(gy, cols, shift), edge))
+        cover = above_local(line_coverage(_sheared(gy, cols, shift), edge))
         bottom = max(bottom, float(cover[b0:b1].max()))
     return float(max(0.0, min(sides, bottom)))
