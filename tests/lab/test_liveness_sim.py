@@ -27,6 +27,18 @@ def seen(faces_dir: Path):  # type: ignore[no-untyped-def]
     return pipe, observer, pm
 
 
+def _open_and_closed_ear(pipe, observer, perf) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """The eye aspect ratio FaceMesh reads on the synthetic head with eyes open, then shut."""
+    from kycedge.lab.liveness_sim.drive import observe
+
+    ears = []
+    for b in (0.0, 1.0):
+        _, o, _ = observe(pipe, observer, perf.render(replace(perf.base, blink=b)), 0.0)
+        assert o is not None
+        ears.append(o.ear)
+    return ears[0], ears[1]
+
+
 def test_the_customer_faces_the_camera_even_from_a_turned_portrait(seen) -> None:  # type: ignore[no-untyped-def]
     from kycedge.lab.liveness_sim.build import subject
     from kycedge.lab.liveness_sim.drive import observe
@@ -47,7 +59,6 @@ def test_the_synthetic_blink_stays_as_deep_as_the_rule_needs(seen, faces_dir: Pa
     blinks in pad-video-dev read 0.53-0.84, median 0.66, and the synthetic blink on LFW
     identities 41-80 a median 0.77 (docs/liveness.md): this fails if it gets shallower."""
     from kycedge.lab.liveness_sim.build import portrait_mesh, subject
-    from kycedge.lab.liveness_sim.drive import observe
     from kycedge.vision.decode import decode_image
     from kycedge.vision.liveness.challenge import ChallengeConfig
 
@@ -58,25 +69,16 @@ def test_the_synthetic_blink_stays_as_deep_as_the_rule_needs(seen, faces_dir: Pa
         assert pm is not None, path
         for seed in range(2):
             perf = subject(pm[0], pm[1], np.random.default_rng(seed))
-            ears = []
-            for b in (0.0, 1.0):
-                _, o, _ = observe(pipe, observer, perf.render(replace(perf.base, blink=b)), 0.0)
-                assert o is not None
-                ears.append(o.ear)
-            ratios.append(ears[1] / ears[0])
+            opened, closed = _open_and_closed_ear(pipe, observer, perf)
+            ratios.append(closed / opened)
     assert len(ratios) == 10
     assert float(np.median(ratios)) < ChallengeConfig().blink_ratio - 0.05, ratios
 
 
 def test_a_blink_narrows_the_eyes_facemesh_sees(seen) -> None:  # type: ignore[no-untyped-def]
     from kycedge.lab.liveness_sim.build import subject
-    from kycedge.lab.liveness_sim.drive import observe
 
     pipe, observer, (portrait, mesh) = seen
     perf = subject(portrait, mesh, np.random.default_rng(0))
-    ears = []
-    for b in (0.0, 1.0):
-        _, o, _ = observe(pipe, observer, perf.render(replace(perf.base, blink=b)), 0.0)
-        assert o is not None
-        ears.append(o.ear)
-    assert ears[1] < 0.95 * ears[0]
+    opened, closed = _open_and_closed_ear(pipe, observer, perf)
+    assert closed < 0.95 * opened
