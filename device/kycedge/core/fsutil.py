@@ -19,6 +19,7 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "storage_error",
+    "storage_reason",
     "swap_symlink",
 ]
 
@@ -95,12 +96,22 @@ def filesystem_full(path: Path) -> bool:
     return st.f_bavail * st.f_frsize < FULL_BELOW_BYTES
 
 
-def storage_error(e: OSError, what: str) -> StorageError:
-    """The :class:`StorageError` for a failed write: ``storage-full``, ``read-only`` or ``storage-error``."""
+def storage_reason(e: OSError) -> str:
+    """What a failed write says of the filesystem: ``storage-full``, ``read-only`` or ``storage-error``."""
     if e.errno in NO_SPACE_ERRNOS:
-        return StorageError(f"{what}: the state filesystem is full ({e.strerror}); free space. Registrations "
-                            "already stored are safe", reason="storage-full")
+        return "storage-full"
     if e.errno == errno.EROFS:
+        return "read-only"
+    return "storage-error"
+
+
+def storage_error(e: OSError, what: str) -> StorageError:
+    """The :class:`StorageError` for a failed write, with :func:`storage_reason`'s reason."""
+    reason = storage_reason(e)
+    if reason == "storage-full":
+        return StorageError(f"{what}: the state filesystem is full ({e.strerror}); free space. Registrations "
+                            "already stored are safe", reason=reason)
+    if reason == "read-only":
         return StorageError(f"{what}: the state filesystem is read-only; remount it read-write",
-                            reason="read-only")
-    return StorageError(f"{what}: {e.strerror or e}", reason="storage-error")
+                            reason=reason)
+    return StorageError(f"{what}: {e.strerror or e}", reason=reason)

@@ -19,7 +19,6 @@ nothing reaches its destination before TUF has verified length and hash.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -40,7 +39,7 @@ from tuf.ngclient.updater import Updater
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from kycedge.core.fsutil import NO_SPACE_ERRNOS, storage_error
+from kycedge.core.fsutil import storage_error, storage_reason
 from kycedge.protocol.update_errors import FetchError, MetadataError, StageError, UpdateError
 
 __all__ = [
@@ -194,7 +193,7 @@ def _local_storage_failure(e: BaseException) -> OSError | None:
     cur: BaseException | None = e
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, OSError) and (cur.errno in NO_SPACE_ERRNOS or cur.errno == errno.EROFS):
+        if isinstance(cur, OSError) and storage_reason(cur) != "storage-error":
             return cur
         cur = cur.__cause__ or cur.__context__
     return None
