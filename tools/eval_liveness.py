@@ -202,6 +202,10 @@ def summarise(results: dict[str, list[Outcome]], no_face: int, observe_ms: list[
             nob = [o for o in decided if "liveness-blink" not in o.prompts]
             entry["bpcer_challenges_without_blink"] = {
                 "attempts": len(nob), "bpcer": _rate(sum(o.decision == "failed" for o in nob), len(nob))}
+            # blink prompts the eyes never answered, replaced by a turn (ChallengeConfig.blink_fallback)
+            rep = [o for o in decided if o.unanswered]
+            entry["blink_replaced"] = {
+                "attempts": len(rep), "bpcer": _rate(sum(o.decision == "failed" for o in rep), len(rep))}
             times = [o.decided_at_s for o in decided
                      if o.decision == "passed" and o.decided_at_s is not None]
             entry["time_to_decision_s"] = {
@@ -319,7 +323,7 @@ def _summarise_files(args: argparse.Namespace) -> int:
             portraits.add(d["portrait"])
             results.setdefault(d["species"], []).append(
                 Outcome(d["decision"], d["reason"], d["prompts"], d["decided_at_s"], d["score"], d["frames"],
-                        d.get("completed", 0)))
+                        d.get("completed", 0), unanswered=d.get("unanswered", 0)))
     out = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
            "files": [str(f) for f in args.summarise], "portraits": len(portraits),
            "simulated": summarise(results, 0, ms, draws, challenge_config(args))}

@@ -96,12 +96,14 @@ def _action(code: str, dt: float) -> dict[str, float]:
 
 
 class Performer:
-    """Follows prompts after ``latency_s`` (``flat``: a picture, which cannot blink)."""
+    """Follows prompts after ``latency_s`` (``flat``: a picture, which cannot blink;
+    ``can_blink=False``: a head whose blinks the landmarks do not show)."""
 
     def __init__(self, latency_s: float = 0.4, flat: bool = False,
-                 obey: Callable[[str], str] | None = None) -> None:
+                 obey: Callable[[str], str] | None = None, can_blink: bool = True) -> None:
         self.latency_s = latency_s
         self.flat = flat
+        self.can_blink = can_blink and not flat  # False: eyes FaceMesh cannot read (dark glasses)
         self.obey = obey or (lambda c: c)
         self.script: list[tuple[float, str]] = []
 
@@ -115,7 +117,7 @@ class Performer:
                 kw.update(_action(code, t - start))
             elif 0 <= t - start <= 1.6:
                 a = _action(code, t - start)
-                if self.flat and code == BLINK:
+                if not self.can_blink and code == BLINK:
                     continue
                 kw.update(a)
         kw.update(extra)

@@ -410,3 +410,94 @@ def test_a_real_wrong_turn_from_an_off_neutral_rest_still_fails() -> None:
              _RestsOffNeutral(-3.0, jitter_deg=1.0, wrong=True))
     assert ch.result is not None
     assert ch.result.reason == "wrong-response", ch.result
+
+
+# ---- a blink the eyes never answer (ChallengeConfig.blink_fallback) ------------------------------
+def _prompt_times(ch: Challenge, p: Performer, max_s: float = 20.0) -> list[tuple[float, str]]:
+    t, asked = 0.0, []
+    while not ch.done and t < max_s:
+        step = ch.step(p.at(t), t)
+        for code in step.prompts:
+            p.hear(code, t)
+            asked.append((t, code))
+        t += 1 / FPS
+    return asked
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_blink_the_eyes_never_answer_is_replaced_by_a_drawn_turn(seed: int) -> None:
+    ch = Challenge((BLINK, TURN_LEFT), [0.5, 0.3], CFG, random.Random(seed))
+    asked = _prompt_times(ch, Performer(can_blink=False))
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+    assert ch.result.unanswered == 1
+    assert ch.result.prompts[0] == BLINK
+    assert ch.result.prompts[1] in TURNS
+    assert ch.result.prompts[2] == TURN_LEFT
+    assert len(ch.result.prompts) == 3
+    assert [c for _, c in asked] == list(ch.result.prompts)
+    # the replacing turn comes after the blink's answer window and a pause from the configured range
+    gap = asked[1][0] - asked[0][0]
+    lo = CFG.max_latency_s + 0.3 + CFG.pause_s[0]
+    assert lo <= gap <= lo + (CFG.pause_s[1] - CFG.pause_s[0]) + 2.5 / FPS
+
+
+def test_the_replacing_turn_comes_from_the_challenge_csprng() -> None:
+    turns = set()
+    for seed in range(20):
+        ch = Challenge((BLINK, TURN_LEFT), [0.5, 0.3], CFG, random.Random(seed))
+        _prompt_times(ch, Performer(can_blink=False))
+        assert ch.result is not None
+        turns.add(ch.result.prompts[1])
+    assert turns == set(TURNS)
+
+
+def test_every_later_blink_is_replaced_at_once_and_only_one_prompt_is_added() -> None:
+    ch = Challenge((BLINK, TURN_RIGHT, BLINK), [0.5, 0.3, 0.3], CFG, random.Random(3))
+    asked = _prompt_times(ch, Performer(can_blink=False))
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+    assert ch.result.unanswered == 1
+    assert len(ch.result.prompts) == 4
+    assert ch.result.prompts.count(BLINK) == 1
+    assert all(p in TURNS for p in ch.result.prompts[1:])
+    assert len(asked) == 4
+
+
+def test_a_picture_still_fails_when_its_blink_is_replaced() -> None:
+    for seed in range(6):
+        ch = Challenge((BLINK, CLOSER, TURN_LEFT), [0.5, 0.3, 0.3], CFG, random.Random(seed))
+        _prompt_times(ch, Performer(flat=True))
+        assert ch.result is not None
+        assert not ch.result.passed
+        assert ch.result.reason in ("planar", "no-response", "late-response")
+
+
+def test_no_answer_to_the_replacing_turn_fails_and_a_wrong_blink_is_not_replaced() -> None:
+    ch = Challenge((BLINK, TURN_LEFT), [0.5, 0.3], CFG, random.Random(1))
+    p = Performer(can_blink=False, obey=lambda c: BLINK)  # blinks (unseen) whatever is asked
+    _prompt_times(ch, p)
+    assert ch.result is not None
+    assert ch.result.reason == "no-response"
+    assert ch.result.completed == 1
+    assert ch.result.unanswered == 1
+    # eyes held shut at the blink prompt: a closing was seen, so it is judged, not replaced
+    ch = Challenge((BLINK, TURN_LEFT), [0.5, 0.3], CFG, random.Random(1))
+    t, t_prompt = 0.0, None
+    while not ch.done and t < 8.0:
+        shut = t_prompt is not None and t - t_prompt >= 0.3
+        step = ch.step(obs(t, blink=0.9 if shut else 0.0), t)
+        if step.prompts and t_prompt is None:
+            t_prompt = t
+        t += 1 / FPS
+    assert ch.result is not None
+    assert ch.result.reason == "wrong-response"
+    assert ch.result.unanswered == 0
+
+
+def test_without_the_fallback_an_unanswered_blink_fails() -> None:
+    cfg = ChallengeConfig(blink_fallback=False)
+    ch = run(Challenge((BLINK, TURN_LEFT), [0.5, 0.3], cfg), Performer(can_blink=False))
+    assert ch.result is not None
+    assert ch.result.reason == "no-response"
+    assert ch.result.completed == 0

@@ -33,11 +33,12 @@ class Outcome:
     frames: int = 0
     completed: int = 0            # prompts completed (the failing prompt is prompts[completed])
     observe_ms: list[float] = field(default_factory=list)
+    unanswered: int = 0           # blink prompts the eyes never answered, replaced by a turn
 
     def to_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reason": self.reason, "prompts": self.prompts,
                 "decided_at_s": self.decided_at_s, "score": self.score, "frames": self.frames,
-                "completed": self.completed}
+                "completed": self.completed, "unanswered": self.unanswered}
 
 
 def observe(pipe: Pipeline, observer: LandmarkObserver, rgb: Any,
@@ -109,6 +110,8 @@ def decide(frames: Iterable[Analysed], threshold: float, cfg: ChallengeConfig,
                 out.decided_at_s = round(t - t_first, 3)
                 out.score = r.challenge.score
                 out.completed = r.challenge.completed
+                out.prompts = list(r.challenge.prompts)  # as asked (a replaced blink stays in)
+                out.unanswered = r.challenge.unanswered
                 return out
         if t - t_first > max_s:
             if attempt is not None:

@@ -20,6 +20,13 @@ tell a plane from a head on its own (its perspective change is recorded, it does
 decide), so every challenge contains at least one turn. Throughout: one face, tracked (no
 second face, no gap longer than ``max_gap_s``, no jump of the box between frames).
 
+A blink prompt whose eyes never close at all (no frame below the blink line: dark glasses,
+lids FaceMesh cannot read) is not failed but **replaced** (``blink_fallback``): the challenge
+concludes this face's eyes cannot be measured, draws a turn from its CSPRNG for that prompt
+and every later blink of the plan, and asks it after a fresh random pause. The replaced blink
+stays in ``ChallengeResult.prompts`` (the prompts *asked*, in order) and is counted in
+``unanswered``. A blink answered wrongly (too early, too late, eyes held shut) still fails.
+
 Identity continuity (SFace cosine of frames during/after the challenge against the frontal
 frame) needs embeddings, which this module does not compute: the session checks it.
 """
@@ -86,6 +93,8 @@ class ChallengeConfig:
     frontal_deg: float = 20.0         # |yaw| allowed during the baseline (the quality gate is stricter)
     max_gap_s: float = 0.6            # longest run of frames without the face
     max_jump: float = 0.6             # box centre move between frames, in box widths
+    # an unanswered blink (eyes never closing) is replaced by a fresh turn, not failed
+    blink_fallback: bool = True
 
     def __post_init__(self) -> None:
         if not 2 <= self.prompts <= 3:
@@ -136,6 +145,7 @@ class ChallengeResult:
     latencies_s: tuple[float, ...]
     decided_at_s: float
     perspective: tuple[float, ...] = ()
+    unanswered: int = 0               # blink prompts replaced by a turn (eyes never closed)
 
 
 @dataclass
@@ -155,7 +165,8 @@ class _Neutral:
 class Challenge:
     """One challenge; feed every frame to :meth:`step` in time order."""
 
-    def __init__(self, prompts: Sequence[str], pauses_s: Sequence[float], cfg: ChallengeConfig) -> None:
+    def __init__(self, prompts: Sequence[str], pauses_s: Sequence[float], cfg: ChallengeConfig,
+                 rng: RandomSource | None = None) -> None:
         if len(prompts) != len(pauses_s) or not prompts:
             raise ValueError("expected one pause per prompt")
         bad = [p for p in prompts if p not in PROMPTS]
@@ -188,13 +199,16 @@ class Challenge:
         self._quiet_t: float | None = None
         self._rest_yaw = 0.0                   # the yaw the prompt found the head at (see _rest)
         self._yaws: list[float] = []           # the last frames' yaw
+        self._rng = rng or secrets.SystemRandom()  # draws the turns that replace unanswered blinks
+        self._closed_seen = False              # eyes below the blink line since this prompt
+        self._unanswered = 0
 
     @classmethod
     def draw(cls, cfg: ChallengeConfig, rng: RandomSource | None = None) -> Challenge:
         r = rng or secrets.SystemRandom()
         prompts = draw_prompts(cfg.prompts, r)
         pauses = [draw_pause(cfg.pause_s[0], cfg.pause_s[1], r) for _ in prompts]
-        return cls(prompts, pauses, cfg)
+        return cls(prompts, pauses, cfg, r)
 
     @property
     def done(self) -> bool:
@@ -212,7 +226,7 @@ class Challenge:
             completed=self.index if not passed else len(self.prompts), score=round(score, 3),
             latencies_s=tuple(round(x, 3) for x in self._latencies),
             decided_at_s=round(t - (self._start if self._start is not None else t), 3),
-            perspective=tuple(round(x, 4) for x in self._perspective))
+            perspective=tuple(round(x, 4) for x in self._perspective), unanswered=self._unanswered)
         self.phase = "done"
 
     def fail(self, reason: str, t_s: float) -> None:
@@ -359,6 +373,7 @@ class Challenge:
             self._quiet_t = t if self._quiet(obs) else None
             self._open_t = t if obs.ear >= self._open_level() else None
             self._rearm = False
+            self._closed_seen = False
             out.prompts.append(self.prompts[self.index])
 
     def _prompted_step(self, obs: Observation, t: float, out: Step) -> None:
@@ -380,6 +395,7 @@ class Challenge:
             if self._blink is None:
                 rule = BlinkRule(n.ear, ratio=c.blink_ratio, max_s=c.blink_max_s)
                 if rule.closed(obs.ear):
+                    self._closed_seen = True
                     # the blink began at the last open frame, like a turn at its last still one;
                     # eyes already closing when the prompt could be acted on are not an answer
                     # (a recorded blink that started before the prompt), so they are ignored
@@ -397,7 +413,10 @@ class Challenge:
                 elif obs.ear >= self._open_level() or self._rearm:
                     self._open_t = t    # open, or reopening after an ignored blink
                 if since > c.max_latency_s + 0.3:  # an onset at the window's end closes by then
-                    self._finish(False, "no-response", t)
+                    if c.blink_fallback and not self._closed_seen:
+                        self._replace_blinks(t)
+                    else:
+                        self._finish(False, "no-response", t)
                 return
             # reopened by half the dip (checks.BlinkRule: real blinks often reopen part way)
             state = self._blink.feed(obs.ear, t)
@@ -449,6 +468,23 @@ class Challenge:
             return
         if since > c.deadline_s:
             self._finish(False, "late-response", t)
+
+    def _replace_blinks(self, t: float) -> None:
+        """The eyes never closed at a blink prompt: keep it in the record of prompts asked and ask
+        a turn drawn now (CSPRNG) in its place, after a fresh random pause; every later blink of
+        the plan becomes a drawn turn too (these eyes cannot be measured; a turn is the check
+        that tells a head from a picture, so the challenge loses no protection against a plane)."""
+        c = self.cfg
+        i = self.index
+        later = tuple(TURNS[self._rng.randrange(len(TURNS))] if p == BLINK else p
+                      for p in self.prompts[i + 1:])
+        turn = TURNS[self._rng.randrange(len(TURNS))]
+        self.prompts = (*self.prompts[:i + 1], turn, *later)
+        pause = draw_pause(c.pause_s[0], c.pause_s[1], self._rng)
+        self.pauses_s = (*self.pauses_s[:i + 1], pause, *self.pauses_s[i + 1:])
+        self._unanswered += 1
+        self.index += 1
+        self._begin_pause(t)
 
     def _complete(self, t: float, obs: Observation) -> None:
         if self.index == len(self.prompts) - 1:
