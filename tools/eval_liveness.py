@@ -52,7 +52,7 @@ from kycedge.unit.capture.replay import fit_within
 from kycedge.unit.cli.liveness import judge_clip, screen_config
 from kycedge.vision import default_models_dir
 from kycedge.vision.decode import decode_image
-from kycedge.vision.liveness.challenge import ChallengeConfig, prompt_sequences
+from kycedge.vision.liveness.challenge import ChallengeConfig, pause_values, prompt_sequences
 from kycedge.vision.liveness.observe import load_observer
 from kycedge.vision.pipeline import Pipeline
 
@@ -160,12 +160,11 @@ def replay_odds(cfg: ChallengeConfig, latency_s: tuple[float, float] = (0.25, 0.
     prompts must be the recording's (1 in len(prompt_sequences)), and for each prompt the
     recording's response, which began L after ITS prompt, must begin within the latency window
     after the NEW prompt: L + (old pause - new pause) in [min_latency_s, max_latency_s], both
-    pauses uniform in ``pause_s`` (each pause starts at the same recorded return to neutral).
-    L is taken uniform in ``latency_s`` (the simulated subject's reaction time)."""
-    lo, hi = cfg.pause_s
-    grid = np.linspace(0.0, 1.0, 801)
-    a, b = np.meshgrid(lo + (hi - lo) * grid, lo + (hi - lo) * grid)
-    diff = (a - b).ravel()
+    pauses drawn as the challenge draws them (``pause_values``; each pause starts at the same
+    recorded return to neutral). L is taken uniform in ``latency_s`` (the simulated subject's
+    reaction time)."""
+    values = np.asarray(pause_values(cfg.pause_s[0], cfg.pause_s[1], cfg.pause_band_s))[::5]
+    diff = (values[:, None] - values[None, :]).ravel()
     lat = np.linspace(latency_s[0], latency_s[1], 91)
     p_timing = float(np.mean([np.mean((diff + x >= cfg.min_latency_s) & (diff + x <= cfg.max_latency_s))
                               for x in lat]))
@@ -173,7 +172,7 @@ def replay_odds(cfg: ChallengeConfig, latency_s: tuple[float, float] = (0.25, 0.
     return {"model": "1/sequences x P(timing)^prompts", "sequences": sequences,
             "p_timing_per_prompt": round(p_timing, 4),
             "p_replay_complete_recording": round(p_timing ** cfg.prompts / sequences, 5),
-            "assumes": {"pause_s": list(cfg.pause_s),
+            "assumes": {"pause_s": list(cfg.pause_s), "pause_band_s": cfg.pause_band_s,
                         "latency_window_s": [cfg.min_latency_s, cfg.max_latency_s],
                         "subject_latency_s": list(latency_s)}}
 
@@ -303,6 +302,8 @@ def challenge_config(args: argparse.Namespace) -> ChallengeConfig:
         kw["pause_s"] = (float(lo), float(hi))
     if args.baseline_s is not None:
         kw["baseline_s"] = args.baseline_s
+    if args.pause_band_s is not None:
+        kw["pause_band_s"] = None if args.pause_band_s == "none" else float(args.pause_band_s)
     return ChallengeConfig(**kw)
 
 
@@ -347,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="prompts per challenge (the [liveness] prompts setting)")
     ap.add_argument("--pause-s", default=None, metavar="LO,HI",
                     help="evaluate another pause range than the shipped one (seconds)")
+    ap.add_argument("--pause-band-s", default=None,
+                    help="evaluate another pause band width than the shipped one (seconds, or none: "
+                         "uniform over the whole pause range)")
     ap.add_argument("--baseline-s", type=float, default=None,
                     help="evaluate another hold-still time than the shipped one (seconds)")
     ap.add_argument("--max-s", type=float, default=20.0, help="simulated seconds per attempt")
@@ -368,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = challenge_config(args)
     out: dict[str, Any] = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
                            "challenge": {"prompts": cfg.prompts, "parallax_min": cfg.parallax_min,
-                                         "pause_s": list(cfg.pause_s), "baseline_s": cfg.baseline_s}}
+                                         "pause_s": list(cfg.pause_s), "pause_band_s": cfg.pause_band_s,
+                                         "baseline_s": cfg.baseline_s}}
     if args.bench > 0:
         out["bench"] = bench(args.bench, pipe)
     if args.portraits > 0:

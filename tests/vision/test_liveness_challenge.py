@@ -24,6 +24,7 @@ from kycedge.vision.liveness.challenge import (
     ChallengeConfig,
     draw_pause,
     draw_prompts,
+    pause_values,
     prompt_sequences,
 )
 from kycedge.vision.liveness.observe import Observation
@@ -131,6 +132,30 @@ def test_pauses_are_drawn_over_the_whole_range_at_ms_steps() -> None:
     assert statistics.mean(pauses) == pytest.approx(0.6, abs=0.03)
     with pytest.raises(ValueError, match="pause_s"):
         ChallengeConfig(pause_s=(0.5, 0.2))
+
+
+def test_shipped_pauses_come_from_two_end_bands_with_the_same_mean() -> None:
+    """Half the time two pauses differ by about the whole range (a replayed response lands
+    outside the latency window), at the mean pause of the uniform range (no time cost)."""
+    lo, hi = CFG.pause_s
+    band = CFG.pause_band_s
+    assert band is not None
+    values = pause_values(lo, hi, band)
+    assert len(values) == 2 * (round(band * 1000) + 1)
+    assert all(lo <= v <= lo + band + 1e-9 or hi - band - 1e-9 <= v <= hi for v in values)
+    assert statistics.mean(values) == pytest.approx((lo + hi) / 2, abs=1e-9)
+    r = random.Random(8)
+    pauses = [draw_pause(lo, hi, r, band) for _ in range(4000)]
+    assert set(pauses) <= set(values)
+    assert 0.45 < sum(p <= lo + band for p in pauses) / len(pauses) < 0.55
+    diffs = [abs(a - b) for a, b in itertools.pairwise(pauses)]
+    assert 0.45 < sum(d >= hi - lo - 2 * band for d in diffs) / len(diffs) < 0.55
+    ch = Challenge.draw(CFG, random.Random(2))
+    assert all(p in values for p in ch.pauses_s)
+    # bands that meet cover the whole range; a band must have a width
+    assert pause_values(0.0, 0.3, 0.2) == pause_values(0.0, 0.3)
+    with pytest.raises(ValueError, match="pause_band_s"):
+        ChallengeConfig(pause_band_s=0.0)
 
 
 def test_the_last_prompt_is_judged_when_complete_not_after_the_return() -> None:

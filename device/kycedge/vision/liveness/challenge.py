@@ -52,7 +52,9 @@ __all__ = [
     "ChallengeConfig",
     "ChallengeResult",
     "Step",
+    "draw_pause",
     "draw_prompts",
+    "pause_values",
     "prompt_sequences",
 ]
 
@@ -79,6 +81,10 @@ class ChallengeConfig:
     # random pause before each prompt (from the return to neutral): its SPREAD is what a replay
     # must hit (docs/liveness.md "Replay odds"); the minimum is 0 so the spread costs no mean time
     pause_s: tuple[float, float] = (0.0, 1.1)
+    # ... drawn from two bands this wide at the two ends of pause_s (None: the whole range):
+    # the same mean pause, but two pauses differ by about the whole range half the time, which
+    # moves a replayed response out of the latency window (per prompt 0.53 instead of 0.70)
+    pause_band_s: float | None = 0.2
     min_latency_s: float = 0.12       # a response starting sooner anticipated the prompt
     max_latency_s: float = 1.2        # a response must start within this
     deadline_s: float = 2.5           # ... and complete within this after the prompt
@@ -101,6 +107,8 @@ class ChallengeConfig:
             raise ValueError(f"prompts: expected 2 or 3, got {self.prompts}")
         if not 0.0 <= self.pause_s[0] <= self.pause_s[1]:
             raise ValueError(f"pause_s: expected 0 <= low <= high, got {self.pause_s}")
+        if self.pause_band_s is not None and not self.pause_band_s > 0.0:
+            raise ValueError(f"pause_band_s: expected a width > 0 s or None, got {self.pause_band_s}")
 
 
 class RandomSource(Protocol):
@@ -129,10 +137,21 @@ def draw_prompts(n: int, rng: RandomSource | None = None) -> list[str]:
             return out
 
 
-def draw_pause(lo_s: float, hi_s: float, rng: RandomSource) -> float:
-    """A pause uniform in [lo_s, hi_s] at 1 ms steps (finer than any camera's frame time)."""
+def pause_values(lo_s: float, hi_s: float, band_s: float | None = None) -> tuple[float, ...]:
+    """Every pause :func:`draw_pause` can return, each equally likely: 1 ms steps (finer than any
+    camera's frame time) over [lo_s, hi_s], or only over its two end bands ``band_s`` wide."""
     steps = max(round((hi_s - lo_s) * 1000.0), 0)
-    return lo_s + rng.randrange(steps + 1) / 1000.0
+    ks = range(steps + 1)
+    if band_s is not None and 2 * round(band_s * 1000.0) < steps:
+        b = round(band_s * 1000.0)
+        ks = [k for k in ks if k <= b or k >= steps - b]
+    return tuple(lo_s + k / 1000.0 for k in ks)
+
+
+def draw_pause(lo_s: float, hi_s: float, rng: RandomSource, band_s: float | None = None) -> float:
+    """A pause drawn uniformly from :func:`pause_values`."""
+    values = pause_values(lo_s, hi_s, band_s)
+    return values[rng.randrange(len(values))]
 
 
 @dataclass(frozen=True)
@@ -207,7 +226,7 @@ class Challenge:
     def draw(cls, cfg: ChallengeConfig, rng: RandomSource | None = None) -> Challenge:
         r = rng or secrets.SystemRandom()
         prompts = draw_prompts(cfg.prompts, r)
-        pauses = [draw_pause(cfg.pause_s[0], cfg.pause_s[1], r) for _ in prompts]
+        pauses = [draw_pause(cfg.pause_s[0], cfg.pause_s[1], r, cfg.pause_band_s) for _ in prompts]
         return cls(prompts, pauses, cfg, r)
 
     @property
@@ -480,7 +499,7 @@ class Challenge:
                       for p in self.prompts[i + 1:])
         turn = TURNS[self._rng.randrange(len(TURNS))]
         self.prompts = (*self.prompts[:i + 1], turn, *later)
-        pause = draw_pause(c.pause_s[0], c.pause_s[1], self._rng)
+        pause = draw_pause(c.pause_s[0], c.pause_s[1], self._rng, c.pause_band_s)
         self.pauses_s = (*self.pauses_s[:i + 1], pause, *self.pauses_s[i + 1:])
         self._unanswered += 1
         self.index += 1
