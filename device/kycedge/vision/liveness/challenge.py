@@ -141,7 +141,7 @@ def pause_values(lo_s: float, hi_s: float, band_s: float | None = None) -> tuple
     """Every pause :func:`draw_pause` can return, each equally likely: 1 ms steps (finer than any
     camera's frame time) over [lo_s, hi_s], or only over its two end bands ``band_s`` wide."""
     steps = max(round((hi_s - lo_s) * 1000.0), 0)
-    ks = range(steps + 1)
+    ks: list[int] = list(range(steps + 1))
     if band_s is not None and 2 * round(band_s * 1000.0) < steps:
         b = round(band_s * 1000.0)
         ks = [k for k in ks if k <= b or k >= steps - b]
