@@ -410,3 +410,41 @@ def test_a_real_wrong_turn_from_an_off_neutral_rest_still_fails() -> None:
              _RestsOffNeutral(-3.0, jitter_deg=1.0, wrong=True))
     assert ch.result is not None
     assert ch.result.reason == "wrong-response", ch.result
+
+
+class _ComesBackSlowly:
+    """Turns right, comes back slowly (36 degrees/s) to rest 3.2 degrees off the first neutral,
+    so the next prompt (pause 0) finds the head still moving back; rests still; answers the
+    second prompt 0.6 s after it. (Traced on a simulated bona fide session: `anticipated`.)"""
+
+    def __init__(self) -> None:
+        self.heard: list[float] = []
+
+    def hear(self, code: str, t: float) -> None:
+        self.heard.append(t)
+
+    def at(self, t: float, **extra: object) -> Observation:
+        yaw = 0.0
+        if self.heard:
+            dt = t - self.heard[0] - 0.4
+            if 0.0 <= dt < 0.5:
+                yaw = -25.0 * dt / 0.5
+            elif 0.5 <= dt < 0.9:
+                yaw = -25.0
+            elif dt >= 0.9:
+                yaw = max(-25.0 + 36.0 * (dt - 0.9), -3.2)
+        if len(self.heard) > 1 and t >= self.heard[1] + 0.6:
+            yaw = -3.2 + _action_yaw(TURN_RIGHT, t - self.heard[1] - 0.6)
+        return obs(t, yaw_deg=yaw)
+
+
+def test_a_head_coming_to_rest_after_the_prompt_answers_from_its_rest() -> None:
+    """The prompt found the head still coming back from the last turn (not where it rests), and
+    it came to rest outside the neutral's stillness band: its turn 0.6 s after the prompt was
+    `anticipated` (no still frame was recognised, so the response dated from the prompt)."""
+    p = _ComesBackSlowly()
+    ch = run(Challenge((TURN_RIGHT, TURN_RIGHT), [0.5, 0.0], CFG), p)  # type: ignore[arg-type]
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+    assert len(p.heard) == 2
+    assert 0.45 <= ch.result.latencies_s[1] <= 0.65, ch.result.latencies_s

@@ -310,17 +310,21 @@ class Challenge:
         return None
 
     def _quiet(self, obs: Observation) -> bool:
-        """Still (within 0.4 of the onset) for the prompted kind of motion: at the neutral, or
-        where the prompt found the head (after a turn or an approach a real person rests a few
-        degrees off the first neutral: FaceMesh's yaw of a head that came back, of one that came
-        closer off the camera's axis; the response begins when the head leaves that rest)."""
+        """Still (within 0.4 of the onset) for the prompted kind of motion: at the neutral, where
+        the prompt found the head, or wherever the head has come to rest since (the last five
+        frames' yaw within that band). After a turn or an approach a real person rests a few
+        degrees off the first neutral (FaceMesh's yaw of a head that came back, of one that came
+        closer off the camera's axis); a prompt may find the head still coming back from the
+        last turn, so that where it found it is not where it rests; the response begins when
+        the head leaves its rest."""
         n = self._neutral
         assert n is not None
         c = self.cfg
         if self.prompts[self.index] == CLOSER:
             return obs.iod_px < n.iod * (1.0 + (c.onset_ratio - 1.0) / 3.0)
         band = c.onset_deg * 0.4
-        return abs(obs.yaw_deg - n.yaw) < band or abs(obs.yaw_deg - self._rest_yaw) < band
+        still = len(self._yaws) == 5 and max(self._yaws) - min(self._yaws) < band
+        return abs(obs.yaw_deg - n.yaw) < band or abs(obs.yaw_deg - self._rest_yaw) < band or still
 
     def _open_level(self) -> float:
         """EAR above which the eyes count as open again (halfway from the blink line to baseline)."""
