@@ -26,7 +26,7 @@ from kycedge.vision.liveness.challenge import (
     draw_prompts,
     prompt_sequences,
 )
-from kycedge.vision.liveness.observe import Observation
+from kycedge.vision.liveness.observe import Observation, Seen
 from support.liveness import Performer, obs
 
 FPS = 15.0
@@ -448,3 +448,53 @@ def test_a_head_coming_to_rest_after_the_prompt_answers_from_its_rest() -> None:
     assert ch.result.passed, ch.result
     assert len(p.heard) == 2
     assert 0.45 <= ch.result.latencies_s[1] <= 0.65, ch.result.latencies_s
+
+
+class _TurnsFar(Performer):
+    """Turns 25 degrees, as the support performer does, but its first turn goes on to 55
+    degrees and stays past 45 for 0.8 s, where FaceMesh gives no mesh while the detector keeps
+    the face (pad-video-dev live/zubair_real_b: 12 frames, 0.8 s, past 47-58 degrees)."""
+
+    def __init__(self, lost: str = "mesh") -> None:
+        super().__init__()
+        self.lost = lost
+
+    def at(self, t: float, **extra: object) -> Observation | Seen | None:  # type: ignore[override]
+        o = super().at(t, **extra)
+        if not self.script:
+            return o
+        dt = t - self.script[0][0]
+        if not 0.5 <= dt < 1.3:
+            return o
+        far = obs(t, yaw_deg=55.0 if self.script[0][1] == TURN_LEFT else -55.0)
+        if self.lost == "mesh":
+            return Seen(t_s=t, faces=1, box=far.box)
+        if self.lost == "jump":
+            x0, y0, x1, y1 = far.box
+            w = x1 - x0
+            return Seen(t_s=t, faces=1, box=(x0 + w, y0, x1 + w, y1))
+        return None
+
+
+def test_a_turn_past_the_mesh_keeps_the_face_the_detector_still_sees() -> None:
+    """A real person turning far: FaceMesh gives no mesh for 0.8 s while the detector keeps
+    the face in every frame. That is not the face lost (before: `face-lost` after 0.6 s)."""
+    ch = run(Challenge((TURN_LEFT, TURN_RIGHT), [0.5, 0.5], CFG), _TurnsFar())  # type: ignore[arg-type]
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+
+
+@pytest.mark.parametrize(("lost", "reason"), [("none", "face-lost"), ("jump", "face-lost")])
+def test_a_face_gone_or_jumped_while_unmeshed_is_still_lost(lost: str, reason: str) -> None:
+    ch = run(Challenge((TURN_LEFT, TURN_RIGHT), [0.5, 0.5], CFG), _TurnsFar(lost))  # type: ignore[arg-type]
+    assert ch.result is not None
+    assert ch.result.reason == reason, ch.result
+
+
+def test_a_second_face_in_an_unmeshed_frame_fails() -> None:
+    ch = Challenge((TURN_LEFT, BLINK), [0.5, 0.5], CFG)
+    o = obs(0.0)
+    ch.step(o, 0.0)
+    ch.step(Seen(t_s=0.067, faces=2, box=o.box), 0.067)
+    assert ch.result is not None
+    assert ch.result.reason == "multiple-faces"

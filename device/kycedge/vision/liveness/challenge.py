@@ -5,6 +5,7 @@
     ch = Challenge.draw(ChallengeConfig())          # prompts and pauses from the OS CSPRNG
     for frame ...:
         step = ch.step(observation_or_None, t_s)     # t_s: the frame's capture time
+                                                     # (a Seen: the face's box without a mesh)
         for code in step.prompts: tell the customer  # "liveness-turn-left", ...
         if ch.done: ch.result                        # ChallengeResult(passed, reason, ...)
 
@@ -18,7 +19,9 @@ did not know. A turn must also show 3-D parallax between the neutral frame and t
 frame (a tilted print or screen is a plane, see :mod:`.geometry`); "move closer" cannot
 tell a plane from a head on its own (its perspective change is recorded, it does not
 decide), so every challenge contains at least one turn. Throughout: one face, tracked (no
-second face, no gap longer than ``max_gap_s``, no jump of the box between frames).
+second face, no gap longer than ``max_gap_s``, no jump of the box between frames). A frame
+in which the detector has the face but FaceMesh has no mesh (:class:`~.observe.Seen`, a head
+turned far) keeps the track; it measures nothing.
 
 Identity continuity (SFace cosine of frames during/after the challenge against the frontal
 frame) needs embeddings, which this module does not compute: the session checks it.
@@ -36,7 +39,7 @@ from typing import Protocol
 
 from kycedge.vision.liveness.checks import BlinkRule
 from kycedge.vision.liveness.geometry import perspective_change, planarity_residual
-from kycedge.vision.liveness.observe import Observation
+from kycedge.vision.liveness.observe import Observation, Seen
 
 __all__ = [
     "MESSAGES",
@@ -178,7 +181,7 @@ class Challenge:
         self._open_t: float | None = None      # last frame with the eyes open (blink prompt)
         self._rearm = False                    # an ignored (early) blink is reopening
         self._settle_from = 0.0
-        self._last: Observation | None = None
+        self._last_box: tuple[float, float, float, float] | None = None
         self._last_seen = 0.0
         self._latencies: list[float] = []
         self._parallax: list[float] = []
@@ -220,26 +223,29 @@ class Challenge:
         if self.result is None:
             self._finish(False, reason, t_s)
 
-    def _track(self, obs: Observation | None, t: float) -> str | None:
+    def _track(self, obs: Observation | Seen | None, t: float) -> str | None:
         if obs is None:
             if t - self._last_seen > self.cfg.max_gap_s:
                 return "face-lost"
             return None
         if obs.faces > 1:
             return "multiple-faces"
-        if self._last is not None:
+        last = self._last_box
+        if last is not None:
             bx = 0.5 * (obs.box[0] + obs.box[2]), 0.5 * (obs.box[1] + obs.box[3])
-            lx = 0.5 * (self._last.box[0] + self._last.box[2]), 0.5 * (self._last.box[1] + self._last.box[3])
-            width = max(self._last.box[2] - self._last.box[0], 1e-6)
+            lx = 0.5 * (last[0] + last[2]), 0.5 * (last[1] + last[3])
+            width = max(last[2] - last[0], 1e-6)
             if math.hypot(bx[0] - lx[0], bx[1] - lx[1]) > self.cfg.max_jump * width:
                 return "face-lost"
-        self._last = obs
-        self._yaws = [*self._yaws[-4:], obs.yaw_deg]
+        self._last_box = obs.box
         self._last_seen = t
+        if isinstance(obs, Observation):
+            self._yaws = [*self._yaws[-4:], obs.yaw_deg]
         return None
 
-    def step(self, obs: Observation | None, t_s: float) -> Step:
-        """Advance by one frame (``obs`` None: no face in it)."""
+    def step(self, obs: Observation | Seen | None, t_s: float) -> Step:
+        """Advance by one frame (``obs`` None: no face in it; a :class:`~.observe.Seen`: the face,
+        but no mesh)."""
         out = Step(phase=self.phase)
         if self.result is not None:
             return out
@@ -250,7 +256,7 @@ class Challenge:
         if lost is not None:
             self._finish(False, lost, t_s)
             return out
-        if obs is None:
+        if not isinstance(obs, Observation):
             return out
         handler = {"baseline": self._baseline_step, "pause": self._pause_step,
                    "prompted": self._prompted_step, "settle": self._settle_step}[self.phase]
