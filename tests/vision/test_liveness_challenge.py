@@ -498,3 +498,22 @@ def test_a_second_face_in_an_unmeshed_frame_fails() -> None:
     ch.step(Seen(t_s=0.067, faces=2, box=o.box), 0.067)
     assert ch.result is not None
     assert ch.result.reason == "multiple-faces"
+
+
+@pytest.mark.parametrize("phase_at_s", [0.0, 1.5, 2.2])
+def test_a_face_never_meshed_cannot_hold_the_challenge_open(phase_at_s: float) -> None:
+    """Frames with the face but no mesh (Seen) measure nothing, but the phases' time limits
+    still run on them: from the baseline, from a pause or from a prompt, the challenge ends
+    within a few seconds (screen attacks that FaceMesh never meshes ran to the 20 s limit)."""
+    ch = Challenge((TURN_LEFT, TURN_RIGHT), [0.5, 0.5], CFG)
+    p = Performer()
+    t = 0.0
+    while not ch.done and t < 20.0:
+        o = p.at(t)
+        step = ch.step(Seen(t_s=t, faces=1, box=o.box) if t >= phase_at_s else o, t)
+        for code in step.prompts:
+            p.hear(code, t)
+        t += 1 / FPS
+    assert ch.result is not None
+    assert not ch.result.passed
+    assert ch.result.decided_at_s <= phase_at_s + CFG.settle_s * 2 + 0.2, ch.result

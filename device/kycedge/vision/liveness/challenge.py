@@ -256,13 +256,43 @@ class Challenge:
         if lost is not None:
             self._finish(False, lost, t_s)
             return out
-        if not isinstance(obs, Observation):
+        if isinstance(obs, Seen):
+            self._deadlines(t_s)  # no mesh: nothing measured, but the clock still runs
+            out.phase = self.phase
+            return out
+        if obs is None:
             return out
         handler = {"baseline": self._baseline_step, "pause": self._pause_step,
                    "prompted": self._prompted_step, "settle": self._settle_step}[self.phase]
         handler(obs, t_s, out)
         out.phase = self.phase
         return out
+
+    def _deadlines(self, t: float) -> None:
+        """The phases' time limits, on a frame with the face but no mesh (:class:`~.observe.Seen`):
+        the same limits the phase handlers apply, so a face FaceMesh never meshes cannot hold a
+        challenge open."""
+        c = self.cfg
+        since = t - self._t_prompt
+        if self.phase == "baseline":
+            if self._start is not None and t - self._start > c.settle_s * 2:
+                self._finish(False, "not-frontal", t)
+        elif self.phase == "pause":
+            if t - self._t_pause_end > c.settle_s:  # waiting that long for a face to measure
+                self._finish(False, "timeout", t)
+        elif self.phase == "prompted":
+            if self.prompts[self.index] == BLINK:
+                if self._blink is None and since > c.max_latency_s + 0.3:
+                    self._finish(False, "no-response", t)
+                elif self._blink is not None and since > c.deadline_s:
+                    self._finish(False, "late-response", t)
+            elif self._onset is None:
+                if since > c.max_latency_s + 0.5:
+                    self._finish(False, "no-response", t)
+            elif since > c.deadline_s:
+                self._finish(False, "late-response", t)
+        elif self.phase == "settle" and t - self._settle_from > c.settle_s:
+            self._finish(False, "timeout", t)
 
     # ---- phases ------------------------------------------------------------------
     def _baseline_step(self, obs: Observation, t: float, out: Step) -> None:
