@@ -53,7 +53,7 @@ from kycedge.unit.cli.liveness import judge_clip, screen_config
 from kycedge.vision import default_models_dir
 from kycedge.vision.decode import decode_image
 from kycedge.vision.liveness.challenge import ChallengeConfig, pause_values, prompt_sequences
-from kycedge.vision.liveness.observe import load_observer
+from kycedge.vision.liveness.observe import load_observer, tracked
 from kycedge.vision.pipeline import Pipeline
 
 ATTACKS = ("print", "screen", "replay")
@@ -147,7 +147,7 @@ def replay_frames(recorded: list[Any], pipe: Pipeline, observer: Any, max_s: flo
     for i, rgb in enumerate(recorded):
         t = i / fps
         res, obs, ms = observe(pipe, observer, rgb, t)
-        out.append((t, res.template if res.ok else None, obs, ms))
+        out.append((t, res.template if res.ok else None, tracked(t, res.faces, res.box, obs), ms))
     _, template, last, ms = out[-1]
     for i in range(len(recorded), int(max_s * fps) + 2):
         t = i / fps

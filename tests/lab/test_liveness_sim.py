@@ -82,3 +82,36 @@ def test_a_blink_narrows_the_eyes_facemesh_sees(seen) -> None:  # type: ignore[n
     perf = subject(portrait, mesh, np.random.default_rng(0))
     opened, closed = _open_and_closed_ear(pipe, observer, perf)
     assert closed < 0.95 * opened
+
+
+def test_a_head_brought_close_stays_opaque_and_a_face(seen) -> None:  # type: ignore[no-untyped-def]
+    """Closer than the texture's resolution (here 0.6 x the distance, about 1.7 x the size:
+    what "move closer" does), the splat must not let the background show through the face in a
+    grid of holes (FaceMesh then saw no face, and SFace another person)."""
+    from kycedge.lab.liveness_sim.build import FOCAL_PX
+    from kycedge.lab.liveness_sim.drive import observe
+    from kycedge.lab.liveness_sim.head import Pose, build_head
+    from kycedge.protocol.match import cosine
+
+    pipe, observer, (portrait, mesh) = seen
+    heads = [build_head(portrait, mesh, background=np.full((300, 400, 3), v, np.uint8), focal_px=FOCAL_PX,
+                        supersample=1.6) for v in (0, 255)]
+    near = Pose(distance_mm=330.0)
+    dark, light = (h.render(near) for h in heads)
+    res = pipe.process_frame(dark)
+    assert res.box is not None
+    x0, y0, x1, y1 = (round(v) for v in res.box)
+    cx, cy, qx, qy = (x0 + x1) // 2, (y0 + y1) // 2, (x1 - x0) // 4, (y1 - y0) // 4
+    centre = (slice(max(cy - qy, 0), cy + qy), slice(max(cx - qx, 0), cx + qx))
+    seen_through = np.any(dark[centre] != light[centre], axis=2)  # the background shows there
+    assert seen_through.mean() < 0.001, seen_through.mean()
+    far = observe(pipe, observer, heads[0].render(Pose(distance_mm=550.0)), 0.0)[1]
+    _, o, _ = observe(pipe, observer, dark, 0.0)
+    assert o is not None
+    assert far is not None
+    assert o.iod_px > 1.5 * far.iod_px
+    base = pipe.process_frame(heads[0].render(Pose(distance_mm=550.0)))
+    assert res.ok, res.reason
+    assert base.ok, base.reason
+    assert cosine(base.template, res.template) >= pipe.threshold
+    assert heads[0].footprint_px(near.distance_mm - 100.0) > 1  # the points were apart

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from kycedge.vision.detect import (
     Face,
     blazeface_anchors,
     decode_blazeface,
     decode_yunet,
+    distinct_faces,
+    faces_apart,
     iou,
     letterbox_matrix,
     weighted_nms,
@@ -105,3 +109,34 @@ def test_weighted_nms_degenerate_box_terminates() -> None:
     points = np.zeros((2, 6, 2))
     out = weighted_nms(boxes, scores, points, 0.3)
     assert [s for _, s, _ in out] == [0.9, 0.8]
+
+
+def test_distinct_faces_a_box_over_the_subject_is_the_subject() -> None:
+    # the boxes BlazeFace gave on frame 80 of pad-video-dev live/tranvanluyt_real_b: the live
+    # face and a spurious box (score 0.51) over its forehead, overlapping it
+    face, spurious = (6.0, 288.0, 316.0, 598.0), (76.0, 169.0, 272.0, 366.0)
+    assert distinct_faces([face, spurious], face) == 1
+    # a phone held beside its holder (apart from the face's box) is a second face
+    phone = (330.0, 300.0, 400.0, 370.0)
+    assert distinct_faces([face, spurious, phone], face) == 2
+    assert faces_apart([face, spurious, phone], face) == [2]
+    # boxes that only touch along an edge do not overlap
+    assert distinct_faces([face, (316.0, 288.0, 400.0, 400.0)], face) == 2
+    # the subject itself (or no other box) is one face
+    assert distinct_faces([], face) == 1
+
+
+_coord = st.floats(-50.0, 500.0, allow_nan=False)
+_box = st.tuples(_coord, _coord, st.floats(1.0, 200.0), st.floats(1.0, 200.0)).map(
+    lambda b: (b[0], b[1], b[0] + b[2], b[1] + b[3]))
+
+
+@given(_box, st.lists(_box, max_size=6))
+def test_distinct_faces_counts_each_box_apart_once(subject, others) -> None:  # type: ignore[no-untyped-def]
+    n = distinct_faces([subject, *others], subject)
+    assert 1 <= n <= 1 + len(others)
+    apart = faces_apart(others, subject)
+    assert n == 1 + len(apart)
+    for i in apart:  # an apart box lies wholly beside, above or below the subject's box
+        b = others[i]
+        assert b[2] <= subject[0] or b[0] >= subject[2] or b[3] <= subject[1] or b[1] >= subject[3]

@@ -27,7 +27,7 @@ from kycedge.vision.liveness.challenge import (
     pause_values,
     prompt_sequences,
 )
-from kycedge.vision.liveness.observe import Observation
+from kycedge.vision.liveness.observe import Observation, Seen
 from support.liveness import Performer, obs
 
 FPS = 15.0
@@ -526,3 +526,128 @@ def test_without_the_fallback_an_unanswered_blink_fails() -> None:
     assert ch.result is not None
     assert ch.result.reason == "no-response"
     assert ch.result.completed == 0
+
+
+class _ComesBackSlowly:
+    """Turns right, comes back slowly (36 degrees/s) to rest 3.2 degrees off the first neutral,
+    so the next prompt (pause 0) finds the head still moving back; rests still; answers the
+    second prompt 0.6 s after it. (Traced on a simulated bona fide session: `anticipated`.)"""
+
+    def __init__(self) -> None:
+        self.heard: list[float] = []
+
+    def hear(self, code: str, t: float) -> None:
+        self.heard.append(t)
+
+    def at(self, t: float, **extra: object) -> Observation:
+        yaw = 0.0
+        if self.heard:
+            dt = t - self.heard[0] - 0.4
+            if 0.0 <= dt < 0.5:
+                yaw = -25.0 * dt / 0.5
+            elif 0.5 <= dt < 0.9:
+                yaw = -25.0
+            elif dt >= 0.9:
+                yaw = max(-25.0 + 36.0 * (dt - 0.9), -3.2)
+        if len(self.heard) > 1 and t >= self.heard[1] + 0.6:
+            yaw = -3.2 + _action_yaw(TURN_RIGHT, t - self.heard[1] - 0.6)
+        return obs(t, yaw_deg=yaw)
+
+
+def test_a_head_coming_to_rest_after_the_prompt_answers_from_its_rest() -> None:
+    """The prompt found the head still coming back from the last turn (not where it rests), and
+    it came to rest outside the neutral's stillness band: its turn 0.6 s after the prompt was
+    `anticipated` (no still frame was recognised, so the response dated from the prompt)."""
+    p = _ComesBackSlowly()
+    ch = run(Challenge((TURN_RIGHT, TURN_RIGHT), [0.5, 0.0], CFG), p)  # type: ignore[arg-type]
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+    assert len(p.heard) == 2
+    assert 0.45 <= ch.result.latencies_s[1] <= 0.65, ch.result.latencies_s
+
+
+class _TurnsFar(Performer):
+    """Turns 25 degrees, as the support performer does, but its first turn goes on to 55
+    degrees and stays past 45 for 0.8 s, where FaceMesh gives no mesh while the detector keeps
+    the face (pad-video-dev live/zubair_real_b: 12 frames, 0.8 s, past 47-58 degrees)."""
+
+    def __init__(self, lost: str = "mesh") -> None:
+        super().__init__()
+        self.lost = lost
+
+    def at(self, t: float, **extra: object) -> Observation | Seen | None:  # type: ignore[override]
+        o = super().at(t, **extra)
+        if not self.script:
+            return o
+        dt = t - self.script[0][0]
+        if not 0.5 <= dt < 1.3:
+            return o
+        far = obs(t, yaw_deg=55.0 if self.script[0][1] == TURN_LEFT else -55.0)
+        if self.lost == "mesh":
+            return Seen(t_s=t, faces=1, box=far.box)
+        if self.lost == "jump":
+            x0, y0, x1, y1 = far.box
+            w = x1 - x0
+            return Seen(t_s=t, faces=1, box=(x0 + w, y0, x1 + w, y1))
+        return None
+
+
+def test_a_turn_past_the_mesh_keeps_the_face_the_detector_still_sees() -> None:
+    """A real person turning far: FaceMesh gives no mesh for 0.8 s while the detector keeps
+    the face in every frame. That is not the face lost (before: `face-lost` after 0.6 s)."""
+    ch = run(Challenge((TURN_LEFT, TURN_RIGHT), [0.5, 0.5], CFG), _TurnsFar())  # type: ignore[arg-type]
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+
+
+@pytest.mark.parametrize(("lost", "reason"), [("none", "face-lost"), ("jump", "face-lost")])
+def test_a_face_gone_or_jumped_while_unmeshed_is_still_lost(lost: str, reason: str) -> None:
+    ch = run(Challenge((TURN_LEFT, TURN_RIGHT), [0.5, 0.5], CFG), _TurnsFar(lost))  # type: ignore[arg-type]
+    assert ch.result is not None
+    assert ch.result.reason == reason, ch.result
+
+
+def test_a_second_face_in_an_unmeshed_frame_fails() -> None:
+    ch = Challenge((TURN_LEFT, BLINK), [0.5, 0.5], CFG)
+    o = obs(0.0)
+    ch.step(o, 0.0)
+    ch.step(Seen(t_s=0.067, faces=2, box=o.box), 0.067)
+    assert ch.result is not None
+    assert ch.result.reason == "multiple-faces"
+
+
+@pytest.mark.parametrize("phase_at_s", [0.0, 1.5, 2.2])
+def test_a_face_never_meshed_cannot_hold_the_challenge_open(phase_at_s: float) -> None:
+    """Frames with the face but no mesh (Seen) measure nothing, but the phases' time limits
+    still run on them: from the baseline, from a pause or from a prompt, the challenge ends
+    within a few seconds (screen attacks that FaceMesh never meshes ran to the 20 s limit)."""
+    ch = Challenge((TURN_LEFT, TURN_RIGHT), [0.5, 0.5], CFG)
+    p = Performer()
+    t = 0.0
+    while not ch.done and t < 20.0:
+        o = p.at(t)
+        step = ch.step(Seen(t_s=t, faces=1, box=o.box) if t >= phase_at_s else o, t)
+        for code in step.prompts:
+            p.hear(code, t)
+        t += 1 / FPS
+    assert ch.result is not None
+    assert not ch.result.passed
+    assert ch.result.decided_at_s <= phase_at_s + CFG.settle_s * 2 + 0.2, ch.result
+
+
+def test_a_blink_prompt_seen_without_a_mesh_is_replaced_like_an_unanswered_one() -> None:
+    """The blink's window running out on frames without a mesh follows the same rule as on
+    meshed frames (replaced, not failed), and such a face still cannot hold the challenge open."""
+    ch = Challenge((BLINK, TURN_LEFT), [0.5, 0.5], CFG, random.Random(4))
+    t, t_prompt = 0.0, None
+    while not ch.done and t < 20.0:
+        o = obs(t)
+        step = ch.step(Seen(t_s=t, faces=1, box=o.box) if t_prompt is not None else o, t)
+        if step.prompts and t_prompt is None:
+            t_prompt = t
+        t += 1 / FPS
+    assert ch.result is not None
+    assert t_prompt is not None
+    assert ch.result.unanswered == 1
+    assert ch.result.reason in ("no-response", "timeout")
+    assert ch.result.decided_at_s <= t_prompt + CFG.settle_s * 2 + 2.0, ch.result

@@ -32,7 +32,7 @@ from kycedge.unit.capture.base import CaptureTimeoutError, FrameSource
 from kycedge.unit.metrics import LIVENESS
 from kycedge.vision.liveness.attempt import Attempt
 from kycedge.vision.liveness.challenge import MESSAGES, Challenge, ChallengeConfig
-from kycedge.vision.liveness.observe import LandmarkObserver, Observation, load_observer
+from kycedge.vision.liveness.observe import LandmarkObserver, Observation, Seen, load_observer, tracked
 from kycedge.vision.mesh import FaceMesh
 
 __all__ = ["METHOD", "VERSION", "Analyze", "LivenessConfig", "LivenessGate", "LivenessRecord",
@@ -41,8 +41,9 @@ __all__ = ["METHOD", "VERSION", "Analyze", "LivenessConfig", "LivenessGate", "Li
 METHOD = "active-3d"      # randomised prompts + parallax/blink on FaceMesh landmarks
 VERSION = "1"
 
-# (rgb, t_s) -> (observation or None, the frame's template where its gates passed, or None)
-Analyze = Callable[[np.ndarray, float], tuple[Observation | None, np.ndarray | None]]
+# (rgb, t_s) -> (observation, or the face's box without a mesh, or None; the frame's template
+# where its gates passed, or None)
+Analyze = Callable[[np.ndarray, float], tuple[Observation | Seen | None, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -188,11 +189,11 @@ def pipeline_analyze(analyzer: Any) -> Analyze:
                                                  shared=mesh if isinstance(mesh, FaceMesh) else None))
     observer = _observer[1]
 
-    def analyze(rgb: np.ndarray, t_s: float) -> tuple[Observation | None, np.ndarray | None]:
+    def analyze(rgb: np.ndarray, t_s: float) -> tuple[Observation | Seen | None, np.ndarray | None]:
         res = analyzer.process_frame(rgb)
         if res.box is None or res.landmarks is None:
             return None, None
         obs = observer.observe(rgb, t_s, res.faces, res.box, res.landmarks[0], res.landmarks[1])
-        return obs, (res.template if res.ok else None)
+        return tracked(t_s, res.faces, res.box, obs), (res.template if res.ok else None)
 
     return analyze

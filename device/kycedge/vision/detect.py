@@ -14,6 +14,7 @@ input tensor and call the runtime.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,8 @@ __all__ = [
     "blazeface_anchors",
     "decode_blazeface",
     "decode_yunet",
+    "distinct_faces",
+    "faces_apart",
     "letterbox_matrix",
     "weighted_nms",
 ]
@@ -65,6 +68,34 @@ class Face:
     @property
     def center(self) -> tuple[float, float]:
         return ((self.box[0] + self.box[2]) / 2.0, (self.box[1] + self.box[3]) / 2.0)
+
+
+Box = tuple[float, float, float, float]
+
+
+def distinct_faces(boxes: Sequence[Box], subject: Box) -> int:
+    """How many faces ``boxes`` show besides and including the subject at ``subject``: 1 plus
+    each box that does not overlap the subject's box at all.
+
+    A box overlapping the subject's box is the subject's own face seen twice (a detector's
+    part detection below NMS's IoU; BlazeFace puts one, score 0.50-0.55, over the forehead
+    of a large live face in 6 of 105 frames of pad-video-dev tranvanluyt_real_b), never
+    another face: two faces' boxes overlap only where one face hides the other. Every real
+    second face measured here is apart from the subject's box (faces-small couple.jpg and
+    selfie-many-people.jpg, the phone beside its holder in zubair_fake_a: overlap 0).
+    The one place this rule lives (the session's and the clip judge's one-face rule count
+    with it; ADR 0015, fourth amendment)."""
+    return 1 + len(faces_apart(boxes, subject))
+
+
+def faces_apart(boxes: Sequence[Box], subject: Box) -> list[int]:
+    """Indices of the boxes that do not overlap ``subject`` (the other faces, see
+    :func:`distinct_faces`)."""
+    return [i for i, b in enumerate(boxes) if not _overlap(b, subject)]
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def iou(a: FloatArray, b: FloatArray) -> FloatArray:

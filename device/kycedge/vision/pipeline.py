@@ -31,7 +31,7 @@ from kycedge.core.config import section
 from kycedge.core.errors import ImageError, ModelError
 from kycedge.vision.align import SFACE_SIZE, alignment_matrix, conventional_points
 from kycedge.vision.decode import DecodeConfig, FrameImage, decode_image, warp_affine
-from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector
+from kycedge.vision.detect import BlazeFaceDetector, Face, YuNetDetector, faces_apart
 from kycedge.vision.embed import Embedder
 from kycedge.vision.mesh import FaceMesh, MeshResult
 from kycedge.vision.models import Manifest, load_manifest
@@ -63,6 +63,8 @@ class PipelineResult:
     ``pipeline-error`` for numeric corner cases such as degenerate landmarks).
     ``template`` is float32, 1-D, L2-normalised, present only when ``ok``.
     ``box``/``landmarks`` locate the chosen face (image pixels) when one was found.
+    ``faces`` counts distinct faces: a detection overlapping the chosen face's box is that
+    face seen twice (:func:`~kycedge.vision.detect.distinct_faces`).
     """
 
     ok: bool
@@ -362,17 +364,22 @@ class Pipeline:
             return Guide(False, "no-face", MESSAGES["no-face"], 0, MappingProxyType({}), MappingProxyType(ms))
         idx = choose_subject(faces, w, h)
         face = faces[idx]
+        # a box overlapping the subject's is the subject's own face seen twice, not a second
+        # face (detect.distinct_faces: one rule for the quality gate and the liveness count)
+        others = [faces[i] for i in faces_apart([f.box for f in faces], face.box)]
+        n_faces = 1 + len(others)
         t = time.perf_counter()
         try:
             crop = self._gate_crop(frame, face.landmarks)
         except ValueError as e:
             ms["align"] = _ms(t)
-            return Guide(False, "no-face", f"face landmarks unusable: {e}", len(faces), MappingProxyType({}),
+            return Guide(False, "no-face", f"face landmarks unusable: {e}", n_faces, MappingProxyType({}),
                          MappingProxyType(ms), box=face.box, landmarks=face.landmarks)
-        verdict = assess(face.landmarks, crop, dominance([f.width for f in faces], idx), self.config.quality)
+        verdict = assess(face.landmarks, crop, dominance([face.width] + [f.width for f in others], 0),
+                         self.config.quality)
         ms["align"] = _ms(t)
         quality = MappingProxyType(verdict.measures)
-        return Guide(verdict.ok, verdict.reason, verdict.message, len(faces), quality, MappingProxyType(ms),
+        return Guide(verdict.ok, verdict.reason, verdict.message, n_faces, quality, MappingProxyType(ms),
                      score=capture_score(verdict.measures), box=face.box, landmarks=face.landmarks,
                      face=face if verdict.ok else None)
 

@@ -17,7 +17,7 @@ import numpy as np
 from kycedge.unit.capture.base import FrameSource
 from kycedge.vision.liveness.attempt import Attempt
 from kycedge.vision.liveness.challenge import Challenge, ChallengeConfig, RandomSource
-from kycedge.vision.liveness.observe import LandmarkObserver, Observation
+from kycedge.vision.liveness.observe import LandmarkObserver, Observation, Seen, tracked
 from kycedge.vision.pipeline import Pipeline
 
 __all__ = ["Analysed", "Outcome", "analysed_frames", "decide", "observe", "run_attempt"]
@@ -52,8 +52,9 @@ def observe(pipe: Pipeline, observer: LandmarkObserver, rgb: Any,
     return res, obs, (time.perf_counter() - t0) * 1000.0
 
 
-# one analysed frame: (capture time, the frame's template where its gates passed, observation, ms)
-Analysed = tuple[float, np.ndarray | None, Observation | None, float]
+# one analysed frame: (capture time, the frame's template where its gates passed, observation
+# (or the face's box without a mesh, observe.tracked), ms)
+Analysed = tuple[float, np.ndarray | None, Observation | Seen | None, float]
 
 
 def analysed_frames(source: FrameSource, pipe: Pipeline,
@@ -65,7 +66,8 @@ def analysed_frames(source: FrameSource, pipe: Pipeline,
         while True:
             frame = source.read()
             res, obs, ms = observe(pipe, observer, frame.rgb, frame.t_mono)
-            yield frame.t_mono, (res.template if res.ok else None), obs, ms
+            yield (frame.t_mono, (res.template if res.ok else None),
+                   tracked(frame.t_mono, res.faces, res.box, obs), ms)
     finally:
         source.close()
 
@@ -91,7 +93,7 @@ def decide(frames: Iterable[Analysed], threshold: float, cfg: ChallengeConfig,
     for t, template, obs, ms in frames:
         t_first = t if t_first is None else t_first
         out.frames += 1
-        if obs is not None:
+        if isinstance(obs, Observation):
             out.observe_ms.append(ms)
         if attempt is None:
             if template is not None:

@@ -60,6 +60,14 @@ class Head:
     lid_move: F64      # N: how far (mm) the point slides down at a full blink (upper lid skin)
     background: U8     # H x W x 3 static scene
     focal_px: float
+    step_mm: float = 0.0  # spacing of the points on the head (0: unknown, one pixel per point)
+
+    def footprint_px(self, z_mm: float) -> int:
+        """Pixels per side each point covers at distance ``z_mm``: the projected spacing of the
+        points, rounded up (1 while the points are at most a pixel apart)."""
+        if self.step_mm <= 0.0:
+            return 1
+        return max(1, math.ceil(self.focal_px * self.step_mm / max(z_mm, 1.0) - 1e-9))
 
     def render(self, pose: Pose) -> U8:
         """One RGB frame (background size) of the head in ``pose``."""
@@ -95,9 +103,21 @@ class Head:
             col[self.eye_mask] = self.lid_rgb[self.eye_mask]
             edge = (self.lid_move > 0) & (self.lid_t >= 0.85)
             col[edge] *= 0.45
-        ui, vi = np.rint(u).astype(np.intp), np.rint(v).astype(np.intp)
+        # a face is opaque at any distance: where the points land further apart than a pixel
+        # (the head brought closer than the texture's resolution), each covers k x k pixels;
+        # one pixel per point let the background show through in a grid of holes, which
+        # FaceMesh and SFace do not see as a face (ADR 0015, fourth amendment)
+        k = self.footprint_px(float(zc.min()))
+        ui, vi = np.rint(u - 0.5 * (k - 1)).astype(np.intp), np.rint(v - 0.5 * (k - 1)).astype(np.intp)
+        depth = q[:, 2]
+        if k > 1:
+            dy, dx = (a.reshape(-1) for a in np.meshgrid(np.arange(k), np.arange(k), indexing="ij"))
+            ui = (ui[:, None] + dx[None, :]).reshape(-1)
+            vi = (vi[:, None] + dy[None, :]).reshape(-1)
+            depth = np.repeat(depth, k * k)
+            col = np.repeat(col, k * k, axis=0)
         ok = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h)
-        order = np.argsort(-q[ok, 2], kind="stable")  # far first; near points overwrite
+        order = np.argsort(-depth[ok], kind="stable")  # far first; near points overwrite
         out: U8 = self.background.copy()
         idx_v, idx_u = vi[ok][order], ui[ok][order]
         out[idx_v, idx_u] = np.clip(col[ok][order], 0, 255).astype(np.uint8)
@@ -148,8 +168,9 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
                supersample: float = 2.0, margin: float = 0.22) -> Head:
     """The head of ``portrait`` whose FaceMesh points (468 x 3, portrait pixels) are ``mesh``.
 
-    ``background`` fixes the frame size. ``supersample`` points per pixel side keep the
-    splat hole-free up to about that magnification.
+    ``background`` fixes the frame size. ``supersample`` points per pixel side keep one
+    pixel per point hole-free up to about that magnification; beyond it each point covers
+    a larger footprint (:meth:`Head.footprint_px`).
     """
     if mesh.shape != (468, 3):
         raise ValueError(f"expected 468 x 3 mesh points, got {mesh.shape}")
@@ -223,4 +244,4 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
         lid_move = np.where(lid_zone, np.clip(frac, 0, 1) * opening * mm, lid_move)
         lid_t = np.where(lid_zone, np.clip(frac, 0, 1), lid_t)
     return Head(xyz=xyz, rgb=rgb, eye_mask=eye_mask, lid_t=lid_t, lid_rgb=lid_rgb, lid_move=lid_move,
-                background=background, focal_px=focal_px)
+                background=background, focal_px=focal_px, step_mm=step * mm)

@@ -14,7 +14,8 @@ per clip, in input order (``--json``: one JSON object)::
 and may only refuse: a clip whose face shows a screen's colour is ``attack`` with reason
 ``screen-blue_shift`` (``score``: how far past the threshold) whatever its geometry, because a
 replayed video of a turning head has real parallax. On the same sampled frames the
-pipeline's second detector (YuNet) counts the faces: a second face in at least 3 of them (a
+pipeline's second detector (YuNet) counts the faces (boxes apart from the tracked face's,
+:func:`kycedge.vision.detect.distinct_faces`): a second face in at least 3 of them (a
 phone held up beside its holder) is ``attack`` with reason ``multiple-faces``, the clip
 judge's form of the session's one-face rule (rule ``multiple_faces``); a screen's window around
 the face (two straight side edges and one below the face, :mod:`kycedge.vision.liveness.window`)
@@ -92,6 +93,7 @@ def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: floa
     geometry says (a replayed video of a turning head has real parallax)."""
     from kycedge.core.errors import KycEdgeError
     from kycedge.vision.decode import FrameImage
+    from kycedge.vision.detect import distinct_faces
     from kycedge.vision.liveness.checks import judge
     from kycedge.vision.liveness.screen import ScreenSampler
 
@@ -105,7 +107,7 @@ def judge_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: floa
             if sampler is not None:
                 # the second detector (YuNet, finer on small faces) counts the faces of the
                 # sampled frames: a phone held up beside its holder is a second face
-                faces = (len(pipe.fallback.detect(FrameImage(rgb)))
+                faces = (distinct_faces([f.box for f in pipe.fallback.detect(FrameImage(rgb))], res.box)
                          if sampler.due and pipe.fallback is not None else None)
                 sampler.offer(rgb, res.box, faces)
             o = observer.observe(rgb, t, res.faces, res.box, res.landmarks[0], res.landmarks[1])

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from kycedge.protocol.match import cosine
 from kycedge.vision.liveness.challenge import Challenge, ChallengeResult, Step
-from kycedge.vision.liveness.observe import Observation
+from kycedge.vision.liveness.observe import Observation, Seen
 
 __all__ = ["Attempt", "AttemptResult"]
 
@@ -56,7 +56,7 @@ class Attempt:
                                     identity_min=None if self._min is None else round(self._min, 4),
                                     identity_frames=self._n)
 
-    def feed(self, obs: Observation | None, t_s: float,
+    def feed(self, obs: Observation | Seen | None, t_s: float,
              template: npt.NDArray[np.float32] | None = None) -> Step:
         step = Step()
         if self.result is not None:

@@ -5,6 +5,7 @@
     ch = Challenge.draw(ChallengeConfig())          # prompts and pauses from the OS CSPRNG
     for frame ...:
         step = ch.step(observation_or_None, t_s)     # t_s: the frame's capture time
+                                                     # (a Seen: the face's box without a mesh)
         for code in step.prompts: tell the customer  # "liveness-turn-left", ...
         if ch.done: ch.result                        # ChallengeResult(passed, reason, ...)
 
@@ -18,7 +19,9 @@ did not know. A turn must also show 3-D parallax between the neutral frame and t
 frame (a tilted print or screen is a plane, see :mod:`.geometry`); "move closer" cannot
 tell a plane from a head on its own (its perspective change is recorded, it does not
 decide), so every challenge contains at least one turn. Throughout: one face, tracked (no
-second face, no gap longer than ``max_gap_s``, no jump of the box between frames).
+second face, no gap longer than ``max_gap_s``, no jump of the box between frames). A frame
+in which the detector has the face but FaceMesh has no mesh (:class:`~.observe.Seen`, a head
+turned far) keeps the track; it measures nothing.
 
 A blink prompt whose eyes never close at all (no frame below the blink line: dark glasses,
 lids FaceMesh cannot read) is not failed but **replaced** (``blink_fallback``): the challenge
@@ -43,7 +46,7 @@ from typing import Protocol
 
 from kycedge.vision.liveness.checks import BlinkRule
 from kycedge.vision.liveness.geometry import perspective_change, planarity_residual
-from kycedge.vision.liveness.observe import Observation
+from kycedge.vision.liveness.observe import Observation, Seen
 
 __all__ = [
     "MESSAGES",
@@ -208,7 +211,7 @@ class Challenge:
         self._open_t: float | None = None      # last frame with the eyes open (blink prompt)
         self._rearm = False                    # an ignored (early) blink is reopening
         self._settle_from = 0.0
-        self._last: Observation | None = None
+        self._last_box: tuple[float, float, float, float] | None = None
         self._last_seen = 0.0
         self._latencies: list[float] = []
         self._parallax: list[float] = []
@@ -253,26 +256,29 @@ class Challenge:
         if self.result is None:
             self._finish(False, reason, t_s)
 
-    def _track(self, obs: Observation | None, t: float) -> str | None:
+    def _track(self, obs: Observation | Seen | None, t: float) -> str | None:
         if obs is None:
             if t - self._last_seen > self.cfg.max_gap_s:
                 return "face-lost"
             return None
         if obs.faces > 1:
             return "multiple-faces"
-        if self._last is not None:
+        last = self._last_box
+        if last is not None:
             bx = 0.5 * (obs.box[0] + obs.box[2]), 0.5 * (obs.box[1] + obs.box[3])
-            lx = 0.5 * (self._last.box[0] + self._last.box[2]), 0.5 * (self._last.box[1] + self._last.box[3])
-            width = max(self._last.box[2] - self._last.box[0], 1e-6)
+            lx = 0.5 * (last[0] + last[2]), 0.5 * (last[1] + last[3])
+            width = max(last[2] - last[0], 1e-6)
             if math.hypot(bx[0] - lx[0], bx[1] - lx[1]) > self.cfg.max_jump * width:
                 return "face-lost"
-        self._last = obs
-        self._yaws = [*self._yaws[-4:], obs.yaw_deg]
+        self._last_box = obs.box
         self._last_seen = t
+        if isinstance(obs, Observation):
+            self._yaws = [*self._yaws[-4:], obs.yaw_deg]
         return None
 
-    def step(self, obs: Observation | None, t_s: float) -> Step:
-        """Advance by one frame (``obs`` None: no face in it)."""
+    def step(self, obs: Observation | Seen | None, t_s: float) -> Step:
+        """Advance by one frame (``obs`` None: no face in it; a :class:`~.observe.Seen`: the face,
+        but no mesh)."""
         out = Step(phase=self.phase)
         if self.result is not None:
             return out
@@ -283,6 +289,10 @@ class Challenge:
         if lost is not None:
             self._finish(False, lost, t_s)
             return out
+        if isinstance(obs, Seen):
+            self._deadlines(t_s)  # no mesh: nothing measured, but the clock still runs
+            out.phase = self.phase
+            return out
         if obs is None:
             return out
         handler = {"baseline": self._baseline_step, "pause": self._pause_step,
@@ -290,6 +300,32 @@ class Challenge:
         handler(obs, t_s, out)
         out.phase = self.phase
         return out
+
+    def _deadlines(self, t: float) -> None:
+        """The phases' time limits, on a frame with the face but no mesh (:class:`~.observe.Seen`):
+        the same limits the phase handlers apply, so a face FaceMesh never meshes cannot hold a
+        challenge open."""
+        c = self.cfg
+        since = t - self._t_prompt
+        if self.phase == "baseline":
+            if self._start is not None and t - self._start > c.settle_s * 2:
+                self._finish(False, "not-frontal", t)
+        elif self.phase == "pause":
+            if t - self._t_pause_end > c.settle_s:  # waiting that long for a face to measure
+                self._finish(False, "timeout", t)
+        elif self.phase == "prompted":
+            if self.prompts[self.index] == BLINK:
+                if self._blink is None and since > c.max_latency_s + 0.3:
+                    self._blink_unanswered(t)
+                elif self._blink is not None and since > c.deadline_s:
+                    self._finish(False, "late-response", t)
+            elif self._onset is None:
+                if since > c.max_latency_s + 0.5:
+                    self._finish(False, "no-response", t)
+            elif since > c.deadline_s:
+                self._finish(False, "late-response", t)
+        elif self.phase == "settle" and t - self._settle_from > c.settle_s:
+            self._finish(False, "timeout", t)
 
     # ---- phases ------------------------------------------------------------------
     def _baseline_step(self, obs: Observation, t: float, out: Step) -> None:
@@ -343,17 +379,21 @@ class Challenge:
         return None
 
     def _quiet(self, obs: Observation) -> bool:
-        """Still (within 0.4 of the onset) for the prompted kind of motion: at the neutral, or
-        where the prompt found the head (after a turn or an approach a real person rests a few
-        degrees off the first neutral: FaceMesh's yaw of a head that came back, of one that came
-        closer off the camera's axis; the response begins when the head leaves that rest)."""
+        """Still (within 0.4 of the onset) for the prompted kind of motion: at the neutral, where
+        the prompt found the head, or wherever the head has come to rest since (the last five
+        frames' yaw within that band). After a turn or an approach a real person rests a few
+        degrees off the first neutral (FaceMesh's yaw of a head that came back, of one that came
+        closer off the camera's axis); a prompt may find the head still coming back from the
+        last turn, so that where it found it is not where it rests; the response begins when
+        the head leaves its rest."""
         n = self._neutral
         assert n is not None
         c = self.cfg
         if self.prompts[self.index] == CLOSER:
             return obs.iod_px < n.iod * (1.0 + (c.onset_ratio - 1.0) / 3.0)
         band = c.onset_deg * 0.4
-        return abs(obs.yaw_deg - n.yaw) < band or abs(obs.yaw_deg - self._rest_yaw) < band
+        still = len(self._yaws) == 5 and max(self._yaws) - min(self._yaws) < band
+        return abs(obs.yaw_deg - n.yaw) < band or abs(obs.yaw_deg - self._rest_yaw) < band or still
 
     def _open_level(self) -> float:
         """EAR above which the eyes count as open again (halfway from the blink line to baseline)."""
@@ -432,10 +472,7 @@ class Challenge:
                 elif obs.ear >= self._open_level() or self._rearm:
                     self._open_t = t    # open, or reopening after an ignored blink
                 if since > c.max_latency_s + 0.3:  # an onset at the window's end closes by then
-                    if c.blink_fallback and not self._closed_seen:
-                        self._replace_blinks(t)
-                    else:
-                        self._finish(False, "no-response", t)
+                    self._blink_unanswered(t)
                 return
             # reopened by half the dip (checks.BlinkRule: real blinks often reopen part way)
             state = self._blink.feed(obs.ear, t)
@@ -487,6 +524,14 @@ class Challenge:
             return
         if since > c.deadline_s:
             self._finish(False, "late-response", t)
+
+    def _blink_unanswered(self, t: float) -> None:
+        """No blink began in the blink prompt's window: replaced if the eyes never closed at all
+        (``blink_fallback``), else ``no-response``."""
+        if self.cfg.blink_fallback and not self._closed_seen:
+            self._replace_blinks(t)
+        else:
+            self._finish(False, "no-response", t)
 
     def _replace_blinks(self, t: float) -> None:
         """The eyes never closed at a blink prompt: keep it in the record of prompts asked and ask

@@ -20,7 +20,7 @@ from kycedge.vision.mesh import FaceMesh
 from kycedge.vision.models import Manifest
 from kycedge.vision.runtime import Model
 
-__all__ = ["LandmarkObserver", "Observation", "load_observer", "observation_from_mesh"]
+__all__ = ["LandmarkObserver", "Observation", "Seen", "load_observer", "observation_from_mesh", "tracked"]
 
 Box = tuple[float, float, float, float]
 
@@ -39,6 +39,26 @@ class Observation:
 
     def __repr__(self) -> str:  # never the landmarks
         return f"Observation(t={self.t_s:.3f}, faces={self.faces}, yaw={self.yaw_deg:.1f})"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A frame in which the detector found the tracked face but FaceMesh gave no mesh: the
+    face is still there (the tracking rules apply to its box), nothing else is measured. A
+    real person turning far loses FaceMesh while the detector keeps the face: pad-video-dev
+    live/zubair_real_b, 12 frames in a row (0.8 s) past 47-58 degrees of yaw."""
+
+    t_s: float
+    faces: int
+    box: Box
+
+
+def tracked(t_s: float, faces: int, box: Box | None, obs: Observation | None) -> Observation | Seen | None:
+    """What the challenge is fed for one frame: the observation, else the detector's box of the
+    face (:class:`Seen`), else None (no face)."""
+    if obs is not None:
+        return obs
+    return None if box is None else Seen(t_s=float(t_s), faces=int(faces), box=box)
 
 
 def observation_from_mesh(t_s: float, faces: int, box: Box, points: npt.ArrayLike) -> Observation | None:
