@@ -18,7 +18,11 @@ label) through the shipped pipeline and the liveness FaceMesh, frame by frame, c
   before ``observe.Seen``) and over frames with the face's box (``gap_box_s``, the rule now;
   the challenge's limit is ``max_gap_s``);
 - ``jump_widths``: the largest move of the box centre between consecutive frames with the
-  face, in box widths (the challenge's limit is ``max_jump``).
+  face, in box widths (the challenge's limit is ``max_jump``);
+- identity continuity: each later template (frames whose gates pass) against the clip's first
+  one, as the attempt compares challenge frames with its frontal reference (any one below the
+  match threshold fails it): ``templates``, ``identity_min``, ``below_match`` and its longest
+  run ``run_below_match``. Templates stay in RAM; only cosines are printed.
 
 One JSON object on stdout: per clip and the totals per label.
 """
@@ -33,6 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kycedge.protocol.match import cosine
 from kycedge.unit.cli.liveness import _frames
 from kycedge.vision import default_models_dir
 from kycedge.vision.decode import FrameImage
@@ -50,6 +55,8 @@ def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: fl
     last_mesh_t: float | None = None
     last_box_t: float | None = None
     last_box: Box | None = None
+    ref: Any = None
+    scores: list[float] = []
     for t, rgb in _frames(path, fps):
         n += 1
         frame = FrameImage(rgb)
@@ -69,6 +76,11 @@ def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: fl
                                         0.5 * (res.box[1] + res.box[3] - last_box[1] - last_box[3])) / w)
             gap_box = max(gap_box, t - last_box_t)
         last_box, last_box_t = res.box, t
+        if res.ok and res.template is not None:
+            if ref is None:
+                ref = res.template
+            else:
+                scores.append(float(cosine(ref, res.template)))
         obs = observer.observe(rgb, t, res.faces, res.box, res.landmarks[0], res.landmarks[1])
         if obs is None:
             no_mesh += 1
@@ -76,9 +88,21 @@ def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: fl
         if last_mesh_t is not None:
             gap_mesh = max(gap_mesh, t - last_mesh_t)
         last_mesh_t = t
+    del ref
     return {"frames": n, "raw_second_box": raw, "second_face": second, "yunet_raw_second_box": y_raw,
             "yunet_second_face": y_second, "no_face": no_face, "no_mesh": no_mesh,
-            "gap_mesh_s": round(gap_mesh, 3), "gap_box_s": round(gap_box, 3), "jump_widths": round(jump, 3)}
+            "gap_mesh_s": round(gap_mesh, 3), "gap_box_s": round(gap_box, 3), "jump_widths": round(jump, 3),
+            **identity_runs(scores, pipe.threshold)}
+
+
+def identity_runs(scores: list[float], threshold: float) -> dict[str, Any]:
+    """The continuity figures of one clip's template cosines (see the module docstring)."""
+    best = run = 0
+    for s in scores:
+        run = run + 1 if s < threshold else 0
+        best = max(best, run)
+    return {"templates": len(scores), "identity_min": round(min(scores), 3) if scores else None,
+            "below_match": sum(s < threshold for s in scores), "run_below_match": best}
 
 
 def summarise(clips: dict[str, dict[str, Any]], labels: dict[str, str]) -> dict[str, Any]:
@@ -87,11 +111,12 @@ def summarise(clips: dict[str, dict[str, Any]], labels: dict[str, str]) -> dict[
         rows = [m for p, m in clips.items() if labels[p] == label]
         tot: dict[str, Any] = {"clips": len(rows)}
         for key in ("frames", "raw_second_box", "second_face", "yunet_raw_second_box", "yunet_second_face",
-                    "no_face", "no_mesh"):
+                    "no_face", "no_mesh", "templates", "below_match"):
             tot[key] = sum(int(m[key]) for m in rows)
-        for key in ("gap_mesh_s", "gap_box_s", "jump_widths"):
+        for key in ("gap_mesh_s", "gap_box_s", "jump_widths", "run_below_match"):
             tot[f"max_{key}"] = max((float(m[key]) for m in rows), default=0.0)
         tot["clips_with_second_face"] = sum(1 for m in rows if m["second_face"] > 0)
+        tot["clips_below_match"] = sum(1 for m in rows if m["below_match"] > 0)
         out[label] = tot
     return out
 
@@ -113,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         labels[r["path"]] = r["label"]
     cfg = ChallengeConfig()
     json.dump({"tool": "liveness_tracking_measures", "data": "real",
-               "rules": {"max_gap_s": cfg.max_gap_s, "max_jump": cfg.max_jump},
+               "rules": {"max_gap_s": cfg.max_gap_s, "max_jump": cfg.max_jump,
+                         "match_threshold": pipe.threshold},
                "totals": summarise(clips, labels), "clips": clips}, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
