@@ -308,31 +308,44 @@ class Challenge:
         c = self.cfg
         since = t - self._t_prompt
         if self.phase == "baseline":
-            if self._start is not None and t - self._start > c.settle_s * 2:
+            if self._frontal_overdue(t):
                 self._finish(False, "not-frontal", t)
         elif self.phase == "pause":
             if t - self._t_pause_end > c.settle_s:  # waiting that long for a face to measure
                 self._finish(False, "timeout", t)
         elif self.phase == "prompted":
-            if self.prompts[self.index] == BLINK:
-                if self._blink is None and since > c.max_latency_s + 0.3:
+            blink = self.prompts[self.index] == BLINK
+            started = (self._blink if blink else self._onset) is not None
+            if not started and since > self._answer_window_s():
+                if blink:
                     self._blink_unanswered(t)
-                elif self._blink is not None and since > c.deadline_s:
-                    self._finish(False, "late-response", t)
-            elif self._onset is None:
-                if since > c.max_latency_s + 0.5:
+                else:
                     self._finish(False, "no-response", t)
-            elif since > c.deadline_s:
+            elif started and since > c.deadline_s:
                 self._finish(False, "late-response", t)
-        elif self.phase == "settle" and t - self._settle_from > c.settle_s:
+        elif self.phase == "settle" and self._settle_overdue(t):
             self._finish(False, "timeout", t)
+
+    # ---- the time limits (one place: the phase handlers and Seen frames use them) -------------
+    def _frontal_overdue(self, t: float) -> bool:
+        """No frontal hold-still yet after twice the settle time."""
+        return self._start is not None and t - self._start > self.cfg.settle_s * 2
+
+    def _answer_window_s(self) -> float:
+        """How long after the prompt a response may still begin: the latency window, plus the
+        time a response begun at its end takes to show (a blink closes within 0.3 s; a turn or
+        an approach crosses its onset within 0.5 s)."""
+        return self.cfg.max_latency_s + (0.3 if self.prompts[self.index] == BLINK else 0.5)
+
+    def _settle_overdue(self, t: float) -> bool:
+        return t - self._settle_from > self.cfg.settle_s
 
     # ---- phases ------------------------------------------------------------------
     def _baseline_step(self, obs: Observation, t: float, out: Step) -> None:
         c = self.cfg
         if abs(obs.yaw_deg) > c.frontal_deg:
             self._baseline = []  # look at the camera first
-            if self._start is not None and t - self._start > c.settle_s * 2:
+            if self._frontal_overdue(t):
                 self._finish(False, "not-frontal", t)
             return
         self._baseline.append(obs)
@@ -471,7 +484,7 @@ class Challenge:
                     self._rearm = True  # ignored; the eyes' next opening starts a new blink
                 elif obs.ear >= self._open_level() or self._rearm:
                     self._open_t = t    # open, or reopening after an ignored blink
-                if since > c.max_latency_s + 0.3:  # an onset at the window's end closes by then
+                if since > self._answer_window_s():
                     self._blink_unanswered(t)
                 return
             # reopened by half the dip (checks.BlinkRule: real blinks often reopen part way)
@@ -499,7 +512,7 @@ class Challenge:
             else:
                 if self._quiet(obs):
                     self._quiet_t = t
-                if since > c.max_latency_s + 0.5:
+                if since > self._answer_window_s():
                     self._finish(False, "no-response", t)
             return
         if want in TURNS:
@@ -582,5 +595,5 @@ class Challenge:
             else:
                 self._begin_pause(t)
             return
-        if t - self._settle_from > c.settle_s:
+        if self._settle_overdue(t):
             self._finish(False, "timeout", t)
