@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from kycedge.lab.liveness_sim.head import Pose, build_head
-from kycedge.lab.liveness_sim.performer import Performer
+from kycedge.lab.liveness_sim.head import Head, Pose, build_head
+from kycedge.lab.liveness_sim.performer import Performer, Swapper
 from kycedge.lab.liveness_sim.plane import Plane, make_artefact
 from kycedge.lab.liveness_sim.scene import background
 from kycedge.vision.decode import FrameImage
@@ -17,7 +17,7 @@ from kycedge.vision.liveness.geometry import yaw_deg
 from kycedge.vision.liveness.observe import LandmarkObserver
 from kycedge.vision.pipeline import Pipeline, choose_subject
 
-__all__ = ["attacker", "portrait_mesh", "subject"]
+__all__ = ["attacker", "portrait_mesh", "subject", "swapper"]
 
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
@@ -52,16 +52,35 @@ def portrait_mesh(pipe: Pipeline, observer: LandmarkObserver, rgb: U8) -> tuple[
     return None
 
 
+def _head(portrait: U8, mesh: F64, bg: U8) -> Head:
+    # the customer looks at the camera (the unit asks them to): a portrait taken with the
+    # head turned is built turned back by FaceMesh's own yaw of it (its far half mirrored,
+    # head.build_head); the pose then faces the camera to within a few degrees
+    return build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=1.6,
+                      yaw_deg=yaw_deg(mesh))
+
+
+def _base(rng: np.random.Generator) -> Pose:
+    off_deg = float(rng.normal(0.0, 3.0))
+    return Pose(distance_mm=float(rng.uniform(500, 600)), shift_x_mm=float(rng.uniform(-30, 30)),
+                shift_y_mm=float(rng.uniform(-20, 20)), yaw_deg=off_deg)
+
+
 def subject(portrait: U8, mesh: F64, rng: np.random.Generator, *, width: int = 400,
             height: int = 300) -> Performer:
     bg = background(rng, width, height)
-    head = build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=1.6)
-    # the customer looks at the camera (the unit asks them to): a portrait taken with the
-    # head turned is rendered turned back by FaceMesh's own yaw of it, to within a few degrees
-    face_yaw = yaw_deg(mesh) - float(rng.normal(0.0, 3.0))
-    base = Pose(distance_mm=float(rng.uniform(500, 600)), shift_x_mm=float(rng.uniform(-30, 30)),
-                shift_y_mm=float(rng.uniform(-20, 20)), yaw_deg=-face_yaw)
-    return Performer(render=head.render, rng=rng, base=base)
+    head = _head(portrait, mesh, bg)
+    return Performer(render=head.render, rng=rng, base=_base(rng))
+
+
+def swapper(portrait: U8, mesh: F64, other: tuple[U8, F64], rng: np.random.Generator, *,
+            width: int = 400, height: int = 300) -> Swapper:
+    """The rightful person (``portrait``) in front of the camera for the frontal reference, then
+    someone else (``other``: portrait and mesh of another identity) answering the prompts in
+    the same place (:class:`~.performer.Swapper`)."""
+    bg = background(rng, width, height)
+    head, impostor = _head(portrait, mesh, bg), _head(other[0], other[1], bg)
+    return Swapper(render=head.render, rng=rng, base=_base(rng), other=impostor.render)
 
 
 def attacker(portrait: U8, mesh: F64, species: str, rng: np.random.Generator, *,

@@ -9,16 +9,23 @@ textured point cloud (yaw, pitch, roll about a neck axis behind the face), moves
 over the eye opening between the measured lid contours) and splats it, far points first,
 over a static background that does not move with the head.
 
+A portrait taken with the head turned is frontalised (rotated back by its own FaceMesh yaw)
+and, from ``mirror_min_deg`` of yaw, its far half (the side the portrait saw edge-on, whose
+texture a turn towards it would stretch over the whole cheek) is replaced by the near half
+mirrored about the face's midline (the soft symmetry of face frontalisation, Hassner et al.,
+CVPR 2015): a person has both cheeks, a single turned photo shows one.
+
 It is a model, not a person: no skin deformation, no lighting change, occluded parts of
-the portrait are whatever texture the portrait had. What it *does* have is the one thing
-the geometric checks look for: a real 3-D shape (from FaceMesh's own depth of a real
-face) seen through a perspective camera. Pure numpy; frames live in RAM only.
+the portrait are whatever texture the portrait had (or the mirrored near side). What it
+*does* have is the one thing the geometric checks look for: a real 3-D shape (from
+FaceMesh's own depth of a real face) seen through a perspective camera. Pure numpy; frames live in RAM only.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +40,9 @@ _UPPER_R = (133, 173, 157, 158, 159, 160, 161, 246, 33)
 _LOWER_R = (33, 7, 163, 144, 145, 153, 154, 155, 133)
 _UPPER_L = (362, 398, 384, 385, 386, 387, 388, 466, 263)
 _LOWER_L = (263, 249, 390, 373, 374, 380, 381, 382, 362)
+# FaceMesh points on the face's midline (forehead, nose bridge and tip, lips, chin)
+_MIDLINE = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 164, 0, 11, 12, 13, 14, 15,
+            16, 17, 18, 200, 199, 175, 152)
 
 
 @dataclass(frozen=True)
@@ -164,13 +174,23 @@ def _kernel_depth(q: F64, pts: F64, z: F64, sigma: float) -> F64:
     return out
 
 
+def _yaw_matrix(yaw_deg: float) -> F64:
+    """The render's yaw rotation (row vectors: ``xyz @ m.T``)."""
+    y = math.radians(yaw_deg)
+    return np.array([[math.cos(y), 0, -math.sin(y)], [0, 1, 0], [math.sin(y), 0, math.cos(y)]])
+
+
 def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700.0,
-               supersample: float = 2.0, margin: float = 0.22) -> Head:
+               supersample: float = 2.0, margin: float = 0.22, yaw_deg: float = 0.0,
+               mirror_min_deg: float | None = 10.0) -> Head:
     """The head of ``portrait`` whose FaceMesh points (468 x 3, portrait pixels) are ``mesh``.
 
     ``background`` fixes the frame size. ``supersample`` points per pixel side keep one
     pixel per point hole-free up to about that magnification; beyond it each point covers
-    a larger footprint (:meth:`Head.footprint_px`).
+    a larger footprint (:meth:`Head.footprint_px`). ``yaw_deg`` is the portrait's own yaw
+    (FaceMesh's, :func:`~kycedge.vision.liveness.geometry.yaw_deg` of ``mesh``): the head is
+    built facing the camera at pose yaw 0, and from ``mirror_min_deg`` (None: never) its far
+    half is the near half mirrored (module docstring).
     """
     if mesh.shape != (468, 3):
         raise ValueError(f"expected 468 x 3 mesh points, got {mesh.shape}")
@@ -243,5 +263,24 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
         opening = np.interp(sx, lx, ly) - np.interp(sx, ux, uy) + 0.9 * eye_h0
         lid_move = np.where(lid_zone, np.clip(frac, 0, 1) * opening * mm, lid_move)
         lid_t = np.where(lid_zone, np.clip(frac, 0, 1), lid_t)
+    if yaw_deg != 0.0:
+        xyz = xyz @ _yaw_matrix(-yaw_deg).T  # facing the camera at pose yaw 0
+    if mirror_min_deg is not None and abs(yaw_deg) >= mirror_min_deg:
+        mid = np.column_stack([rel[list(_MIDLINE), 0] * mm, rel[list(_MIDLINE), 1] * mm - 15.0,
+                               mesh[list(_MIDLINE), 2] * mm - z_nose - 95.0])
+        if yaw_deg != 0.0:
+            mid = mid @ _yaw_matrix(-yaw_deg).T
+        x_mid = float(np.median(mid[:, 0]))
+        # a positive yaw turned the subject's left cheek (+x) away from the portrait's camera
+        far = 1.0 if yaw_deg > 0 else -1.0
+        near = far * (xyz[:, 0] - x_mid) < 0.0
+        mirrored = xyz[near].copy()
+        mirrored[:, 0] = 2.0 * x_mid - mirrored[:, 0]
+        xyz = np.concatenate([xyz[near], mirrored])
+
+        def both(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return np.concatenate([a[near], a[near]])
+
+        rgb, eye_mask, lid_t, lid_rgb, lid_move = (both(a) for a in (rgb, eye_mask, lid_t, lid_rgb, lid_move))
     return Head(xyz=xyz, rgb=rgb, eye_mask=eye_mask, lid_t=lid_t, lid_rgb=lid_rgb, lid_move=lid_move,
                 background=background, focal_px=focal_px, step_mm=step * mm)
