@@ -2,7 +2,7 @@
 """Liveness evaluation in ISO/IEC 30107-3 terms: one JSON summary on stdout.
 
     .venv/bin/python tools/eval_liveness.py [--lfw ../shared/data/lfw-dev] [--portraits 150]
-        [--skip 40] [--species bona-fide,print,screen,replay] [--clips ../shared/data/pad-video-dev]
+        [--skip 40] [--species bona-fide,print,screen,replay,swap] [--clips ../shared/data/pad-video-dev]
         [--seed 1] [--json out.json]
 
 SIMULATED part (every figure labelled ``"data": "simulated"``): per portrait (the first image
@@ -14,7 +14,11 @@ were the ones looked at while setting thresholds), with the shipped pipeline and
 - ``print`` / ``screen``: the portrait printed or on a screen, held up and moved (turned,
   brought closer) on every prompt with human latency: a plane in 3-D;
 - ``replay``: the bona fide session's frames replayed, from its first frame, against a new
-  challenge (new prompts, new pauses).
+  challenge (new prompts, new pauses);
+- ``swap``: the portrait's synthetic head gives the frontal reference, then the previous
+  portrait's head (another identity, live and compliant) takes its place 0.3 s after the first
+  prompt (mid-turn) and answers the prompts: what identity continuity has to refuse (the
+  first portrait has no previous one, so this species has one attempt fewer).
 
 Figures: APCER per species (attack attempts that passed / attempts), the worst species,
 BPCER (bona fide attempts that failed / bona fide attempts that reached a decision),
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject
+from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject, swapper
 from kycedge.lab.liveness_sim.drive import Analysed, Outcome, decide, observe, run_attempt
 from kycedge.lab.liveness_sim.performer import PerformerSource
 from kycedge.unit.capture.replay import fit_within
@@ -56,7 +60,7 @@ from kycedge.vision.liveness.challenge import ChallengeConfig, pause_values, pro
 from kycedge.vision.liveness.observe import load_observer, tracked
 from kycedge.vision.pipeline import Pipeline
 
-ATTACKS = ("print", "screen", "replay")
+ATTACKS = ("print", "screen", "replay", "swap")
 
 
 def _portraits(lfw: Path, skip: int, n: int) -> list[Path]:
@@ -84,6 +88,7 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
     observe_ms: list[float] = []
     log = args.outcomes.open("a") if args.outcomes is not None else None
     draws: list[dict[str, Any]] = []
+    last: tuple[Any, Any] | None = None  # the previous portrait with a face (the swap's impostor)
     for k, path in enumerate(_portraits(args.lfw, args.skip, args.portraits)):
         seed = args.seed * 1_000_003 + k
         pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
@@ -91,6 +96,7 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
             no_face += 1
             continue
         portrait, mesh = pm
+        prev, last = last, pm
         prng = random.Random(seed)  # the challenge's draws (reproducible here; the unit uses the OS CSPRNG)
         recorded: list[Any] = []
         if "bona-fide" in species or "replay" in species:
@@ -121,6 +127,11 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
                 draws.append({"portrait": path.parent.name, "draws": args.replay_draws, "passed": passed,
                               "recording": None if bona is None else bona.decision})
         del recorded
+        if "swap" in species and prev is not None:  # last: the other species' draws stay as they were
+            perf = swapper(portrait, mesh, prev, np.random.default_rng(seed + 11))
+            o = run_attempt(PerformerSource(perf), pipe, observer, cfg, perf.on_prompt, rng=prng,
+                            max_s=args.max_s)
+            results["swap"].append(o)
         if log is not None:
             for s in species:
                 if results[s]:
@@ -337,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw-dev"))
     ap.add_argument("--portraits", type=int, default=150)
     ap.add_argument("--skip", type=int, default=40, help="identities used while setting thresholds")
-    ap.add_argument("--species", default="bona-fide,print,screen,replay")
+    ap.add_argument("--species", default="bona-fide,print,screen,replay,swap")
     ap.add_argument("--clips", type=Path, default=None, help="pad-video-dev: real clips, prompt-independent")
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--screen-cues", default=None,

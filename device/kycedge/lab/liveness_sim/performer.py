@@ -21,7 +21,7 @@ from kycedge.lab.liveness_sim.head import Pose
 from kycedge.lab.liveness_sim.scene import camera
 from kycedge.unit.capture.base import Frame, SourceClosedError
 
-__all__ = ["ACTIONS", "Performer", "PerformerSource", "RecordedSource", "action_pose"]
+__all__ = ["ACTIONS", "Performer", "PerformerSource", "RecordedSource", "Swapper", "action_pose"]
 
 U8 = npt.NDArray[np.uint8]
 ACTIONS = ("liveness-turn-left", "liveness-turn-right", "liveness-blink", "liveness-move-closer")
@@ -95,6 +95,27 @@ class Performer:
 
     def frame(self, t_s: float) -> U8:
         return camera(self.render(self.pose_at(t_s)), self.rng)
+
+
+@dataclass
+class Swapper(Performer):
+    """A face swap: the rightful person's head (``render``) stands for the frontal reference,
+    and from the first prompt on (``swap_s`` after hearing it, mid-turn where the attempt
+    compares no template) another live, compliant person (``other``) answers the prompts."""
+
+    other: Callable[[Pose], U8] | None = None
+    swap_s: float = 0.3
+    swapped_at: float | None = None
+
+    def on_prompt(self, code: str, t_s: float) -> None:
+        if self.swapped_at is None:
+            self.swapped_at = t_s + self.swap_s
+        super().on_prompt(code, t_s)
+
+    def frame(self, t_s: float) -> U8:
+        swapped = self.other is not None and self.swapped_at is not None and t_s >= self.swapped_at
+        render = self.other if swapped and self.other is not None else self.render
+        return camera(render(self.pose_at(t_s)), self.rng)
 
 
 class PerformerSource:
