@@ -115,3 +115,54 @@ def test_a_head_brought_close_stays_opaque_and_a_face(seen) -> None:  # type: ig
     assert base.ok, base.reason
     assert cosine(base.template, res.template) >= pipe.threshold
     assert heads[0].footprint_px(near.distance_mm - 100.0) > 1  # the points were apart
+
+
+def test_a_turned_portrait_is_built_frontal_with_its_far_half_mirrored(seen) -> None:  # type: ignore[no-untyped-def]
+    """obama2 is turned 16 degrees: its far cheek is seen edge-on, so the head's far half is the
+    near half mirrored about the midline (every point has its mirror image, same colour), and
+    the head faces the camera at pose yaw 0; below ``mirror_min_deg`` nothing is mirrored."""
+    from kycedge.lab.liveness_sim.build import FOCAL_PX
+    from kycedge.lab.liveness_sim.drive import observe
+    from kycedge.lab.liveness_sim.head import Pose, build_head
+    from kycedge.vision.liveness.geometry import yaw_deg
+
+    pipe, observer, (portrait, mesh) = seen
+    fy = yaw_deg(mesh)
+    bg = np.full((300, 400, 3), 128, np.uint8)
+    head = build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=1.6, yaw_deg=fy)
+    n = len(head.xyz) // 2
+    assert len(head.xyz) == 2 * n
+    a, b = head.xyz[:n], head.xyz[n:]
+    centre = a[:, 0] + b[:, 0]
+    np.testing.assert_allclose(centre, centre[0], atol=1e-9)   # x mirrored about one plane
+    np.testing.assert_allclose(a[:, 1:], b[:, 1:], atol=1e-9)  # same height and depth
+    np.testing.assert_array_equal(head.rgb[:n], head.rgb[n:])
+    np.testing.assert_array_equal(head.eye_mask[:n], head.eye_mask[n:])
+    _, o, _ = observe(pipe, observer, head.render(Pose()), 0.0)
+    assert o is not None
+    assert abs(o.yaw_deg) < 6.0, o
+    plain = build_head(portrait, mesh, background=bg, focal_px=FOCAL_PX, supersample=1.6, yaw_deg=fy,
+                       mirror_min_deg=abs(fy) + 1.0)
+    m = len(plain.xyz) // 2
+    assert not np.allclose(plain.xyz[:m, 1:], plain.xyz[m:2 * m, 1:])
+
+
+def test_a_swapper_changes_faces_after_the_first_prompt() -> None:
+    from kycedge.lab.liveness_sim.head import Pose
+    from kycedge.lab.liveness_sim.performer import Swapper
+
+    def flat(v: int):  # type: ignore[no-untyped-def]
+        return lambda pose: np.full((30, 40, 3), v, np.uint8)
+
+    def level(frame: np.ndarray) -> float:
+        return float(frame[5:25, 5:35].mean())
+
+    sw = Swapper(render=flat(60), rng=np.random.default_rng(0), other=flat(200), base=Pose(),
+                 spontaneous_blink_s=0.0)
+    assert level(sw.frame(0.5)) < 120
+    sw.on_prompt("liveness-turn-left", 1.0)
+    sw.on_prompt("liveness-blink", 3.0)  # a later prompt does not move the swap
+    assert sw.swapped_at == pytest.approx(1.3)
+    assert level(sw.frame(1.2)) < 120
+    assert level(sw.frame(1.4)) > 120
+    assert len(sw.script) == 2  # the impostor answers the prompts

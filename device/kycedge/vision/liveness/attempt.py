@@ -5,6 +5,16 @@ observation and, where the pipeline produced one, the frame's template. Every te
 from the first prompt on must match the frontal reference template (SFace cosine >= the
 match threshold): the face that answered the prompts is the face that is sealed. After the
 last prompt, one more matching frontal template is required (``confirm_s`` to get it).
+
+A template is compared where the face is near frontal: within the challenge's
+``frontal_deg`` (the band its baseline allows) of the yaw of the person's hold-still
+(FaceMesh's yaw; a frame with the face but no mesh is where the last mesh was). The match
+threshold is set on near-frontal pairs, and the same face turned 30 degrees can score below
+it (a real person, pad-video-dev zubair_real_b, 0.402 at 33 degrees; the synthetic heads,
+docs/liveness.md): such a frame says how far SFace's pose tolerance reaches, not who it
+is. A swap still meets compared frames: every prompt ends back at the neutral (the
+challenge's settle), and the pauses between prompts are held there (the ``swap`` species
+of tools/eval_liveness.py).
 """
 
 from __future__ import annotations
@@ -32,11 +42,13 @@ class AttemptResult:
 
 class Attempt:
     def __init__(self, challenge: Challenge, reference: npt.NDArray[np.float32], threshold: float,
-                 *, confirm_s: float = 1.5) -> None:
+                 *, confirm_s: float = 1.5, frontal_only: bool = True) -> None:
         self.challenge = challenge
         self.reference = reference
         self.threshold = threshold
         self.confirm_s = confirm_s
+        self.frontal_only = frontal_only  # False: every template is compared
+        self._last_yaw: float | None = None
         self.result: AttemptResult | None = None
         self._min: float | None = None
         self._n = 0
@@ -56,15 +68,26 @@ class Attempt:
                                     identity_min=None if self._min is None else round(self._min, 4),
                                     identity_frames=self._n)
 
+    def _comparable(self, obs: Observation | Seen | None) -> bool:
+        """Near frontal (module docstring). A frame with the face but no mesh (a head turned
+        far loses FaceMesh first) is where the last measured frame was (:meth:`feed`)."""
+        neutral = self.challenge.neutral_yaw_deg
+        if not self.frontal_only or neutral is None or self._last_yaw is None:
+            return True
+        return abs(self._last_yaw - neutral) <= self.challenge.cfg.frontal_deg
+
     def feed(self, obs: Observation | Seen | None, t_s: float,
              template: npt.NDArray[np.float32] | None = None) -> Step:
         step = Step()
         if self.result is not None:
             return step
+        if isinstance(obs, Observation):
+            self._last_yaw = obs.yaw_deg
         ch = self.challenge
         if not ch.done:
             step = ch.step(obs, t_s)
-        if template is not None and (ch.index > 0 or ch.phase in ("prompted", "settle", "done")):
+        if template is not None and (ch.index > 0 or ch.phase in ("prompted", "settle", "done")) \
+                and self._comparable(obs):
             score = cosine(self.reference, template)
             self._n += 1
             self._min = score if self._min is None else min(self._min, score)
