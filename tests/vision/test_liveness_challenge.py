@@ -300,6 +300,70 @@ def test_attempt_refuses_a_face_change_and_needs_a_matching_frontal_frame() -> N
     assert a.result.identity_min == pytest.approx(1.0)
 
 
+def _attempt_turned_templates_low(frontal_only: bool, mesh_lost_s: float = 0.0) -> Attempt:
+    """A compliant head whose turned frames (more than 20 degrees from the neutral, FaceMesh's
+    yaw) give a template below the threshold: SFace's cosine of the same face turned 30
+    degrees (module docstring of vision.liveness.attempt). For ``mesh_lost_s`` after the yaw
+    first passes 24 degrees, FaceMesh gives no mesh (the face's box only)."""
+    ref = np.zeros(8, dtype=np.float32)
+    ref[0] = 1.0
+    turned = np.zeros(8, dtype=np.float32)
+    turned[0], turned[1] = 0.35, 0.94  # cosine 0.35 to the reference
+    a = Attempt(Challenge((TURN_LEFT, TURN_RIGHT), [0.3, 0.3], CFG), ref, 0.4, frontal_only=frontal_only)
+    p = Performer()
+    t = 0.0
+    lost_from: float | None = None
+    while not a.done and t < 20.0:
+        o = p.at(t)
+        if lost_from is None and abs(o.yaw_deg) > 24.0:
+            lost_from = t
+        fed: Observation | Seen = o
+        if lost_from is not None and t - lost_from < mesh_lost_s:
+            fed = Seen(t_s=t, faces=1, box=o.box)
+        step = a.feed(fed, t, turned if abs(o.yaw_deg) > 21.0 else ref)
+        for code in step.prompts:
+            p.hear(code, t)
+        t += 1 / FPS
+    return a
+
+
+def test_identity_is_compared_on_near_frontal_frames_only() -> None:
+    a = _attempt_turned_templates_low(frontal_only=True)
+    assert a.result is not None
+    assert a.result.passed, a.result
+    assert a.result.identity_frames > 0
+    # comparing every frame, the turned ones fail it
+    a = _attempt_turned_templates_low(frontal_only=False)
+    assert a.result is not None
+    assert a.result.reason == "identity-changed"
+    # a turned frame without a mesh is where the last mesh was: not compared either
+    a = _attempt_turned_templates_low(frontal_only=True, mesh_lost_s=0.2)
+    assert a.result is not None
+    assert a.result.passed, a.result
+
+
+def test_a_face_swapped_while_turned_is_caught_back_at_the_neutral() -> None:
+    """Another face from the first turn on: its frontal frames (the settle, the next pause)
+    are compared, so the swap fails even though no turned frame is."""
+    ref = np.zeros(8, dtype=np.float32)
+    ref[0] = 1.0
+    other = np.zeros(8, dtype=np.float32)
+    other[1] = 1.0
+    a = Attempt(Challenge((TURN_LEFT, TURN_RIGHT), [0.3, 0.3], CFG), ref, 0.4)
+    p = Performer()
+    t, swapped = 0.0, False
+    while not a.done and t < 20.0:
+        o = p.at(t)
+        swapped = swapped or abs(o.yaw_deg) > 21.0
+        step = a.feed(o, t, other if swapped else ref)
+        for code in step.prompts:
+            p.hear(code, t)
+        t += 1 / FPS
+    assert swapped
+    assert a.result is not None
+    assert a.result.reason == "identity-changed"
+
+
 class _Jittery(Performer):
     """A compliant head whose eye distance FaceMesh reads 3 % short on one frame of each pause
     (real still people: 2-5 % peak to peak, tools/liveness_real_measures.py)."""
@@ -313,6 +377,23 @@ class _Jittery(Performer):
 
 def test_one_short_eye_distance_in_a_pause_does_not_make_move_closer_anticipated() -> None:
     ch = run(Challenge((TURN_LEFT, CLOSER), [0.6, 0.6], CFG), _Jittery())
+    assert ch.result is not None
+    assert ch.result.passed, ch.result
+
+
+class _BlinksAfterTurns(Performer):
+    """A compliant head that blinks as it comes back from each turn, with FaceMesh reading its
+    eye distance 3 % short while the eyes are closed (the synthetic heads: 2-4 %)."""
+
+    def at(self, t: float, **extra: object) -> Observation:
+        for start, code in self.script:
+            if code in TURNS and 1.45 <= t - start <= 1.75:
+                extra = {**extra, "blink": 0.9, "distance_mm": 550.0 * 1.03}
+        return super().at(t, **extra)
+
+
+def test_a_blink_in_a_pause_does_not_lower_the_neutral_distance() -> None:
+    ch = run(Challenge((TURN_LEFT, CLOSER), [0.0, 0.6], CFG), _BlinksAfterTurns())
     assert ch.result is not None
     assert ch.result.passed, ch.result
 

@@ -237,6 +237,11 @@ class Challenge:
         return self.result is not None
 
     @property
+    def neutral_yaw_deg(self) -> float | None:
+        """FaceMesh's yaw of the person's frontal hold-still (None before the baseline)."""
+        return None if self._neutral is None else self._neutral.yaw
+
+    @property
     def current(self) -> str | None:
         return self.prompts[self.index] if self.phase in ("prompted", "settle") else None
 
@@ -430,9 +435,13 @@ class Challenge:
             # stepping back after "move closer" is allowed: a new neutral distance, the median
             # of the last pause frames (FaceMesh's eye distance of a still real person varies
             # by 2-5 % peak to peak: one low frame must not ratchet the neutral down, see
-            # docs/liveness.md)
-            self._pause_iods.append(obs.iod_px)
-            back = statistics.median(self._pause_iods[-5:])
+            # docs/liveness.md); a frame with the eyes closing is not a sample (FaceMesh's eye
+            # centres move with the lids: the synthetic heads read 2-4 % short mid-blink, and a
+            # spontaneous blink at the start of a pause set the neutral that far below the
+            # still head, so the next "move closer" was never preceded by a still frame)
+            if obs.ear >= self._open_level():
+                self._pause_iods.append(obs.iod_px)
+            back = statistics.median(self._pause_iods[-5:]) if self._pause_iods else n.iod
             if len(self._pause_iods) >= 3 and back < n.iod:
                 self._neutral = _Neutral(n.yaw, back, n.ear, n.obs)
         if t >= self._t_pause_end:
