@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Head", "Pose", "build_head"]
+__all__ = ["MIRROR_MIN_DEG", "Head", "Pose", "build_head"]
 
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
 
 IOD_MM = 63.0
+MIRROR_MIN_DEG = 10.0  # a portrait's own yaw from which the head's far half is mirrored
 _UPPER_R = (133, 173, 157, 158, 159, 160, 161, 246, 33)
 _LOWER_R = (33, 7, 163, 144, 145, 153, 154, 155, 133)
 _UPPER_L = (362, 398, 384, 385, 386, 387, 388, 466, 263)
@@ -182,7 +183,7 @@ def _yaw_matrix(yaw_deg: float) -> F64:
 
 def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700.0,
                supersample: float = 2.0, margin: float = 0.22, yaw_deg: float = 0.0,
-               mirror_min_deg: float | None = 10.0) -> Head:
+               mirror_min_deg: float | None = MIRROR_MIN_DEG) -> Head:
     """The head of ``portrait`` whose FaceMesh points (468 x 3, portrait pixels) are ``mesh``.
 
     ``background`` fixes the frame size. ``supersample`` points per pixel side keep one
