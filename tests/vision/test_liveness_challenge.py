@@ -106,15 +106,19 @@ def test_a_second_face_or_a_lost_face_fails() -> None:
 
 def test_draw_prompts_is_uniform_over_the_allowed_sequences() -> None:
     seqs = prompt_sequences(3)
-    assert len(seqs) == 52
-    assert len(prompt_sequences(2)) == 12
+    assert len(seqs) == 40
+    assert len(prompt_sequences(2)) == 10
     for s in seqs:
         assert any(p in TURNS for p in s)
         assert all(not (a == CLOSER and b == CLOSER) for a, b in itertools.pairwise(s))
+        assert s[0] != BLINK
     assert (TURN_LEFT, TURN_LEFT, BLINK) in seqs  # a turn or a blink may repeat
-    assert (BLINK, CLOSER, BLINK) not in seqs     # no turn: cannot tell a head from a plane
+    assert (TURN_LEFT, BLINK, BLINK) in seqs
+    assert (CLOSER, CLOSER, TURN_LEFT) not in seqs  # closer twice in a row
+    assert (BLINK, TURN_LEFT, CLOSER) not in seqs  # a blink first (a replay's spontaneous blink)
+    assert (CLOSER, BLINK, CLOSER) not in seqs     # no turn: cannot tell a head from a plane
     r = random.Random(5)
-    counts = Counter(tuple(draw_prompts(3, r)) for _ in range(52 * 200))
+    counts = Counter(tuple(draw_prompts(3, r)) for _ in range(40 * 200))
     assert set(counts) == set(seqs)
     # 200 expected per sequence: every one within 5 standard deviations (sd ~ 14)
     assert all(130 <= c <= 270 for c in counts.values()), counts.most_common(3)
