@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject, swapper
 from kycedge.lab.liveness_sim.drive import Analysed, Outcome, decide, observe, run_attempt
-from kycedge.lab.liveness_sim.performer import PerformerSource
+from kycedge.lab.liveness_sim.performer import PerformerSource, Swapper
+from kycedge.protocol.match import cosine
 from kycedge.unit.capture.replay import fit_within
 from kycedge.unit.cli.liveness import judge_clip, screen_config
 from kycedge.vision import default_models_dir
@@ -88,7 +89,8 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
     observe_ms: list[float] = []
     log = args.outcomes.open("a") if args.outcomes is not None else None
     draws: list[dict[str, Any]] = []
-    last: tuple[Any, Any] | None = None  # the previous portrait with a face (the swap's impostor)
+    last: tuple[str, Any, Any] | None = None  # the previous portrait with a face (the swap's impostor)
+    swaps: list[dict[str, Any]] = []
     for k, path in enumerate(_portraits(args.lfw, args.skip, args.portraits)):
         seed = args.seed * 1_000_003 + k
         pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
@@ -96,7 +98,7 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
             no_face += 1
             continue
         portrait, mesh = pm
-        prev, last = last, pm
+        prev, last = last, (path.parent.name, *pm)
         prng = random.Random(seed)  # the challenge's draws (reproducible here; the unit uses the OS CSPRNG)
         recorded: list[Any] = []
         if "bona-fide" in species or "replay" in species:
@@ -128,10 +130,13 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
                               "recording": None if bona is None else bona.decision})
         del recorded
         if "swap" in species and prev is not None:  # last: the other species' draws stay as they were
-            perf = swapper(portrait, mesh, prev, np.random.default_rng(seed + 11))
+            perf = swapper(portrait, mesh, prev[1:], np.random.default_rng(seed + 11))
+            heads = heads_cosine(pipe, perf)
             o = run_attempt(PerformerSource(perf), pipe, observer, cfg, perf.on_prompt, rng=prng,
                             max_s=args.max_s)
             results["swap"].append(o)
+            swaps.append({"portrait": path.parent.name, "impostor": prev[0], "heads_cosine": heads,
+                          "decision": o.decision})
         if log is not None:
             for s in species:
                 if results[s]:
@@ -139,6 +144,8 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
                                           **results[s][-1].to_json()}) + "\n")
             if draws and draws[-1]["portrait"] == path.parent.name:
                 log.write(json.dumps({"replay_draws": draws[-1]}) + "\n")
+            if swaps and swaps[-1]["portrait"] == path.parent.name:
+                log.write(json.dumps({"swap_pair": swaps[-1]}) + "\n")
             log.write(json.dumps({"observe_ms": [round(x, 3) for x in observe_ms[-400:]]}) + "\n")
             log.flush()
         if args.progress:
@@ -147,7 +154,36 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
                 + ",".join(p[9:] for p in results[s][-1].prompts)
                 for s in species if results[s]),
                 file=sys.stderr, flush=True)
-    return summarise(results, no_face, observe_ms, draws, cfg)
+    summary = summarise(results, no_face, observe_ms, draws, cfg)
+    if swaps:
+        summary["swap_pairs"] = swap_summary(swaps, pipe.threshold)
+    return summary
+
+
+def heads_cosine(pipe: Pipeline, perf: Swapper) -> float | None:
+    """SFace's cosine between the two heads of a swap, each rendered facing the camera at the
+    swap's start pose (None if a frame's gates fail): at or above the match threshold the
+    impostor's head is, to the matcher, the rightful person's, swap or not."""
+    assert perf.other is not None
+    a = pipe.process_frame(perf.render(perf.base))
+    b = pipe.process_frame(perf.other(perf.base))
+    if not (a.ok and b.ok) or a.template is None or b.template is None:
+        return None
+    return round(float(cosine(a.template, b.template)), 4)
+
+
+def swap_summary(swaps: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """The swap attempts split by whether the matcher itself tells the two heads apart."""
+    alike = [s for s in swaps if s["heads_cosine"] is not None and s["heads_cosine"] >= threshold]
+    apart = [s for s in swaps if s["heads_cosine"] is not None and s["heads_cosine"] < threshold]
+    def passed(rows: list[dict[str, Any]]) -> int:
+        return sum(s["decision"] == "passed" for s in rows)
+
+    return {"pairs": len(swaps), "unmeasured": len(swaps) - len(alike) - len(apart),
+            "heads_match_each_other": {
+                "pairs": len(alike), "passed": passed(alike),
+                "which": [(s["portrait"], s["impostor"], s["heads_cosine"]) for s in alike]},
+            "heads_apart": {"pairs": len(apart), "passed": passed(apart)}}
 
 
 def replay_frames(recorded: list[Any], pipe: Pipeline, observer: Any, max_s: float,
