@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import random
@@ -49,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kycedge.lab.liveness_sim.build import attacker, portrait_mesh, subject, swapper
-from kycedge.lab.liveness_sim.drive import Analysed, Outcome, decide, observe, run_attempt
+from kycedge.lab.liveness_sim.build import attacker, lfw_portraits, portrait_mesh, subject, swapper
+from kycedge.lab.liveness_sim.drive import Outcome, decide, replay_frames, run_attempt
 from kycedge.lab.liveness_sim.performer import PerformerSource, Swapper
 from kycedge.protocol.match import cosine
 from kycedge.unit.capture.replay import fit_within
@@ -58,23 +57,12 @@ from kycedge.unit.cli.liveness import judge_clip, screen_config
 from kycedge.vision import default_models_dir
 from kycedge.vision.decode import decode_image
 from kycedge.vision.liveness.challenge import ChallengeConfig, pause_values, prompt_sequences
-from kycedge.vision.liveness.observe import load_observer, tracked
+from kycedge.vision.liveness.observe import load_observer
 from kycedge.vision.pipeline import Pipeline
 
 ATTACKS = ("print", "screen", "replay", "swap")
 
 
-def _portraits(lfw: Path, skip: int, n: int) -> list[Path]:
-    root = lfw / "images" if (lfw / "images").is_dir() else lfw
-    people = sorted(p for p in root.iterdir() if p.is_dir())[skip:]
-    out = []
-    for d in people:
-        imgs = sorted(d.glob("*.jpg"))
-        if imgs:
-            out.append(imgs[0])
-        if len(out) >= n:
-            break
-    return out
 
 
 def _rate(bad: int, n: int) -> float | None:
@@ -91,7 +79,7 @@ def simulate(args: argparse.Namespace, pipe: Pipeline, cfg: ChallengeConfig) -> 
     draws: list[dict[str, Any]] = []
     last: tuple[str, Any, Any] | None = None  # the previous portrait with a face (the swap's impostor)
     swaps: list[dict[str, Any]] = []
-    for k, path in enumerate(_portraits(args.lfw, args.skip, args.portraits)):
+    for k, path in enumerate(lfw_portraits(args.lfw, args.skip, args.portraits)):
         seed = args.seed * 1_000_003 + k
         pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
         if pm is None:
@@ -186,20 +174,6 @@ def swap_summary(swaps: list[dict[str, Any]], threshold: float) -> dict[str, Any
             "heads_apart": {"pairs": len(apart), "passed": passed(apart)}}
 
 
-def replay_frames(recorded: list[Any], pipe: Pipeline, observer: Any, max_s: float,
-                  fps: float = 15.0) -> list[Analysed]:
-    """The recording as RecordedSource plays it (frame i at i / fps, the last frame held up to
-    ``max_s``), analysed once; a held frame's analysis is the last one's at its own time."""
-    out: list[Analysed] = []
-    for i, rgb in enumerate(recorded):
-        t = i / fps
-        res, obs, ms = observe(pipe, observer, rgb, t)
-        out.append((t, res.template if res.ok else None, tracked(t, res.faces, res.box, obs), ms))
-    _, template, last, ms = out[-1]
-    for i in range(len(recorded), int(max_s * fps) + 2):
-        t = i / fps
-        out.append((t, template, None if last is None else dataclasses.replace(last, t_s=t), ms))
-    return out
 
 
 def replay_odds(cfg: ChallengeConfig, latency_s: tuple[float, float] = (0.25, 0.7)) -> dict[str, Any]:
@@ -215,7 +189,7 @@ def replay_odds(cfg: ChallengeConfig, latency_s: tuple[float, float] = (0.25, 0.
     lat = np.linspace(latency_s[0], latency_s[1], 91)
     p_timing = float(np.mean([np.mean((diff + x >= cfg.min_latency_s) & (diff + x <= cfg.max_latency_s))
                               for x in lat]))
-    sequences = len(prompt_sequences(cfg.prompts))
+    sequences = len(prompt_sequences(cfg.prompts, blink_first=cfg.blink_first))
     return {"model": "1/sequences x P(timing)^prompts", "sequences": sequences,
             "p_timing_per_prompt": round(p_timing, 4),
             "p_replay_complete_recording": round(p_timing ** cfg.prompts / sequences, 5),
@@ -351,6 +325,8 @@ def challenge_config(args: argparse.Namespace) -> ChallengeConfig:
         kw["baseline_s"] = args.baseline_s
     if args.pause_band_s is not None:
         kw["pause_band_s"] = None if args.pause_band_s == "none" else float(args.pause_band_s)
+    if args.blink_first:
+        kw["blink_first"] = True
     return ChallengeConfig(**kw)
 
 
@@ -398,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pause-band-s", default=None,
                     help="evaluate another pause band width than the shipped one (seconds, or none: "
                          "uniform over the whole pause range)")
+    ap.add_argument("--blink-first", action="store_true",
+                    help="evaluate the rule before 2026-12-01: a blink may be the first prompt")
     ap.add_argument("--baseline-s", type=float, default=None,
                     help="evaluate another hold-still time than the shipped one (seconds)")
     ap.add_argument("--max-s", type=float, default=20.0, help="simulated seconds per attempt")
@@ -420,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"tool": "eval_liveness", "standard": "ISO/IEC 30107-3 (APCER/BPCER)",
                            "challenge": {"prompts": cfg.prompts, "parallax_min": cfg.parallax_min,
                                          "pause_s": list(cfg.pause_s), "pause_band_s": cfg.pause_band_s,
-                                         "baseline_s": cfg.baseline_s}}
+                                         "baseline_s": cfg.baseline_s, "blink_first": cfg.blink_first}}
     if args.bench > 0:
         out["bench"] = bench(args.bench, pipe)
     if args.portraits > 0:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kycedge.lab.liveness_sim.build import FOCAL_PX, portrait_mesh
+from kycedge.lab.liveness_sim.build import FOCAL_PX, lfw_portraits, portrait_mesh
 from kycedge.lab.liveness_sim.drive import observe
 from kycedge.lab.liveness_sim.head import MIRROR_MIN_DEG, Head, Pose, build_head
 from kycedge.lab.liveness_sim.scene import background, camera
@@ -37,18 +37,6 @@ from kycedge.vision.liveness.challenge import ChallengeConfig
 from kycedge.vision.liveness.geometry import yaw_deg
 from kycedge.vision.liveness.observe import LandmarkObserver, load_observer
 from kycedge.vision.pipeline import Pipeline
-
-
-def _portraits(lfw: Path, skip: int, n: int) -> list[Path]:
-    root = lfw / "images" if (lfw / "images").is_dir() else lfw
-    out = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir())[skip:]:
-        imgs = sorted(d.glob("*.jpg"))
-        if imgs:
-            out.append(imgs[0])
-        if len(out) >= n:
-            break
-    return out
 
 
 def _read(pipe: Pipeline, observer: LandmarkObserver, head: Head, yaw: float) -> float | None:
@@ -100,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     bg = background(np.random.default_rng(0), 400, 300)
     rows: list[dict[str, Any]] = []
     no_face = 0
-    for path in _portraits(args.lfw, args.skip, args.portraits):
+    for path in lfw_portraits(args.lfw, args.skip, args.portraits):
         pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
         if pm is None:
             no_face += 1

@@ -54,3 +54,12 @@ def test_a_turned_fixture_portrait_reads_its_turns(tool, faces_dir: Path) -> Non
     assert r["other"] is not None
     assert 18.0 < r["hidden"] < 34.0, r
     assert 18.0 < r["other"] < 34.0, r
+
+
+def test_replay_rule_rates_over_all_and_complete_recordings() -> None:
+    tool = load_tool("replay_prompt_rules.py")
+    rows = [{"recording": "passed", "shipped": 1, "blink_first": 3},
+            {"recording": "failed", "shipped": 0, "blink_first": 1}]
+    r = tool.rates(rows, 100)
+    assert r["blink_first"]["all_recordings"] == {"recordings": 2, "challenges": 200, "passed": 4, "rate": 0.02}
+    assert r["shipped"]["complete_recordings"] == {"recordings": 1, "challenges": 100, "passed": 1, "rate": 0.01}

@@ -117,6 +117,10 @@ def test_draw_prompts_is_uniform_over_the_allowed_sequences() -> None:
     assert (CLOSER, CLOSER, TURN_LEFT) not in seqs  # closer twice in a row
     assert (BLINK, TURN_LEFT, CLOSER) not in seqs  # a blink first (a replay's spontaneous blink)
     assert (CLOSER, BLINK, CLOSER) not in seqs     # no turn: cannot tell a head from a plane
+    before = prompt_sequences(3, blink_first=True)  # the rule before, for evaluation
+    assert len(before) == 52
+    assert (BLINK, TURN_LEFT, CLOSER) in before
+    assert set(seqs) < set(before)
     r = random.Random(5)
     counts = Counter(tuple(draw_prompts(3, r)) for _ in range(40 * 200))
     assert set(counts) == set(seqs)

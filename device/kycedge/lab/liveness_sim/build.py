@@ -6,6 +6,8 @@ portrait printed or on a screen, held by someone who follows the motion prompts 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 from kycedge.lab.liveness_sim.head import Head, Pose, build_head
@@ -17,7 +19,7 @@ from kycedge.vision.liveness.geometry import yaw_deg
 from kycedge.vision.liveness.observe import LandmarkObserver
 from kycedge.vision.pipeline import Pipeline, choose_subject
 
-__all__ = ["attacker", "portrait_mesh", "subject", "swapper"]
+__all__ = ["attacker", "lfw_portraits", "portrait_mesh", "subject", "swapper"]
 
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
@@ -31,6 +33,20 @@ def _downscale(rgb: U8, factor: int) -> U8:
     h, w = (rgb.shape[0] // factor) * factor, (rgb.shape[1] // factor) * factor
     blocks = rgb[:h, :w].reshape(h // factor, factor, w // factor, factor, 3)
     out: U8 = blocks.mean(axis=(1, 3)).astype(np.uint8)
+    return out
+
+
+def lfw_portraits(lfw: Path, skip: int, n: int) -> list[Path]:
+    """The first image of each LFW identity in name order, after skipping ``skip`` identities
+    (``lfw`` or its ``images`` folder), up to ``n``: the portraits the evaluation tools use."""
+    root = lfw / "images" if (lfw / "images").is_dir() else lfw
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir())[skip:]:
+        imgs = sorted(d.glob("*.jpg"))
+        if imgs:
+            out.append(imgs[0])
+        if len(out) >= n:
+            break
     return out
 
 

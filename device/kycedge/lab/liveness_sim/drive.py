@@ -8,6 +8,7 @@ frame's template is the frontal reference; then a fresh challenge (CSPRNG prompt
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from kycedge.vision.liveness.challenge import Challenge, ChallengeConfig, Random
 from kycedge.vision.liveness.observe import LandmarkObserver, Observation, Seen, tracked
 from kycedge.vision.pipeline import Pipeline
 
-__all__ = ["Analysed", "Outcome", "analysed_frames", "decide", "observe", "run_attempt"]
+__all__ = ["Analysed", "Outcome", "analysed_frames", "decide", "observe", "replay_frames", "run_attempt"]
 
 
 @dataclass
@@ -70,6 +71,21 @@ def analysed_frames(source: FrameSource, pipe: Pipeline,
                    tracked(frame.t_mono, res.faces, res.box, obs), ms)
     finally:
         source.close()
+
+def replay_frames(recorded: list[np.ndarray], pipe: Pipeline, observer: LandmarkObserver, max_s: float,
+                  fps: float = 15.0) -> list[Analysed]:
+    """The recording as RecordedSource plays it (frame i at i / fps, the last frame held up to
+    ``max_s``), analysed once; a held frame's analysis is the last one's at its own time."""
+    out: list[Analysed] = []
+    for i, rgb in enumerate(recorded):
+        t = i / fps
+        res, obs, ms = observe(pipe, observer, rgb, t)
+        out.append((t, res.template if res.ok else None, tracked(t, res.faces, res.box, obs), ms))
+    _, template, last, ms = out[-1]
+    for i in range(len(recorded), int(max_s * fps) + 2):
+        t = i / fps
+        out.append((t, template, None if last is None else dataclasses.replace(last, t_s=t), ms))
+    return out
 
 
 def run_attempt(source: FrameSource, pipe: Pipeline, observer: LandmarkObserver, cfg: ChallengeConfig,

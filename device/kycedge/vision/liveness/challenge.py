@@ -104,6 +104,8 @@ class ChallengeConfig:
     max_jump: float = 0.6             # box centre move between frames, in box widths
     # an unanswered blink (eyes never closing) is replaced by a fresh turn, not failed
     blink_fallback: bool = True
+    # a blink may be the first prompt (the rule before 2026-12-01; for evaluation: _allowed)
+    blink_first: bool = False
 
     def __post_init__(self) -> None:
         if not 2 <= self.prompts <= 3:
@@ -118,7 +120,7 @@ class RandomSource(Protocol):
     def randrange(self, n: int) -> int: ...
 
 
-def _allowed(seq: Sequence[str]) -> bool:
+def _allowed(seq: Sequence[str], blink_first: bool = False) -> bool:
     """At least one turn (the only prompt that tells a head from a plane); "move closer" never
     twice in a row (the customer would leave the frame); a blink never first; any other
     prompt may repeat. A blink prompt is answered by any blink in its window, so a replayed
@@ -126,22 +128,22 @@ def _allowed(seq: Sequence[str]) -> bool:
     asked; first, it also left the remaining prompts to line up with the recording's first
     ones (development replays, LFW identities 401-500: 28 of 7,400 fresh challenges passed
     with it allowed first, 8 without; ADR 0015, amendment "the hidden side")."""
-    return bool(seq) and seq[0] != BLINK and any(p in TURNS for p in seq) and all(
+    return bool(seq) and (blink_first or seq[0] != BLINK) and any(p in TURNS for p in seq) and all(
         not (a == CLOSER and b == CLOSER) for a, b in itertools.pairwise(seq))
 
 
-def prompt_sequences(n: int) -> list[tuple[str, ...]]:
+def prompt_sequences(n: int, *, blink_first: bool = False) -> list[tuple[str, ...]]:
     """Every sequence :func:`draw_prompts` can return for ``n`` prompts (each equally likely):
     40 for 3 prompts, 10 for 2; a replay matches a fresh challenge's prompts with 1 / len."""
-    return [s for s in itertools.product(PROMPTS, repeat=n) if _allowed(s)]
+    return [s for s in itertools.product(PROMPTS, repeat=n) if _allowed(s, blink_first)]
 
 
-def draw_prompts(n: int, rng: RandomSource | None = None) -> list[str]:
+def draw_prompts(n: int, rng: RandomSource | None = None, *, blink_first: bool = False) -> list[str]:
     """``n`` prompts from the CSPRNG, uniform over :func:`prompt_sequences` (rejection sampling)."""
     r = rng or secrets.SystemRandom()
     while True:
         out = [PROMPTS[r.randrange(len(PROMPTS))] for _ in range(n)]
-        if _allowed(out):
+        if _allowed(out, blink_first):
             return out
 
 
@@ -233,7 +235,7 @@ class Challenge:
     @classmethod
     def draw(cls, cfg: ChallengeConfig, rng: RandomSource | None = None) -> Challenge:
         r = rng or secrets.SystemRandom()
-        prompts = draw_prompts(cfg.prompts, r)
+        prompts = draw_prompts(cfg.prompts, r, blink_first=cfg.blink_first)
         pauses = [draw_pause(cfg.pause_s[0], cfg.pause_s[1], r, cfg.pause_band_s) for _ in prompts]
         return cls(prompts, pauses, cfg, r)
 
