@@ -22,7 +22,10 @@ label) through the shipped pipeline and the liveness FaceMesh, frame by frame, c
 - identity continuity: each later template (frames whose gates pass) against the clip's first
   one, as the attempt compares challenge frames with its frontal reference (any one below the
   match threshold fails it): ``templates``, ``identity_min``, ``below_match`` and its longest
-  run ``run_below_match``. Templates stay in RAM; only cosines are printed.
+  run ``run_below_match``; the same over the templates the attempt compares
+  (``*_near_frontal``: FaceMesh's yaw within ``frontal_deg`` of the first template's, a
+  frame without a mesh where the last mesh was). Templates stay in RAM; only cosines are
+  printed.
 
 One JSON object on stdout: per clip and the totals per label.
 """
@@ -56,7 +59,11 @@ def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: fl
     last_box_t: float | None = None
     last_box: Box | None = None
     ref: Any = None
+    ref_yaw: float | None = None
+    last_yaw: float | None = None
     scores: list[float] = []
+    near: list[bool] = []
+    frontal_deg = ChallengeConfig().frontal_deg
     for t, rgb in _frames(path, fps):
         n += 1
         frame = FrameImage(rgb)
@@ -76,12 +83,18 @@ def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: fl
                                         0.5 * (res.box[1] + res.box[3] - last_box[1] - last_box[3])) / w)
             gap_box = max(gap_box, t - last_box_t)
         last_box, last_box_t = res.box, t
+        obs = observer.observe(rgb, t, res.faces, res.box, res.landmarks[0], res.landmarks[1])
+        if obs is not None:
+            last_yaw = obs.yaw_deg
         if res.ok and res.template is not None:
             if ref is None:
-                ref = res.template
+                ref, ref_yaw = res.template, last_yaw
             else:
                 scores.append(float(cosine(ref, res.template)))
-        obs = observer.observe(rgb, t, res.faces, res.box, res.landmarks[0], res.landmarks[1])
+                # the attempt compares a template only near frontal (vision.liveness.attempt):
+                # within frontal_deg of the reference's yaw; a frame without a mesh is where
+                # the last mesh was
+                near.append(ref_yaw is None or last_yaw is None or abs(last_yaw - ref_yaw) <= frontal_deg)
         if obs is None:
             no_mesh += 1
             continue
@@ -92,7 +105,9 @@ def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: fl
     return {"frames": n, "raw_second_box": raw, "second_face": second, "yunet_raw_second_box": y_raw,
             "yunet_second_face": y_second, "no_face": no_face, "no_mesh": no_mesh,
             "gap_mesh_s": round(gap_mesh, 3), "gap_box_s": round(gap_box, 3), "jump_widths": round(jump, 3),
-            **identity_runs(scores, pipe.threshold)}
+            **identity_runs(scores, pipe.threshold),
+            **{f"{k}_near_frontal": v for k, v in identity_runs(
+                [x for x, keep in zip(scores, near, strict=True) if keep], pipe.threshold).items()}}
 
 
 def identity_runs(scores: list[float], threshold: float) -> dict[str, Any]:
@@ -111,12 +126,14 @@ def summarise(clips: dict[str, dict[str, Any]], labels: dict[str, str]) -> dict[
         rows = [m for p, m in clips.items() if labels[p] == label]
         tot: dict[str, Any] = {"clips": len(rows)}
         for key in ("frames", "raw_second_box", "second_face", "yunet_raw_second_box", "yunet_second_face",
-                    "no_face", "no_mesh", "templates", "below_match"):
+                    "no_face", "no_mesh", "templates", "below_match", "templates_near_frontal",
+                    "below_match_near_frontal"):
             tot[key] = sum(int(m[key]) for m in rows)
         for key in ("gap_mesh_s", "gap_box_s", "jump_widths", "run_below_match"):
             tot[f"max_{key}"] = max((float(m[key]) for m in rows), default=0.0)
         tot["clips_with_second_face"] = sum(1 for m in rows if m["second_face"] > 0)
         tot["clips_below_match"] = sum(1 for m in rows if m["below_match"] > 0)
+        tot["clips_below_match_near_frontal"] = sum(1 for m in rows if m["below_match_near_frontal"] > 0)
         out[label] = tot
     return out
 

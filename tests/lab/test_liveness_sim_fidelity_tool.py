@@ -61,5 +61,7 @@ def test_replay_rule_rates_over_all_and_complete_recordings() -> None:
     rows = [{"recording": "passed", "shipped": 1, "blink_first": 3},
             {"recording": "failed", "shipped": 0, "blink_first": 1}]
     r = tool.rates(rows, 100)
-    assert r["blink_first"]["all_recordings"] == {"recordings": 2, "challenges": 200, "passed": 4, "rate": 0.02}
-    assert r["shipped"]["complete_recordings"] == {"recordings": 1, "challenges": 100, "passed": 1, "rate": 0.01}
+    assert r["blink_first"]["all_recordings"] == {"recordings": 2, "challenges": 200, "passed": 4,
+                                                  "rate": 0.02}
+    assert r["shipped"]["complete_recordings"] == {"recordings": 1, "challenges": 100, "passed": 1,
+                                                   "rate": 0.01}

@@ -16,7 +16,8 @@ def tool():  # type: ignore[no-untyped-def]
 def _m(**kw: float) -> dict[str, float]:
     base = {"frames": 10, "raw_second_box": 0, "second_face": 0, "yunet_raw_second_box": 0,
             "yunet_second_face": 0, "no_face": 0, "no_mesh": 0, "gap_mesh_s": 0.067, "gap_box_s": 0.067,
-            "jump_widths": 0.01, "templates": 9, "below_match": 0, "run_below_match": 0}
+            "jump_widths": 0.01, "templates": 9, "below_match": 0, "run_below_match": 0,
+            "templates_near_frontal": 8, "below_match_near_frontal": 0}
     return {**base, **kw}
 
 
@@ -37,6 +38,8 @@ def test_totals_per_label(tool) -> None:  # type: ignore[no-untyped-def]
     assert t["live"]["clips_below_match"] == 1
     assert t["live"]["below_match"] == 4
     assert t["live"]["max_run_below_match"] == 3
+    assert t["live"]["clips_below_match_near_frontal"] == 0
+    assert t["live"]["templates_near_frontal"] == 16
 
 
 def test_identity_runs(tool) -> None:  # type: ignore[no-untyped-def]
