@@ -10,7 +10,10 @@ challenge and its frames are recorded (RAM); the recording is analysed once and 
 against ``--draws`` fresh challenges under each rule, every rule from the same seeded draw
 stream and over the same recordings, so the rules differ only in what they let the
 challenge ask. Rules: ``shipped`` (a blink never first) and ``blink_first`` (the rule
-before: a blink may be the first prompt). Figures: replays passed / challenges per rule,
+before: a blink may be the first prompt). Each portrait's session is recorded twice, once
+under each rule (the recorded person answered that rule's challenge), so the figures are
+per (recording rule, challenge rule): ``blink_first`` / ``blink_first`` is the world
+before, ``shipped`` / ``shipped`` the world now. Figures: replays passed / challenges,
 over all recordings and over the complete ones (the recorded session passed).
 """
 
@@ -39,6 +42,7 @@ RULES = {"shipped": ChallengeConfig(),
 
 
 def rates(rows: list[dict[str, Any]], draws: int) -> dict[str, Any]:
+    """Per challenge rule over ``rows`` (one row per recording: its decision and passes per rule)."""
     out: dict[str, Any] = {}
     for rule in RULES:
         for name, keep in (("all_recordings", rows), ("complete_recordings",
@@ -68,21 +72,25 @@ def main(argv: list[str] | None = None) -> int:
         pm = portrait_mesh(pipe, observer, decode_image(path.read_bytes()))
         if pm is None:
             continue
-        recorded: list[Any] = []
-        perf = subject(pm[0], pm[1], np.random.default_rng(seed))
-        o = run_attempt(PerformerSource(perf, record=recorded), pipe, observer, ChallengeConfig(),
-                        perf.on_prompt, rng=random.Random(seed), max_s=args.max_s)
-        frames = replay_frames(recorded, pipe, observer, args.max_s)
-        del recorded
-        row: dict[str, Any] = {"portrait": path.parent.name, "recording": o.decision}
-        for rule, cfg in RULES.items():
-            prng = random.Random(seed + 99)
-            row[rule] = sum(decide(iter(frames), pipe.threshold, cfg, None, rng=prng,
-                                   max_s=args.max_s).decision == "passed" for _ in range(args.draws))
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
+        for rec_rule, rec_cfg in RULES.items():
+            recorded: list[Any] = []
+            perf = subject(pm[0], pm[1], np.random.default_rng(seed))
+            o = run_attempt(PerformerSource(perf, record=recorded), pipe, observer, rec_cfg,
+                            perf.on_prompt, rng=random.Random(seed), max_s=args.max_s)
+            frames = replay_frames(recorded, pipe, observer, args.max_s)
+            del recorded
+            row: dict[str, Any] = {"portrait": path.parent.name, "recorded_under": rec_rule,
+                                   "recording": o.decision}
+            for rule, cfg in RULES.items():
+                prng = random.Random(seed + 99)
+                row[rule] = sum(decide(iter(frames), pipe.threshold, cfg, None, rng=prng,
+                                       max_s=args.max_s).decision == "passed" for _ in range(args.draws))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
     json.dump({"tool": "replay_prompt_rules", "data": "simulated", "draws": args.draws,
-               "rates": rates(rows, args.draws), "recordings": rows}, sys.stdout, indent=1)
+               "recorded_under": {rule: rates([r for r in rows if r["recorded_under"] == rule], args.draws)
+                                  for rule in RULES},
+               "recordings": rows}, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
 
