@@ -166,3 +166,22 @@ def test_a_swapper_changes_faces_after_the_first_prompt() -> None:
     assert level(sw.frame(1.2)) < 120
     assert level(sw.frame(1.4)) > 120
     assert len(sw.script) == 2  # the impostor answers the prompts
+
+
+def test_the_fidelity_tool_reads_a_turned_fixture_heads_turns(seen) -> None:  # type: ignore[no-untyped-def]
+    """tools/liveness_sim_fidelity.py on obama2 (turned 16 degrees, so mirrored): a rendered
+    26-degree turn either way reads as a turn FaceMesh can complete (over 18 degrees)."""
+    from kycedge.lab.liveness_sim.build import FOCAL_PX
+    from kycedge.lab.liveness_sim.head import build_head
+    from kycedge.vision.liveness.geometry import yaw_deg
+    from support.tools import load_tool
+
+    pipe, observer, (portrait, mesh) = seen
+    own = yaw_deg(mesh)
+    head = build_head(portrait, mesh, background=np.full((300, 400, 3), 128, np.uint8), focal_px=FOCAL_PX,
+                      supersample=1.6, yaw_deg=own)
+    r = load_tool("liveness_sim_fidelity.py").read_turns(pipe, observer, head, 26.0, own)
+    assert r["hidden"] is not None
+    assert r["other"] is not None
+    assert 18.0 < r["hidden"] < 34.0, r
+    assert 18.0 < r["other"] < 34.0, r
