@@ -17,7 +17,7 @@ were the ones looked at while setting thresholds), with the shipped pipeline and
   challenge (new prompts, new pauses);
 - ``swap``: the portrait's synthetic head gives the frontal reference, then the previous
   portrait's head (another identity, live and compliant) takes its place 0.3 s after the first
-  prompt (mid-turn) and answers the prompts: what identity continuity has to refuse (the
+  prompt (as the first response begins) and answers the prompts: what identity continuity has to refuse (the
   first portrait has no previous one, so this species has one attempt fewer).
 
 Figures: APCER per species (attack attempts that passed / attempts), the worst species,

@@ -100,8 +100,9 @@ class Performer:
 @dataclass
 class Swapper(Performer):
     """A face swap: the rightful person's head (``render``) stands for the frontal reference,
-    and from the first prompt on (``swap_s`` after hearing it, mid-turn where the attempt
-    compares no template) another live, compliant person (``other``) answers the prompts."""
+    and from ``swap_s`` after the first prompt on (as the first response begins; a turned
+    frame is one the attempt does not compare) another live, compliant person (``other``)
+    answers the prompts."""
 
     other: Callable[[Pose], U8] | None = None
     swap_s: float = 0.3
