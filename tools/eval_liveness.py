@@ -16,9 +16,10 @@ were the ones looked at while setting thresholds), with the shipped pipeline and
 - ``replay``: the bona fide session's frames replayed, from its first frame, against a new
   challenge (new prompts, new pauses);
 - ``swap``: the portrait's synthetic head gives the frontal reference, then the previous
-  portrait's head (another identity, live and compliant) takes its place 0.3 s after the first
-  prompt (as the first response begins) and answers the prompts: what identity continuity has to refuse (the
-  first portrait has no previous one, so this species has one attempt fewer).
+  portrait's head (another identity, live and compliant) takes its place 0.3 s after the
+  first prompt (as the first response begins) and answers the prompts: what identity
+  continuity has to refuse (the first portrait has no previous one, so this species has one
+  attempt fewer; ``swap_pairs`` splits it by whether the matcher tells the two heads apart).
 
 Figures: APCER per species (attack attempts that passed / attempts), the worst species,
 BPCER (bona fide attempts that failed / bona fide attempts that reached a decision),
@@ -61,8 +62,6 @@ from kycedge.vision.liveness.observe import load_observer
 from kycedge.vision.pipeline import Pipeline
 
 ATTACKS = ("print", "screen", "replay", "swap")
-
-
 
 
 def _rate(bad: int, n: int) -> float | None:
@@ -164,6 +163,7 @@ def swap_summary(swaps: list[dict[str, Any]], threshold: float) -> dict[str, Any
     """The swap attempts split by whether the matcher itself tells the two heads apart."""
     alike = [s for s in swaps if s["heads_cosine"] is not None and s["heads_cosine"] >= threshold]
     apart = [s for s in swaps if s["heads_cosine"] is not None and s["heads_cosine"] < threshold]
+
     def passed(rows: list[dict[str, Any]]) -> int:
         return sum(s["decision"] == "passed" for s in rows)
 
@@ -172,8 +172,6 @@ def swap_summary(swaps: list[dict[str, Any]], threshold: float) -> dict[str, Any
                 "pairs": len(alike), "passed": passed(alike),
                 "which": [(s["portrait"], s["impostor"], s["heads_cosine"]) for s in alike]},
             "heads_apart": {"pairs": len(apart), "passed": passed(apart)}}
-
-
 
 
 def replay_odds(cfg: ChallengeConfig, latency_s: tuple[float, float] = (0.25, 0.7)) -> dict[str, Any]:
@@ -360,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw-dev"))
     ap.add_argument("--portraits", type=int, default=150)
     ap.add_argument("--skip", type=int, default=40, help="identities used while setting thresholds")
-    ap.add_argument("--species", default="bona-fide,print,screen,replay,swap")
+    ap.add_argument("--species", default=",".join(("bona-fide", *ATTACKS)))
     ap.add_argument("--clips", type=Path, default=None, help="pad-video-dev: real clips, prompt-independent")
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--screen-cues", default=None,

@@ -44,12 +44,11 @@ from kycedge.protocol.match import cosine
 from kycedge.unit.cli.liveness import _frames
 from kycedge.vision import default_models_dir
 from kycedge.vision.decode import FrameImage
-from kycedge.vision.detect import distinct_faces
+from kycedge.vision.detect import Box, distinct_faces
+from kycedge.vision.liveness.attempt import near_frontal
 from kycedge.vision.liveness.challenge import ChallengeConfig
 from kycedge.vision.liveness.observe import LandmarkObserver, load_observer
 from kycedge.vision.pipeline import Pipeline
-
-Box = tuple[float, float, float, float]
 
 
 def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: float) -> dict[str, Any]:
@@ -91,10 +90,9 @@ def measure_clip(path: Path, pipe: Pipeline, observer: LandmarkObserver, fps: fl
                 ref, ref_yaw = res.template, last_yaw
             else:
                 scores.append(float(cosine(ref, res.template)))
-                # the attempt compares a template only near frontal (vision.liveness.attempt):
-                # within frontal_deg of the reference's yaw; a frame without a mesh is where
-                # the last mesh was
-                near.append(ref_yaw is None or last_yaw is None or abs(last_yaw - ref_yaw) <= frontal_deg)
+                # the attempt compares a template only near frontal (here: to the first
+                # template's yaw, the clip has no hold-still)
+                near.append(near_frontal(last_yaw, ref_yaw, frontal_deg))
         if obs is None:
             no_mesh += 1
             continue

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from kycedge.vision.liveness.attempt import Attempt
+from kycedge.vision.liveness.attempt import Attempt, near_frontal
 from kycedge.vision.liveness.challenge import (
     BLINK,
     CLOSER,
@@ -333,6 +333,14 @@ def _attempt_turned_templates_low(frontal_only: bool, mesh_lost_s: float = 0.0) 
             p.hear(code, t)
         t += 1 / FPS
     return a
+
+
+def test_near_frontal_is_within_the_band_of_the_hold_still_and_unknown_counts() -> None:
+    assert near_frontal(24.0, 4.0, 20.0)
+    assert not near_frontal(24.1, 4.0, 20.0)
+    assert not near_frontal(-16.5, 4.0, 20.0)
+    assert near_frontal(None, 4.0, 20.0)   # no mesh measured yet: compared
+    assert near_frontal(30.0, None, 20.0)  # before the hold-still: compared
 
 
 def test_identity_is_compared_on_near_frontal_frames_only() -> None:

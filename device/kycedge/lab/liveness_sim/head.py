@@ -230,11 +230,18 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
     mx, my = np.abs(rel[:, 0]).max(), np.abs(rel[:, 1]).max()
     r_mesh = np.sqrt((gx / mx) ** 2 + (gy / my) ** 2)
     z = z + np.maximum(r_mesh - 0.85, 0.0) * 1.2 * iod_px
-    xyz = np.column_stack([gx * mm, gy * mm, z * mm])
-    # rotate about a neck axis ~ 95 mm behind the nose tip
     z_nose = float(mesh[1, 2]) * mm
-    xyz[:, 2] -= z_nose + 95.0
-    xyz[:, 1] -= 15.0  # slightly below the eyes
+    turn_back = _yaw_matrix(-yaw_deg)
+
+    def to_head(x_rel: F64, y_rel: F64, z_px: F64) -> F64:
+        """Portrait pixels (x, y from the mesh centre; depth in FaceMesh's pixel scale) to head
+        millimetres: the origin on a neck axis ~ 95 mm behind the nose tip and slightly below
+        the eyes, turned back by the portrait's own yaw (facing the camera at pose yaw 0)."""
+        p = np.column_stack([x_rel * mm, y_rel * mm - 15.0, z_px * mm - z_nose - 95.0])
+        out: F64 = p @ turn_back.T
+        return out
+
+    xyz = to_head(gx, gy, z)
     # eyelids: the eye opening between the lid contours, and the skin just above it
     eye_mask = np.zeros(len(sx), dtype=bool)
     lid_t = np.full(len(sx), 2.0)
@@ -264,14 +271,9 @@ def build_head(portrait: U8, mesh: F64, *, background: U8, focal_px: float = 700
         opening = np.interp(sx, lx, ly) - np.interp(sx, ux, uy) + 0.9 * eye_h0
         lid_move = np.where(lid_zone, np.clip(frac, 0, 1) * opening * mm, lid_move)
         lid_t = np.where(lid_zone, np.clip(frac, 0, 1), lid_t)
-    if yaw_deg != 0.0:
-        xyz = xyz @ _yaw_matrix(-yaw_deg).T  # facing the camera at pose yaw 0
     if mirror_min_deg is not None and abs(yaw_deg) >= mirror_min_deg:
-        mid = np.column_stack([rel[list(_MIDLINE), 0] * mm, rel[list(_MIDLINE), 1] * mm - 15.0,
-                               mesh[list(_MIDLINE), 2] * mm - z_nose - 95.0])
-        if yaw_deg != 0.0:
-            mid = mid @ _yaw_matrix(-yaw_deg).T
-        x_mid = float(np.median(mid[:, 0]))
+        line = list(_MIDLINE)
+        x_mid = float(np.median(to_head(rel[line, 0], rel[line, 1], mesh[line, 2])[:, 0]))
         # a positive yaw turned the subject's left cheek (+x) away from the portrait's camera
         far = 1.0 if yaw_deg > 0 else -1.0
         near = far * (xyz[:, 0] - x_mid) < 0.0

@@ -93,8 +93,12 @@ class Performer:
                 pose = action_pose(code, dt, pose, amp)
         return pose
 
+    def renderer(self, t_s: float) -> Callable[[Pose], U8]:
+        """Who is rendered at ``t_s`` (:class:`Swapper` changes it)."""
+        return self.render
+
     def frame(self, t_s: float) -> U8:
-        return camera(self.render(self.pose_at(t_s)), self.rng)
+        return camera(self.renderer(t_s)(self.pose_at(t_s)), self.rng)
 
 
 @dataclass
@@ -113,10 +117,10 @@ class Swapper(Performer):
             self.swapped_at = t_s + self.swap_s
         super().on_prompt(code, t_s)
 
-    def frame(self, t_s: float) -> U8:
-        swapped = self.other is not None and self.swapped_at is not None and t_s >= self.swapped_at
-        render = self.other if swapped and self.other is not None else self.render
-        return camera(render(self.pose_at(t_s)), self.rng)
+    def renderer(self, t_s: float) -> Callable[[Pose], U8]:
+        if self.other is not None and self.swapped_at is not None and t_s >= self.swapped_at:
+            return self.other
+        return self.render
 
 
 class PerformerSource:

@@ -28,7 +28,16 @@ from kycedge.protocol.match import cosine
 from kycedge.vision.liveness.challenge import Challenge, ChallengeResult, Step
 from kycedge.vision.liveness.observe import Observation, Seen
 
-__all__ = ["Attempt", "AttemptResult"]
+__all__ = ["Attempt", "AttemptResult", "near_frontal"]
+
+
+def near_frontal(yaw_deg: float | None, neutral_yaw_deg: float | None, frontal_deg: float) -> bool:
+    """Whether a template at FaceMesh's ``yaw_deg`` (the last mesh's, for a frame without one) is
+    compared with the reference: within ``frontal_deg`` of the hold-still's yaw, or either yaw
+    not measured yet (module docstring)."""
+    if yaw_deg is None or neutral_yaw_deg is None:
+        return True
+    return abs(yaw_deg - neutral_yaw_deg) <= frontal_deg
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,8 @@ class Attempt:
     def _comparable(self, obs: Observation | Seen | None) -> bool:
         """Near frontal (module docstring). A frame with the face but no mesh (a head turned
         far loses FaceMesh first) is where the last measured frame was (:meth:`feed`)."""
-        neutral = self.challenge.neutral_yaw_deg
-        if not self.frontal_only or neutral is None or self._last_yaw is None:
-            return True
-        return abs(self._last_yaw - neutral) <= self.challenge.cfg.frontal_deg
+        return not self.frontal_only or near_frontal(self._last_yaw, self.challenge.neutral_yaw_deg,
+                                                     self.challenge.cfg.frontal_deg)
 
     def feed(self, obs: Observation | Seen | None, t_s: float,
              template: npt.NDArray[np.float32] | None = None) -> Step:

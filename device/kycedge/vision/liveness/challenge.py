@@ -448,9 +448,10 @@ class Challenge:
             # still head, so the next "move closer" was never preceded by a still frame)
             if obs.ear >= self._open_level():
                 self._pause_iods.append(obs.iod_px)
-            back = statistics.median(self._pause_iods[-5:]) if self._pause_iods else n.iod
-            if len(self._pause_iods) >= 3 and back < n.iod:
-                self._neutral = _Neutral(n.yaw, back, n.ear, n.obs)
+            if len(self._pause_iods) >= 3:
+                back = statistics.median(self._pause_iods[-5:])
+                if back < n.iod:
+                    self._neutral = _Neutral(n.yaw, back, n.ear, n.obs)
         if t >= self._t_pause_end:
             self.phase = "prompted"
             self._t_prompt = t

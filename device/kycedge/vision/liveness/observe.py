@@ -15,14 +15,13 @@ import numpy.typing as npt
 
 from kycedge.core.errors import ModelError
 from kycedge.vision.decode import FrameImage
+from kycedge.vision.detect import Box
 from kycedge.vision.liveness.geometry import eye_aspect_ratio, inter_ocular, yaw_deg
 from kycedge.vision.mesh import FaceMesh
 from kycedge.vision.models import Manifest
 from kycedge.vision.runtime import Model
 
 __all__ = ["LandmarkObserver", "Observation", "Seen", "load_observer", "observation_from_mesh", "tracked"]
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True, repr=False)
